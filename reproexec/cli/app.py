@@ -1,0 +1,67 @@
+"""The Typer application and the one place that maps errors to messages and exit codes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from reproexec import __version__, console
+from reproexec.errors import ReproexecError
+
+
+class ReproexecGroup(TyperGroup):
+    """Root group: a ReproexecError from any sub-command becomes one message and its exit code.
+
+    Only ReproexecError is caught: typer's own Exit/Abort pass through untouched, and a genuine bug
+    still shows its traceback.
+    """
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ReproexecError as e:
+            console.error(str(e))
+            raise typer.Exit(e.exit_code) from None
+
+
+app = typer.Typer(
+    cls=ReproexecGroup,
+    name="reproexec",
+    help="Reproducible, containerized PyTorch/torchvision runs: lock code, data, environment and randomness.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.data(f"reproexec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """reproexec: lock code, data, environment and randomness for PyTorch/torchvision training."""
+
+
+def _register() -> None:
+    # Each module defines its commands; importing them here keeps this file a table of contents.
+    from reproexec.cli import base, build, config, data, lock, smoke
+
+    app.add_typer(base.app, name="base")
+    app.add_typer(config.app, name="config")
+    app.add_typer(data.app, name="data")
+    app.command("lock")(lock.lock)
+    app.command("build")(build.build)
+    app.command("smoke")(smoke.smoke)
+
+
+_register()

@@ -1,0 +1,310 @@
+"""The run configuration: one YAML file declares everything, nothing is a hidden default.
+
+Parse → validate (all errors at once, each naming the field path and the bad value) → resolve
+(every default written out). The same model is used on the host and inside the container, so the
+resolved config a run records is exactly what the trainer read.
+
+Paths in the config (lockfile, dataset snapshot, weights) are relative to the config file's folder.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from reproexec.errors import ConfigError
+
+_NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+_SHA256_RE = r"^[0-9a-f]{64}$"
+# Debian package pins: name=version, as `apt-get install` takes them.
+_APT_PIN_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+=[A-Za-z0-9.+:~-]+$")
+
+PositiveInt = Annotated[int, Field(ge=1)]
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class EnvSection(_Section):
+    flavour: Literal["cpu", "cuda"] = Field(
+        "cpu", description="Which run-image template to render: Dockerfile.cpu or Dockerfile.cuda."
+    )
+    base_image: str = Field(
+        "reproexec-base:bookworm",
+        description="Base image: a registry reference pinned by digest (name@sha256:...), or a local "
+        "image made by `reproexec base bootstrap`, which the build pins by its image id.",
+    )
+    lockfile: str = Field("requirements.lock", description="Hashed lockfile from `reproexec lock`.")
+    apt_packages: list[str] = Field(
+        default_factory=list,
+        description="Extra Debian packages pinned as name=version. They need the base image's apt "
+        "sources during the build; for air-gapped sites bake them into the base instead.",
+    )
+
+    @field_validator("apt_packages")
+    @classmethod
+    def _pinned(cls, v: list[str]) -> list[str]:
+        bad = [p for p in v if not _APT_PIN_RE.match(p)]
+        if bad:
+            raise ValueError(f"not pinned as name=version: {', '.join(bad)} (e.g. 'libgomp1=12.2.0-14')")
+        return sorted(set(v))  # sorted: order must not change the image hash
+
+
+class DataSection(_Section):
+    snapshot: str = Field(..., description="Dataset snapshot folder (holds manifest.json).")
+    manifest: str | None = Field(None, description="Manifest file; default <snapshot>/manifest.json.")
+    format: Literal["imagefolder", "cifar10"] = "imagefolder"
+    train_dir: str = Field("train", description="imagefolder: sub-folder of training class folders.")
+    val_dir: str | None = Field(
+        "val", description="imagefolder: sub-folder of validation class folders; null = seeded split."
+    )
+    val_fraction: float | None = Field(
+        None, gt=0.0, lt=1.0, description="Seeded split of train_dir when val_dir is null."
+    )
+    subset: PositiveInt | None = Field(None, description="Use a seeded subset of this many training images.")
+
+    @model_validator(mode="after")
+    def _split_declared(self) -> DataSection:
+        if self.format == "imagefolder" and self.val_dir is None and self.val_fraction is None:
+            raise ValueError("imagefolder needs either val_dir or val_fraction (a seeded split)")
+        if self.val_dir is not None and self.val_fraction is not None:
+            raise ValueError("set val_dir or val_fraction, not both")
+        return self
+
+
+class WeightsRef(_Section):
+    path: str = Field(..., description="Local weights file (state_dict); never downloaded.")
+    sha256: str = Field(..., pattern=_SHA256_RE)
+
+
+class ModelSection(_Section):
+    arch: str = Field("resnet18", description="torchvision classification model name.")
+    num_classes: int = Field(10, ge=2)
+    weights: WeightsRef | None = None
+
+
+class RandomCrop(_Section):
+    size: tuple[PositiveInt, PositiveInt]
+    padding: int = Field(0, ge=0)
+
+
+class ColorJitter(_Section):
+    brightness: float = Field(0.0, ge=0.0)
+    contrast: float = Field(0.0, ge=0.0)
+    saturation: float = Field(0.0, ge=0.0)
+    hue: float = Field(0.0, ge=0.0, le=0.5)
+
+
+class Normalize(_Section):
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+class AugmentSection(_Section):
+    resize: tuple[PositiveInt, PositiveInt] | None = (32, 32)
+    random_crop: RandomCrop | None = None
+    hflip_prob: Probability = 0.0
+    rotation_degrees: float = Field(0.0, ge=0.0, le=180.0)
+    color_jitter: ColorJitter | None = None
+    normalize: Normalize = Normalize()
+
+
+class SchedulerSection(_Section):
+    name: Literal["none", "cosine", "step"] = "cosine"
+    step_size: PositiveInt = Field(10, description="step: epochs between decays.")
+    gamma: float = Field(0.1, gt=0.0, le=1.0)
+    warmup_epochs: int = Field(0, ge=0)
+
+
+class TrainSection(_Section):
+    epochs: PositiveInt = 10
+    batch_size: PositiveInt = 64
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(0.1, gt=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = Field(5e-4, ge=0.0)
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    scheduler: SchedulerSection = SchedulerSection()
+    num_workers: int = Field(0, ge=0)
+    eval_every: PositiveInt = 1
+    selection_metric: Literal["val_acc", "val_loss"] = "val_acc"
+    max_steps: PositiveInt | None = Field(None, description="Stop after this many optimizer steps.")
+    log_every: PositiveInt = 10
+
+
+class DeterminismSection(_Section):
+    mode: Literal["strict", "relaxed"] = Field(
+        "strict",
+        description="strict: deterministic algorithms, cuDNN benchmark off, fail on ops without a "
+        "deterministic implementation. relaxed: faster, and recorded as such in the run.",
+    )
+    threads: PositiveInt = Field(1, description="torch intra-op threads; part of the numerics.")
+    cpu_capability: Literal["default", "avx2", "avx512"] = Field(
+        "avx2", description="ATEN_CPU_CAPABILITY: the CPU kernels' SIMD level; part of the numerics."
+    )
+    cublas_workspace_config: Literal[":4096:8", ":16:8"] = ":4096:8"
+
+
+class ResourcesSection(_Section):
+    cpus: float | None = Field(None, gt=0, description="CPU quota for the run container.")
+    cpuset: str | None = Field(None, pattern=r"^[0-9]+([-,][0-9]+)*$", description="e.g. '0' or '0-1'.")
+    memory: str = Field("8g", pattern=r"^[0-9]+[bkmg]$")
+    shm_size: str = Field("1g", pattern=r"^[0-9]+[bkmg]$", description="/dev/shm for DataLoader workers.")
+    pids_limit: int = Field(4096, ge=64)
+
+
+class OutputSection(_Section):
+    runs_dir: str = Field("runs", description="Run store, relative to the config file's folder.")
+    sample_predictions: int = Field(16, ge=0, le=256)
+
+
+class SmokeSection(_Section):
+    steps: PositiveInt = 50
+    subset: PositiveInt = 100
+    min_loss_drop: float = Field(0.05, ge=0.0, lt=1.0, description="Required relative loss decrease.")
+    ranges: dict[str, tuple[float, float]] = Field(
+        default_factory=dict, description="metric name → [low, high] the smoke run must land in."
+    )
+
+
+class Config(_Section):
+    name: str = Field(..., pattern=_NAME_RE, description="Config name; part of every run id.")
+    seed: int = Field(1337, ge=0, lt=2**32)
+    env: EnvSection = EnvSection()
+    data: DataSection
+    model: ModelSection = ModelSection()
+    augment: AugmentSection = AugmentSection()
+    train: TrainSection = TrainSection()
+    determinism: DeterminismSection = DeterminismSection()
+    resources: ResourcesSection = ResourcesSection()
+    output: OutputSection = OutputSection()
+    smoke: SmokeSection = SmokeSection()
+    entrypoint: list[str] | None = Field(
+        None, min_length=1, description="Bring your own training command instead of the built-in trainer."
+    )
+    tolerance: dict[str, float] = Field(
+        default_factory=dict, description="metric → absolute tolerance used by `reproexec rerun`."
+    )
+
+    def resolved(self) -> dict[str, Any]:
+        """Every field, defaults included, as plain JSON-able data (what a run records)."""
+        return self.model_dump(mode="json")
+
+
+class LoadedConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    config: Config
+    path: Path
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def resolve(self, relpath: str) -> Path:
+        p = Path(relpath).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p).resolve()
+
+
+def load_config(path: str | Path) -> LoadedConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist", "pass the path of a config.yaml") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {path} cannot be read: {e}", "pass a readable UTF-8 YAML file") from None
+    raw = parse_yaml(text, str(path))
+    return LoadedConfig(config=validate_config(raw, str(path)), path=path.resolve())
+
+
+def parse_yaml(text: str, source: str) -> dict[str, Any]:
+    import yaml
+
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError(f"{source}: invalid YAML{where}: {problem}", "fix the YAML syntax there") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{source}: the top level must be a mapping of sections, not {type(raw).__name__}",
+            "start from examples/digits/config.yaml",
+        )
+    return raw
+
+
+def validate_config(raw: dict[str, Any], source: str = "config") -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as e:
+        details = [_describe(err) for err in e.errors(include_url=False)]
+        n = len(details)
+        raise ConfigError(
+            f"{source}: {n} invalid field{'s' if n != 1 else ''}",
+            "correct the fields listed above; `reproexec config schema` lists every field",
+            details=details,
+        ) from None
+
+
+def config_schema() -> dict[str, Any]:
+    schema = Config.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "reproexec run config"
+    return schema
+
+
+def _describe(err: dict[str, Any]) -> str:
+    loc = _loc(err["loc"])
+    value = err.get("input")
+    if err["type"] == "extra_forbidden":
+        allowed = _allowed_keys(err["loc"][:-1])
+        near = difflib.get_close_matches(str(err["loc"][-1]), allowed, n=1)
+        suggestion = f"did you mean '{near[0]}'? " if near else ""
+        return f"{loc}: unknown key; {suggestion}allowed here: {', '.join(allowed)}"
+    if err["type"] == "missing":
+        return f"{loc}: required field is missing"
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    return f"{loc} = {_short(value)}: {msg}"
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    model: Any = Config
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        model = _model_of(field.annotation) if field else None
+    return sorted(getattr(model, "model_fields", {}).keys()) if model else []
+
+
+def _model_of(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        m = _model_of(arg)
+        if m is not None:
+            return m
+    return None

@@ -1,0 +1,102 @@
+"""The only module that prints.
+
+Data a user may pipe (a resolved config, a Dockerfile, JSON) goes to stdout; messages, progress
+and errors go to stderr. Colour follows rich's rules (NO_COLOR, not a TTY → plain text).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+out = Console(soft_wrap=True, highlight=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+def data(text: str) -> None:
+    """Raw text for stdout, printed exactly (no markup, no wrapping)."""
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.flush()
+
+
+def json_data(obj: Any) -> None:
+    data(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+def info(text: str) -> None:
+    err.print(text, markup=False)
+
+
+def success(text: str) -> None:
+    err.print(f"[green]✓[/green] {_escape(text)}")
+
+
+def warn(text: str) -> None:
+    err.print(f"[yellow]warning:[/yellow] {_escape(text)}")
+
+
+def error(text: str) -> None:
+    err.print(f"[red]error:[/red] {_escape(text)}")
+
+
+def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    t = Table(title=title, show_lines=False)
+    for c in columns:
+        t.add_column(c, overflow="fold")
+    for r in rows:
+        t.add_row(*["" if v is None else str(v) for v in r])
+    out.print(t)
+
+
+def key_values(pairs: Sequence[tuple[str, Any]]) -> None:
+    width = max((len(k) for k, _ in pairs), default=0)
+    for k, v in pairs:
+        out.print(f"{k.ljust(width)}  {v}", markup=False)
+
+
+@contextlib.contextmanager
+def progress(description: str, total: int | None, *, unit: str = "files", bytes_total: int | None = None) -> Iterator[Any]:
+    """A progress bar on stderr. Yields `advance(n_items, n_bytes)`."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=err, transient=False, disable=not err.is_terminal) as p:
+        task = p.add_task(description, total=total, rate="")
+        state = {"items": 0, "bytes": 0}
+
+        def advance(n_items: int = 1, n_bytes: int = 0) -> None:
+            state["items"] += n_items
+            state["bytes"] += n_bytes
+            elapsed = p.tasks[task].elapsed or 1e-9
+            rate = f"{state['items'] / elapsed:,.0f} {unit}/s"
+            if state["bytes"]:
+                rate += f" {state['bytes'] / elapsed / 1e6:,.1f} MB/s"
+            p.update(task, advance=n_items, rate=rate)
+
+        yield advance
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)

@@ -1,0 +1,1 @@
+"""The Data box: snapshot manifests, the verify gate, the demo dataset."""

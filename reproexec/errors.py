@@ -1,0 +1,50 @@
+"""One error base for everything reproexec refuses to do.
+
+Every error carries a message (what is wrong, naming the field, file or value) and a hint (how to
+fix it). The CLI is the only place that turns them into text and an exit code.
+"""
+
+from __future__ import annotations
+
+
+class ReproexecError(Exception):
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None, *, details: list[str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.details = list(details or [])
+
+    def __str__(self) -> str:  # one paragraph, as the user sees it
+        parts = [self.message]
+        parts += [f"  - {d}" for d in self.details]
+        if self.hint:
+            parts.append(f"Fix: {self.hint}")
+        return "\n".join(parts)
+
+
+class ConfigError(ReproexecError):
+    exit_code = 2
+
+
+class LockError(ReproexecError):
+    exit_code = 3
+
+
+class DataError(ReproexecError):
+    exit_code = 4
+
+
+class EngineError(ReproexecError):
+    """The container engine is missing, unreachable or lacks a feature (e.g. GPUs)."""
+
+    exit_code = 5
+
+
+class BuildError(ReproexecError):
+    exit_code = 6
+
+
+class RunError(ReproexecError):
+    exit_code = 7
