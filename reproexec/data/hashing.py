@@ -1,0 +1,265 @@
+"""Walking a snapshot folder and hashing its files fast.
+
+Two costs dominate: per-file overhead on datasets of many small images, and sha256 throughput on a
+few large archives. Measured on the 2-core machine (20,000 files of 2–8 KB): a serial loop took
+0.19 s, a thread pool 0.21–0.24 s (hashlib only drops the GIL for buffers over 2 KiB, and the
+Python around each file holds it), a fork-based process pool over batches of files 0.13 s. Large
+files hash at full speed in threads (hashlib releases the GIL while it hashes a 1 MiB buffer). So:
+many small files → a process pool over batches; otherwise → a thread pool. Each file is one task
+for large files and one batch of many files for small ones, so both go through the same function.
+
+Files are opened with O_NOFOLLOW | O_NONBLOCK and checked with fstat, so a symlink or a fifo swapped
+in after the walk is refused instead of followed or blocked on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+
+CHUNK = 1 << 20  # read size for large files
+LARGE = 4 << 20  # files from this size on are one task each
+PROCESS_POOL_MIN_FILES = 2000  # below this, starting worker processes costs more than it saves
+
+Advance = Callable[[int, int], None]
+
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+_BAD_NAME_CHARS = frozenset(["\\"] + [chr(c) for c in range(32)] + ["\x7f"])
+
+
+@dataclass(frozen=True, slots=True)
+class FileHash:
+    """One file's hash result. `sha256` is None when the file was not hashed (see `error`/size)."""
+
+    relpath: str
+    bytes: int
+    sha256: str | None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Irregular:
+    """A walk entry that is not a plain, readable, portably named file."""
+
+    relpath: str
+    kind: str  # "symlink", "symlink-escapes", "fifo", "socket", "device", "unreadable", "bad-name", "other"
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class WalkResult:
+    files: list[str]  # relpaths of regular files, POSIX separators, sorted
+    irregular: list[Irregular]
+
+
+def is_excluded(relpath: str, name: str, patterns: Sequence[str]) -> bool:
+    """A pattern with a '/' matches the whole relpath; one without matches a name at any depth."""
+    for p in patterns:
+        if fnmatchcase(relpath if "/" in p else name, p):
+            return True
+    return False
+
+
+def walk(root: str, excludes: Sequence[str] = (), skip_root_names: Iterable[str] = ()) -> WalkResult:
+    """Every regular file under root (os.scandir, no symlinks followed), and everything else found.
+
+    Names are kept exactly as the filesystem gives them (no Unicode normalization). Excluded entries
+    (and `skip_root_names` at the top level) are not looked at further; an excluded folder is pruned.
+    """
+    files: list[str] = []
+    irregular: list[Irregular] = []
+    skip = frozenset(skip_root_names)
+    real_root = os.path.realpath(root)
+    stack: list[tuple[str, str]] = [("", root)]
+    while stack:
+        prefix, path = stack.pop()
+        try:
+            it = os.scandir(path)
+        except OSError as e:
+            irregular.append(Irregular(prefix.rstrip("/") or ".", "unreadable", f"cannot list folder: {e.strerror}"))
+            continue
+        with it:
+            for entry in it:
+                name = entry.name
+                rel = prefix + name
+                if (not prefix and name in skip) or (excludes and is_excluded(rel, name, excludes)):
+                    continue
+                bad = _bad_name(name)
+                if bad:
+                    irregular.append(Irregular(_printable(rel), "bad-name", bad))
+                    continue
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append((rel + "/", entry.path))
+                    elif entry.is_file(follow_symlinks=False):
+                        files.append(rel)
+                    else:
+                        irregular.append(_classify(entry.path, rel, real_root))
+                except OSError as e:
+                    irregular.append(Irregular(rel, "unreadable", e.strerror or str(e)))
+    files.sort()
+    irregular.sort(key=lambda i: i.relpath)
+    return WalkResult(files, irregular)
+
+
+def _bad_name(name: str) -> str | None:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "name is not valid UTF-8; rename it"
+    if not _BAD_NAME_CHARS.isdisjoint(name):
+        return "name holds a backslash or a control character, which manifests and SHA256SUMS cannot carry; rename it"
+    return None
+
+
+def _printable(rel: str) -> str:
+    return ascii(rel)[1:-1] if (not rel.isprintable() or "\\" in rel) else rel
+
+
+def _classify(path: str, rel: str, real_root: str) -> Irregular:
+    mode = os.lstat(path).st_mode
+    if stat.S_ISLNK(mode):
+        target = os.readlink(path)
+        resolved = os.path.realpath(path)
+        inside = resolved == real_root or resolved.startswith(real_root.rstrip(os.sep) + os.sep)
+        if inside:
+            return Irregular(rel, "symlink", f"symlink to {target}")
+        return Irregular(rel, "symlink-escapes", f"symlink to {target}, outside the snapshot")
+    if stat.S_ISFIFO(mode):
+        return Irregular(rel, "fifo", "named pipe (fifo)")
+    if stat.S_ISSOCK(mode):
+        return Irregular(rel, "socket", "socket")
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return Irregular(rel, "device", "device file")
+    return Irregular(rel, "other", f"not a regular file (mode {stat.filemode(mode)})")
+
+
+def hash_one(root: str, relpath: str, expected_bytes: int = -1) -> FileHash:
+    """Hash one file. With `expected_bytes` ≥ 0, a file of another size is not hashed (sha256=None)."""
+    try:
+        fd = os.open(os.path.join(root, relpath), _OPEN_FLAGS)
+    except OSError as e:
+        return FileHash(relpath, -1, None, _os_reason(e))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return FileHash(relpath, -1, None, "not a regular file")
+        size = st.st_size
+        if 0 <= expected_bytes != size:
+            return FileHash(relpath, size, None)
+        if size < LARGE:
+            data = os.read(fd, size + 1)
+            if len(data) <= size:  # one read got it all (regular files return full reads until EOF)
+                return FileHash(relpath, len(data), hashlib.sha256(data).hexdigest())
+            h = hashlib.sha256(data)
+            total = len(data)
+        else:
+            h = hashlib.sha256()
+            total = 0
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        with open(fd, "rb", buffering=0, closefd=False) as f:
+            while n := f.readinto(buf):
+                h.update(view[:n])
+                total += n
+        return FileHash(relpath, total, h.hexdigest())
+    except OSError as e:
+        return FileHash(relpath, -1, None, _os_reason(e))
+    finally:
+        os.close(fd)
+
+
+def _os_reason(e: OSError) -> str:
+    import errno
+
+    if e.errno == errno.ELOOP:
+        return "is a symlink"
+    if e.errno == errno.ENOENT:
+        return "disappeared while hashing"
+    return e.strerror or str(e)
+
+
+def _hash_batch(root: str, batch: Sequence[tuple[str, int]]) -> list[FileHash]:
+    return [hash_one(root, rel, exp) for rel, exp in batch]
+
+
+def hash_files(
+    root: str,
+    items: Sequence[tuple[str, int]],
+    advance: Advance | None = None,
+    *,
+    workers: int | None = None,
+    executor: str = "auto",
+) -> list[FileHash]:
+    """Hash (relpath, expected_bytes or -1) items under root in parallel; results in input order.
+
+    `advance(n_files, n_bytes)` is called from the calling thread as batches finish.
+    `executor` is "auto", "process", "thread" or "serial" (benchmarks and tests pin it).
+    """
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    if not items:
+        return []
+    workers = workers or os.cpu_count() or 1
+    large = [(i, it) for i, it in enumerate(items) if it[1] >= LARGE]
+    small = [(i, it) for i, it in enumerate(items) if it[1] < LARGE]
+    if executor == "auto":
+        executor = _choose(len(small), workers)
+    # Large files first (longest task first keeps all cores busy to the end), then small batches
+    # sized so each worker gets several and the progress bar moves.
+    per_batch = max(16, min(512, len(small) // (workers * 8) or 16))
+    tasks = [[x] for x in large] + [small[i : i + per_batch] for i in range(0, len(small), per_batch)]
+    results: list[FileHash | None] = [None] * len(items)
+
+    def collect(task: list[tuple[int, tuple[str, int]]], hashed: list[FileHash]) -> None:
+        nbytes = 0
+        for (idx, _), fh in zip(task, hashed):
+            results[idx] = fh
+            if fh.sha256 is not None:
+                nbytes += fh.bytes
+        if advance:
+            advance(len(task), nbytes)
+
+    if executor == "serial" or workers == 1:
+        for task in tasks:
+            collect(task, _hash_batch(root, [it for _, it in task]))
+    else:
+        pool = _make_pool(executor, workers)
+        try:
+            pending = {pool.submit(_hash_batch, root, [it for _, it in task]): task for task in tasks}
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    collect(pending.pop(fut), fut.result())
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    return results  # type: ignore[return-value]
+
+
+def _choose(n_small: int, workers: int) -> str:
+    if workers > 1 and n_small >= PROCESS_POOL_MIN_FILES and _fork_ok():
+        return "process"
+    return "thread"
+
+
+def _fork_ok() -> bool:
+    # fork is cheap and needs no re-import; macOS and Windows would pay a full interpreter start.
+    import multiprocessing
+
+    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+
+
+def _make_pool(kind: str, workers: int):  # type: ignore[no-untyped-def]
+    if kind == "process":
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(workers, thread_name_prefix="reproexec-hash")
