@@ -47,7 +47,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from reproexec.data import hashing
 from reproexec.errors import DataError
@@ -63,13 +63,15 @@ MAX_DETAILS = 50  # an error lists at most this many lines, then "... and N more
 ProgressFactory = Callable[..., AbstractContextManager[Callable[[int, int], None]]]
 
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
+# Anything a safe relpath never holds; entries without any of these skip the detailed checks.
+_SUSPICIOUS_RE = re.compile(r"[\x00-\x1f\x7f\\]|^[A-Za-z]:|^/|/$|^\.\.?(/|$)|/\.\.?(/|$)|//|^$")
 _DRIVE_RE = re.compile(r"^[A-Za-z]:")
 _TOP_KEYS = {"version", "count", "excludes", "files"}
 _ENTRY_KEYS = {"relpath", "bytes", "sha256"}
 
 
-@dataclass(frozen=True, slots=True)
-class FileEntry:
+class FileEntry(NamedTuple):
+    # a NamedTuple: manifests hold tens of thousands of entries and frozen dataclasses are slow to build
     relpath: str
     bytes: int
     sha256: str
@@ -86,7 +88,7 @@ class DatasetManifest:
     excludes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "files", tuple(sorted(self.files, key=lambda f: f.relpath)))
+        object.__setattr__(self, "files", tuple(sorted(self.files)))  # relpaths are unique: sorts by relpath
         object.__setattr__(self, "excludes", tuple(sorted(set(self.excludes))))
 
     @property
@@ -276,6 +278,22 @@ def manifest_from_dict(doc: Any, source: str = "manifest") -> DatasetManifest:
 def _check_entry(
     i: int, item: Any, seen: dict[str, int], excludes: Sequence[str]
 ) -> tuple[FileEntry | None, list[str]]:
+    # Fast path for a well-formed entry (verify of 20,000 files spent 0.3 s here otherwise);
+    # anything unusual falls through to the checks below, which name the exact problem.
+    if type(item) is dict and item.keys() == _ENTRY_KEYS and not excludes:
+        rel, size, digest = item["relpath"], item["bytes"], item["sha256"]
+        if (
+            type(rel) is str
+            and type(size) is int
+            and size >= 0
+            and type(digest) is str
+            and _SHA256_RE.fullmatch(digest)
+            and not _SUSPICIOUS_RE.search(rel)
+            and rel not in seen
+            and rel not in RESERVED_NAMES
+        ):
+            seen[rel] = i
+            return FileEntry(rel, size, digest), []
     if not isinstance(item, dict):
         return None, [f"files[{i}]: must be an object with relpath, bytes, sha256, not {_jtype(item)}"]
     rel = item.get("relpath")
@@ -484,28 +502,38 @@ def verify_snapshot(
     root = _existing_dir(Path(root))
     mpath = Path(manifest_path) if manifest_path is not None else root / MANIFEST_NAME
     manifest = load_manifest(mpath)
-    report = VerifyReport(root=root, manifest_path=mpath, manifest_id=manifest.manifest_id, quick=quick)
+    base = str(root)
+    found: dict[str, Any] = {}
 
-    skip_top = set(RESERVED_NAMES)
-    walked = hashing.walk(str(root), manifest.excludes, skip_top)
-    on_disk = set(walked.files)
-    mfile = _relpath_inside(root, mpath)
-    if mfile is not None:
-        on_disk.discard(mfile)  # --manifest FILE kept inside the folder under another name
-    irregular_paths = {i.relpath for i in walked.irregular}
-    report.irregular = [(i.relpath, i.detail) for i in walked.irregular]
-    expected = {f.relpath: f for f in manifest.files}
-    present = [f for f in manifest.files if f.relpath in on_disk]
-    missing = [r for r in expected if r not in on_disk and r not in irregular_paths]
-    unexpected = sorted(on_disk - expected.keys())
+    def survey() -> None:  # overlaps with the hashing in full mode
+        found["walk"] = hashing.walk(base, manifest.excludes, RESERVED_NAMES)
+        found["id"] = manifest.manifest_id
 
-    total_bytes = sum(f.bytes for f in present)
-    with _progress(progress, "Checking sizes" if quick else "Verifying", len(present), total_bytes) as advance:
+    hashed: list[hashing.FileHash] = []
+    with _progress(progress, "Checking sizes" if quick else "Verifying", manifest.count, manifest.total_bytes) as advance:
         if quick:
-            _check_sizes(root, present, report, advance)
+            survey()
         else:
-            hashed = hashing.hash_files(str(root), [(f.relpath, f.bytes) for f in present], advance)
-            for f, h in zip(present, hashed):
+            # Every listed file is opened straight from the manifest while the folder is walked;
+            # the walk then decides what is missing, unexpected or not a plain file.
+            items = [(f.relpath, f.bytes) for f in manifest.files]
+            hashed = hashing.hash_files(base, items, advance, meanwhile=survey)
+        walked: hashing.WalkResult = found["walk"]
+        report = VerifyReport(root=root, manifest_path=mpath, manifest_id=found["id"], quick=quick)
+        on_disk = set(walked.files)
+        mfile = _relpath_inside(root, mpath)
+        if mfile is not None:
+            on_disk.discard(mfile)  # --manifest FILE kept inside the folder under another name
+        irregular_paths = {i.relpath for i in walked.irregular}
+        report.irregular = [(i.relpath, i.detail) for i in walked.irregular]
+        missing = [f.relpath for f in manifest.files if f.relpath not in on_disk and f.relpath not in irregular_paths]
+        unexpected = sorted(on_disk.difference(f.relpath for f in manifest.files))
+        if quick:
+            _check_sizes(root, [f for f in manifest.files if f.relpath in on_disk], report, advance)
+        else:
+            for f, h in zip(manifest.files, hashed):
+                if f.relpath not in on_disk:
+                    continue  # missing or irregular, as the walk saw it
                 if h.error is not None:
                     report.irregular.append((f.relpath, h.error))
                 elif h.bytes != f.bytes:
@@ -517,12 +545,13 @@ def verify_snapshot(
                         report.changed.append(f.relpath)
 
     if not quick and missing and unexpected:
-        renamed = _find_renames(root, [expected[r] for r in missing], unexpected)
+        gone_set = set(missing)
+        renamed = _find_renames(root, [f for f in manifest.files if f.relpath in gone_set], unexpected)
         report.renamed = renamed
         gone, came = {o for o, _ in renamed}, {n for _, n in renamed}
         missing = [r for r in missing if r not in gone]
         unexpected = [r for r in unexpected if r not in came]
-    report.missing = sorted(missing)
+    report.missing = missing  # manifest order: sorted
     report.unexpected = unexpected
     report.irregular.sort()
     return report

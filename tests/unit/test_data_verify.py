@@ -281,3 +281,23 @@ def test_binary_manifest(tmp_path: Path) -> None:
     with pytest.raises(DataError) as exc:
         load_manifest(p)
     assert exc.value.message == f"manifest {p} is not UTF-8 text: invalid start byte at byte 0"
+
+
+def test_folder_swapped_for_a_symlink_is_not_verified_through_it(snap: Path, tmp_path: Path) -> None:
+    import shutil
+
+    moved = tmp_path / "moved0"
+    shutil.move(snap / "train/0", moved)
+    (snap / "train/0").symlink_to(moved)  # same bytes, reached through a link: not a plain snapshot
+    report = verify_snapshot(snap)
+    assert report.irregular == [("train/0", f"symlink to {moved}, outside the snapshot")]
+    assert len(report.missing) == N_FILES // 10 and report.changed == []
+    assert report.checked_files == N_FILES - N_FILES // 10
+
+
+def test_listed_file_replaced_by_a_folder(snap: Path) -> None:
+    p = snap / "train/1/00011.png"
+    p.unlink()
+    p.mkdir()
+    (p / "inner.png").write_bytes(b"x")
+    assert problems_of(snap) == ["missing: train/1/00011.png", "unexpected: train/1/00011.png/inner.png (not in the manifest)"]
