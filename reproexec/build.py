@@ -1,0 +1,193 @@
+"""Config + lockfile → pinned Dockerfile → image `reproexec-env:<content hash>`.
+
+`plan_build` gathers every input and computes the tag without building anything; `build_image`
+builds only when no image has that tag. The image is tagged only after it was built, its
+environment was read back with `pip freeze` and checked against the lockfile — a failed or
+half-done build never carries a reproexec tag.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reproexec.basebox import resolve_base
+from reproexec.config import LoadedConfig
+from reproexec.context import ContextEntry, write_context
+from reproexec.engine import Engine
+from reproexec.errors import BuildError, ConfigError, LockError
+from reproexec.imagespec import (
+    ImageSpec,
+    build_context,
+    content_hash,
+    hash_inputs,
+    image_tag,
+    render_dockerfile,
+)
+from reproexec.lock import Lockfile, read_lock
+from reproexec.selfwheel import reproexec_wheel
+from reproexec.wheels import PROBE_SCRIPT, TargetPlatform, cache_dir, ensure_wheels, verify_wheels
+
+LogFn = Callable[[str], None]
+
+# What the in-container trainer imports; a lockfile without them builds an image that cannot train.
+TRAINER_PACKAGES = ["torch", "torchvision", "numpy", "pillow", "matplotlib", "pydantic", "pyyaml"]
+# What reproexec's wrapper needs around a bring-your-own entrypoint.
+WRAPPER_PACKAGES = ["pydantic", "pyyaml"]
+# torch's CUDA wheels depend on these; a lock without them has a CPU-only torch.
+CUDA_MARKER_PACKAGES = ["nvidia-cuda-runtime", "nvidia-cuda-runtime-cu12", "nvidia-cuda-runtime-cu11"]
+
+LABEL_HASH = "org.reproexec.content-hash"
+LABEL_INPUTS = "org.reproexec.hash-inputs"
+LABEL_FREEZE = "org.reproexec.pip-freeze"
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    spec: ImageSpec
+    dockerfile: str
+    context: list[ContextEntry]
+    inputs: dict[str, Any]
+    content_hash: str
+
+    @property
+    def tag(self) -> str:
+        return image_tag(self.content_hash)
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    tag: str
+    image_id: str
+    cached: bool
+    freeze: str
+
+
+def plan_build(loaded: LoadedConfig, engine: Engine, *, gpu: bool = False, on_log: LogFn | None = None) -> BuildPlan:
+    cfg = loaded.config
+    if gpu and cfg.env.flavour != "cuda":
+        raise ConfigError(
+            f"--gpu needs a CUDA image, but {loaded.path} has env.flavour = {cfg.env.flavour!r}",
+            "set env.flavour: cuda (with a lockfile whose torch is a CUDA build), or drop --gpu",
+        )
+    lock = read_lock(loaded.resolve(cfg.env.lockfile))
+    check_lock_fits(lock, needs=WRAPPER_PACKAGES if cfg.entrypoint else TRAINER_PACKAGES, flavour=cfg.env.flavour)
+    base = resolve_base(cfg.env.base_image, engine)
+    target = probe_target(engine, base.image_id)
+    wheels = ensure_wheels(lock, target, on_log=on_log)
+    spec = ImageSpec(
+        flavour=cfg.env.flavour,
+        base=base,
+        lock=lock,
+        wheels=tuple(wheels),
+        self_wheel=reproexec_wheel(),
+        apt_packages=tuple(cfg.env.apt_packages),
+        cublas_workspace_config=cfg.determinism.cublas_workspace_config,
+    )
+    return plan_from_spec(spec)
+
+
+def plan_from_spec(spec: ImageSpec) -> BuildPlan:
+    dockerfile = render_dockerfile(spec)
+    context = build_context(spec, dockerfile)
+    inputs = hash_inputs(spec, dockerfile, context)
+    return BuildPlan(spec=spec, dockerfile=dockerfile, context=context, inputs=inputs, content_hash=content_hash(inputs))
+
+
+def check_lock_fits(lock: Lockfile, *, needs: list[str], flavour: str) -> None:
+    missing = lock.missing(needs)
+    if missing:
+        raise LockError(
+            f"lockfile {lock.path} lacks packages the run image needs: {', '.join(missing)}",
+            "add them to requirements.in and run `reproexec lock requirements.in -o "
+            f"{lock.path.name}` (see examples/digits/requirements.in)",
+        )
+    if flavour == "cuda" and not any(lock.get(n) for n in CUDA_MARKER_PACKAGES):
+        torch = lock.get("torch")
+        raise LockError(
+            f"env.flavour is 'cuda' but lockfile {lock.path} has a CPU-only torch "
+            f"({torch.pin if torch else 'no torch'}: no nvidia-cuda-runtime wheel)",
+            "lock a CUDA build of torch (PyPI's default Linux torch is one), or set env.flavour: cpu",
+        )
+
+
+def probe_target(engine: Engine, base_image_id: str) -> TargetPlatform:
+    """Ask the base image's python3 which wheels it takes (cached per image id)."""
+    slot = cache_dir() / "probe" / f"{base_image_id.replace(':', '_')}.json"
+    if slot.is_file():
+        return TargetPlatform(**json.loads(slot.read_text()))
+    result = engine.run_capture(base_image_id, ["python3", "-c", PROBE_SCRIPT])
+    try:
+        if result.exit_code != 0:
+            raise ValueError(result.output.strip()[-300:])
+        target = TargetPlatform(**json.loads(result.output.strip().splitlines()[-1]))
+    except (ValueError, TypeError, IndexError) as e:
+        raise BuildError(
+            f"the base image {base_image_id} has no usable python3 ({e})",
+            "use a base with python3 and python3-venv (e.g. `reproexec base bootstrap`)",
+        ) from None
+    slot.parent.mkdir(parents=True, exist_ok=True)
+    slot.write_text(json.dumps(target.__dict__))
+    return target
+
+
+def build_image(plan: BuildPlan, engine: Engine, *, on_log: LogFn | None = None) -> BuildResult:
+    existing = engine.image(plan.tag)
+    if existing is not None:  # same inputs were built before: nothing to do
+        return BuildResult(tag=plan.tag, image_id=existing.id, cached=True, freeze=existing.labels.get(LABEL_FREEZE, ""))
+
+    verify_wheels([*plan.spec.wheels, plan.spec.self_wheel])
+    labels = {
+        LABEL_HASH: plan.content_hash,
+        LABEL_INPUTS: json.dumps(plan.inputs, sort_keys=True, separators=(",", ":")),
+    }
+    tmp_root = cache_dir() / "tmp"
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=tmp_root) as ctx:
+        write_context(plan.context, ctx)
+        ctx.seek(0)
+        staged = engine.build(ctx, tag=None, labels=labels, network_mode=plan.spec.build_network, on_log=on_log)
+
+    freeze = read_freeze(engine, staged)
+    check_freeze(freeze, plan.spec.lock)
+
+    # Tag last, in a one-line build that also records the frozen environment as a label.
+    final = f"FROM {staged}\n".encode()
+    with tempfile.TemporaryFile(dir=tmp_root) as ctx:
+        write_context([ContextEntry.from_bytes("Dockerfile", final)], ctx)
+        ctx.seek(0)
+        image_id = engine.build(ctx, tag=plan.tag, labels={**labels, LABEL_FREEZE: freeze}, network_mode="none")
+    return BuildResult(tag=plan.tag, image_id=image_id, cached=False, freeze=freeze)
+
+
+def read_freeze(engine: Engine, image: str) -> str:
+    result = engine.run_capture(image, ["/opt/venv/bin/python", "-m", "pip", "freeze", "--all", "--disable-pip-version-check"])
+    if result.exit_code != 0:
+        raise BuildError("the built image cannot run `pip freeze`", details=result.output.splitlines()[-10:])
+    return "\n".join(sorted(ln for ln in result.output.splitlines() if ln.strip())) + "\n"
+
+
+def check_freeze(freeze: str, lock: Lockfile) -> None:
+    from packaging.utils import canonicalize_name
+
+    installed = {}
+    for line in freeze.splitlines():
+        if "==" in line:
+            name, _, version = line.partition("==")
+            installed[canonicalize_name(name)] = version.strip()
+    wrong = [
+        f"{r.name}: locked {r.version}, installed {installed.get(r.name, 'nothing')}"
+        for r in lock.requirements
+        if r.marker is None and installed.get(r.name) != r.version
+    ]
+    if wrong:
+        raise BuildError(
+            "the built environment differs from the lockfile; the image was not tagged",
+            "report this: pip installed something other than the locked wheels",
+            details=wrong,
+        )
+

@@ -1,0 +1,243 @@
+"""The container engine: the only module that imports `docker`.
+
+Everything else talks to the narrow `Engine` protocol below, so unit tests drive the core with a
+small fake and integration tests run the same code against a real Docker engine. `docker` is
+imported lazily, inside `DockerEngine`, so `reproexec --help` never pays for it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from reproexec.errors import BuildError, EngineError
+
+LogFn = Callable[[str], None]
+
+_START_HINT = (
+    "start a Docker engine: install it (Debian: `apt-get install docker.io`), start the daemon "
+    "(`dockerd &` or `systemctl start docker`), check with `docker info`; set DOCKER_HOST if it "
+    "listens elsewhere"
+)
+
+
+@dataclass(frozen=True)
+class ContainerResult:
+    exit_code: int
+    output: str
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: str
+    tags: tuple[str, ...]
+    repo_digests: tuple[str, ...]
+    labels: Mapping[str, str] = field(default_factory=dict)
+    size: int = 0
+
+
+class Engine(Protocol):
+    """What reproexec needs from a container engine, and nothing more."""
+
+    def ping(self) -> None: ...
+    def image(self, reference: str) -> ImageInfo | None: ...
+    def pull(self, reference: str) -> ImageInfo: ...
+    def import_rootfs(self, tar_path: Path, repository: str, tag: str, changes: Sequence[str]) -> str: ...
+    def load(self, tar_path: Path) -> list[str]: ...
+    def tag(self, image_id: str, repository: str, tag: str) -> None: ...
+    def remove_image(self, reference: str) -> None: ...
+    def build(
+        self,
+        context: IO[bytes],
+        *,
+        tag: str | None,
+        labels: Mapping[str, str],
+        network_mode: str,
+        on_log: LogFn | None = None,
+    ) -> str: ...
+    def run_capture(self, image: str, command: Sequence[str], *, network: bool = False) -> ContainerResult: ...
+
+
+class DockerEngine:
+    """`Engine` on the Docker Engine API through docker-py."""
+
+    def __init__(self, client: Any = None) -> None:
+        import docker  # heavy; only when an engine is really needed
+        import docker.errors
+
+        self._errors = docker.errors
+        if client is None:
+            try:
+                client = docker.from_env(timeout=600)
+            except docker.errors.DockerException as e:
+                raise EngineError(f"no Docker engine answers: {_first_line(e)}", _START_HINT) from None
+        self._client = client
+        self._api = client.api
+
+    # -- engine --------------------------------------------------------------------------------
+    def ping(self) -> None:
+        try:
+            self._api.ping()
+        except Exception as e:  # requests' connection errors and docker's APIError alike
+            raise EngineError(f"no Docker engine answers: {_first_line(e)}", _START_HINT) from None
+
+    def info(self) -> dict[str, Any]:
+        return self._api.info()
+
+    # -- images --------------------------------------------------------------------------------
+    def image(self, reference: str) -> ImageInfo | None:
+        try:
+            data = self._api.inspect_image(reference)
+        except self._errors.ImageNotFound:
+            return None
+        except self._errors.APIError as e:
+            if e.status_code in (400, 404):  # malformed or unknown reference
+                return None
+            raise EngineError(f"Docker could not inspect image {reference}: {e.explanation}") from None
+        return _image_info(data)
+
+    def pull(self, reference: str) -> ImageInfo:
+        try:
+            self._client.images.pull(reference)
+        except self._errors.DockerException as e:
+            raise EngineError(
+                f"base image {reference} is not on this machine and could not be pulled: {_first_line(e)}",
+                "load it from a file (`docker load -i FILE` or `reproexec base bootstrap --from-tar FILE`), "
+                "or make one offline with `reproexec base bootstrap` and set env.base_image to its tag",
+            ) from None
+        info = self.image(reference)
+        assert info is not None
+        return info
+
+    def import_rootfs(self, tar_path: Path, repository: str, tag: str, changes: Sequence[str]) -> str:
+        try:
+            out = self._api.import_image_from_file(
+                str(tar_path), repository=repository, tag=tag, changes=list(changes)
+            )
+        except self._errors.APIError as e:
+            raise EngineError(f"Docker could not import {tar_path}: {e.explanation}") from None
+        status = out if isinstance(out, str) else json.dumps(out)
+        info = self.image(f"{repository}:{tag}")
+        if info is None:
+            raise EngineError(f"Docker did not create {repository}:{tag} from {tar_path}: {status[-300:]}")
+        return info.id
+
+    def load(self, tar_path: Path) -> list[str]:
+        try:
+            with open(tar_path, "rb") as f:
+                images = self._client.images.load(f)
+        except self._errors.DockerException as e:
+            raise EngineError(f"Docker could not load {tar_path}: {_first_line(e)}") from None
+        return [img.id for img in images]
+
+    def tag(self, image_id: str, repository: str, tag: str) -> None:
+        self._api.tag(image_id, repository, tag)
+
+    def remove_image(self, reference: str) -> None:
+        try:
+            self._api.remove_image(reference, force=True)
+        except self._errors.ImageNotFound:
+            pass
+
+    def save(self, reference: str, out: IO[bytes]) -> None:
+        for chunk in self._api.get_image(reference):
+            out.write(chunk)
+
+    def build(
+        self,
+        context: IO[bytes],
+        *,
+        tag: str | None,
+        labels: Mapping[str, str],
+        network_mode: str,
+        on_log: LogFn | None = None,
+    ) -> str:
+        """Build from an uncompressed tar context; return the image id. Raise BuildError with the
+        log's last lines if any step fails."""
+        log: list[str] = []
+        image_id: str | None = None
+        try:
+            stream = self._api.build(
+                fileobj=context,
+                custom_context=True,
+                tag=tag,
+                labels=dict(labels),
+                network_mode=network_mode,
+                rm=True,
+                forcerm=True,
+                pull=False,
+                decode=True,
+            )
+            for chunk in stream:
+                if "stream" in chunk:
+                    for line in chunk["stream"].splitlines():
+                        log.append(line)
+                        if on_log and line.startswith("Step "):  # one line per Dockerfile step
+                            on_log(line if len(line) <= 110 else line[:107] + "...")
+                if "aux" in chunk and isinstance(chunk["aux"], dict) and "ID" in chunk["aux"]:
+                    image_id = chunk["aux"]["ID"]
+                if "error" in chunk:
+                    log.append(chunk["error"].rstrip())
+                    raise BuildError(
+                        f"the image build failed: {chunk['error'].strip().splitlines()[-1]}",
+                        "read the build log above; the lockfile and base image must match (same Python, "
+                        "same platform)",
+                        details=[ln for ln in log[-25:] if ln.strip()],
+                    )
+        except self._errors.APIError as e:
+            raise BuildError(
+                f"the image build failed: {e.explanation}", details=[ln for ln in log[-25:] if ln.strip()]
+            ) from None
+        if image_id is None:
+            raise BuildError("the image build ended without an image id", details=log[-25:])
+        return image_id
+
+    # -- containers ----------------------------------------------------------------------------
+    def run_capture(self, image: str, command: Sequence[str], *, network: bool = False) -> ContainerResult:
+        """Run a short command with no network and no capabilities; return its exit code and output."""
+        container = self._client.containers.create(
+            image,
+            command=list(command),
+            network_disabled=not network,
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            detach=True,
+        )
+        try:
+            container.start()
+            rc = container.wait().get("StatusCode", 1)
+            output = container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
+        finally:
+            container.remove(force=True)
+        return ContainerResult(exit_code=rc, output=output)
+
+    def has_nvidia_runtime(self) -> bool:
+        runtimes = self.info().get("Runtimes") or {}
+        return "nvidia" in runtimes
+
+
+def _image_info(data: Mapping[str, Any]) -> ImageInfo:
+    config = data.get("Config") or {}
+    return ImageInfo(
+        id=data["Id"],
+        tags=tuple(data.get("RepoTags") or ()),
+        repo_digests=tuple(data.get("RepoDigests") or ()),
+        labels=dict(config.get("Labels") or {}),
+        size=int(data.get("Size") or 0),
+    )
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    return text.splitlines()[0][:400]
+
+
+def connect() -> DockerEngine:
+    """A DockerEngine that has answered a ping."""
+    engine = DockerEngine()
+    engine.ping()
+    return engine
+

@@ -1,0 +1,132 @@
+"""What a run image is made of, as data; the Dockerfile and the content hash are computed from it.
+
+`ImageSpec` holds every input (base image id, lockfile, the chosen wheels, reproexec's own wheel,
+apt pins, flavour, determinism settings that live in the image). `render_dockerfile` is the one
+function that turns it into text, `build_context` lists the files the build sees, and
+`content_hash` hashes a canonical JSON of all of it: same inputs → same tag on any machine, any
+changed input → a new tag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from reproexec import __version__
+from reproexec.context import ContextEntry
+from reproexec.lock import Lockfile
+from reproexec.wheels import Wheel
+
+HASH_SCHEMA = 1  # bump when the meaning of the hash inputs changes
+TAG_REPOSITORY = "reproexec-env"
+
+
+@dataclass(frozen=True)
+class BaseImage:
+    reference: str  # as written in the config
+    image_id: str  # sha256:... of the local image
+    pinned_by: Literal["digest", "image id"]
+
+    @property
+    def pinned(self) -> str:
+        """What the Dockerfile's FROM names: the digest reference, or the local image id."""
+        return self.reference if self.pinned_by == "digest" else self.image_id
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    flavour: Literal["cpu", "cuda"]
+    base: BaseImage
+    lock: Lockfile
+    wheels: tuple[Wheel, ...]
+    self_wheel: Wheel
+    apt_packages: tuple[str, ...]
+    cublas_workspace_config: str
+
+    @property
+    def template(self) -> str:
+        return f"Dockerfile.{self.flavour}"
+
+    @property
+    def build_network(self) -> str:
+        # pip never needs the network (wheels come from the context); apt pins do.
+        return "default" if self.apt_packages else "none"
+
+
+def templates_root() -> Path:
+    """Where Dockerfile.cpu/.cuda and templates/ are: in the wheel, or at the checkout's top level."""
+    here = Path(__file__).resolve().parent
+    shipped = here / "_templates"
+    return shipped if (shipped / "Dockerfile.cpu").is_file() else here.parent
+
+
+def jinja_env() -> Any:
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_root())),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def render_dockerfile(spec: ImageSpec) -> str:
+    template = jinja_env().get_template(spec.template)
+    text = template.render(
+        reproexec_version=__version__,
+        template=spec.template,
+        flavour=spec.flavour,
+        base=spec.base,
+        apt_packages=sorted(spec.apt_packages),
+        lock_sha256=spec.lock.sha256,
+        cublas_workspace_config=spec.cublas_workspace_config,
+    )
+    # Collapse the blank lines left by empty blocks, so the text (and the hash) is tidy and stable.
+    lines: list[str] = []
+    for line in text.splitlines():
+        if line.strip() or (lines and lines[-1].strip()):
+            lines.append(line.rstrip())
+    return "\n".join(lines).strip() + "\n"
+
+
+def build_context(spec: ImageSpec, dockerfile: str) -> list[ContextEntry]:
+    """Every file the build sees, at fixed paths."""
+    self_req = f"/build/selfwheel/{spec.self_wheel.filename} --hash=sha256:{spec.self_wheel.sha256}\n"
+    entries = [
+        ContextEntry.from_bytes("Dockerfile", dockerfile.encode()),
+        ContextEntry.from_bytes("requirements.lock", spec.lock.text.encode()),
+        ContextEntry.from_bytes("selfwheel/requirements.txt", self_req.encode()),
+        ContextEntry.from_file(f"selfwheel/{spec.self_wheel.filename}", spec.self_wheel.path, spec.self_wheel.sha256),
+    ]
+    entries += [ContextEntry.from_file(f"wheels/{w.filename}", w.path, w.sha256) for w in spec.wheels]
+    return sorted(entries, key=lambda e: e.arcname)
+
+
+def hash_inputs(spec: ImageSpec, dockerfile: str, context: list[ContextEntry]) -> dict[str, Any]:
+    """Everything that went into the image, canonical (sorted, no paths, no timestamps)."""
+    return {
+        "schema": HASH_SCHEMA,
+        "flavour": spec.flavour,
+        "base_image": {"reference": spec.base.reference, "id": spec.base.image_id},
+        "dockerfile_sha256": hashlib.sha256(dockerfile.encode()).hexdigest(),
+        "lock_sha256": spec.lock.sha256,
+        "wheels": sorted([w.filename, w.sha256] for w in spec.wheels),
+        "reproexec_wheel": [spec.self_wheel.filename, spec.self_wheel.sha256],
+        "context": [[e.arcname, e.mode, e.sha256] for e in context],
+        "build_network": spec.build_network,
+    }
+
+
+def content_hash(inputs: dict[str, Any]) -> str:
+    canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def image_tag(digest: str) -> str:
+    return f"{TAG_REPOSITORY}:{digest}"

@@ -1,0 +1,55 @@
+"""Shared fixtures. Tests are split by what they need (markers: unit, docker, slow, gpu).
+
+On a developer's machine a test that needs Docker skips when no engine answers; in CI (CI=true)
+it fails instead, so a missing engine can never turn the suite green.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _pinned_terminal():
+    # Exact-text assertions must not depend on the terminal the suite runs in.
+    os.environ.update(NO_COLOR="1", COLUMNS="200", TERM="dumb")
+    yield
+
+
+def require(what: str, reason: str) -> None:
+    """Skip on a laptop, fail in CI."""
+    if IN_CI:
+        pytest.fail(f"{what} is required in CI (CI=true) but {reason}")
+    pytest.skip(f"{what} unavailable: {reason}")
+
+
+@pytest.fixture(scope="session")
+def docker_engine():
+    from reproexec.engine import connect
+    from reproexec.errors import EngineError
+
+    try:
+        return connect()
+    except EngineError as e:
+        require("a Docker engine", str(e))
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_engine):
+    """The offline base image (made by .ci/run; made here if missing, which takes ~1 min)."""
+    from reproexec.basebox import DEFAULT_BASE, bootstrap_base
+
+    return bootstrap_base(docker_engine, tag=DEFAULT_BASE)
+
+
+@pytest.fixture
+def isolated_cache(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("REPROEXEC_CACHE", str(cache))
+    return cache

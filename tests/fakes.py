@@ -1,0 +1,73 @@
+"""A narrow fake of reproexec.engine.Engine for unit tests: records calls, holds images in a dict."""
+
+from __future__ import annotations
+
+import hashlib
+import tarfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO
+
+from reproexec.engine import ContainerResult, ImageInfo
+
+PROBE_311 = '{"python_version": "3.11", "abi": "cp311", "machine": "x86_64", "glibc": "2.36"}'
+
+
+class FakeEngine:
+    def __init__(self) -> None:
+        self.images: dict[str, ImageInfo] = {}
+        self.builds: list[dict] = []
+        self.runs: list[tuple[str, list[str]]] = []
+        self.freeze = ""
+        self.fail_build: str | None = None
+
+    def add_image(self, ref: str, image_id: str | None = None, labels: Mapping[str, str] | None = None) -> ImageInfo:
+        image_id = image_id or "sha256:" + hashlib.sha256(ref.encode()).hexdigest()
+        info = ImageInfo(id=image_id, tags=(ref,), repo_digests=(), labels=dict(labels or {}))
+        self.images[ref] = info
+        self.images[image_id] = info
+        return info
+
+    def ping(self) -> None:
+        pass
+
+    def image(self, reference: str) -> ImageInfo | None:
+        return self.images.get(reference)
+
+    def pull(self, reference: str) -> ImageInfo:
+        from reproexec.errors import EngineError
+
+        raise EngineError(f"base image {reference} is not on this machine and could not be pulled: no registry")
+
+    def import_rootfs(self, tar_path: Path, repository: str, tag: str, changes: Sequence[str]) -> str:
+        return self.add_image(f"{repository}:{tag}").id
+
+    def load(self, tar_path: Path) -> list[str]:
+        return [self.add_image(str(tar_path)).id]
+
+    def tag(self, image_id: str, repository: str, tag: str) -> None:
+        self.images[f"{repository}:{tag}"] = self.images[image_id]
+
+    def remove_image(self, reference: str) -> None:
+        self.images.pop(reference, None)
+
+    def build(self, context: IO[bytes], *, tag, labels, network_mode, on_log=None) -> str:
+        with tarfile.open(fileobj=context, mode="r|") as tar:
+            names = [m.name for m in tar]
+        self.builds.append({"tag": tag, "labels": dict(labels), "network_mode": network_mode, "members": names})
+        if self.fail_build:
+            from reproexec.errors import BuildError
+
+            raise BuildError(f"the image build failed: {self.fail_build}")
+        image_id = "sha256:" + hashlib.sha256(repr(self.builds[-1]).encode()).hexdigest()
+        info = ImageInfo(id=image_id, tags=(tag,) if tag else (), repo_digests=(), labels=dict(labels))
+        self.images[image_id] = info
+        if tag:
+            self.images[tag] = info
+        return image_id
+
+    def run_capture(self, image: str, command: Sequence[str], *, network: bool = False) -> ContainerResult:
+        self.runs.append((image, list(command)))
+        if "pip" in command and "freeze" in command:
+            return ContainerResult(0, self.freeze)
+        return ContainerResult(0, PROBE_311 + "\n")

@@ -1,0 +1,117 @@
+"""plan_build/build_image against a narrow fake engine: cache hits, refusals, nothing half-tagged."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from fakes import FakeEngine
+
+from reproexec.build import build_image, plan_build
+from reproexec.config import LoadedConfig, validate_config
+from reproexec.errors import BuildError, ConfigError, EngineError, LockError
+from reproexec.wheels import TargetPlatform
+
+pytestmark = pytest.mark.unit
+PACKAGES = ["torch", "torchvision", "numpy", "pillow", "matplotlib", "pydantic", "pyyaml"]
+TARGET = TargetPlatform("3.11", "cp311", "x86_64", "2.36")
+
+
+@pytest.fixture
+def project(tmp_path, isolated_cache, monkeypatch):
+    """A config whose lockfile's wheels are already in the (isolated) wheel cache."""
+    lines, index = [], []
+    for name in PACKAGES:
+        f = tmp_path / "w" / f"{name}-1.0-py3-none-any.whl"
+        f.parent.mkdir(exist_ok=True)
+        f.write_bytes(f"{name} wheel".encode())
+        digest = hashlib.sha256(f.read_bytes()).hexdigest()
+        stored = isolated_cache / "wheels" / digest[:2] / digest / f.name
+        stored.parent.mkdir(parents=True)
+        stored.write_bytes(f.read_bytes())
+        lines.append(f"{name}==1.0 --hash=sha256:{digest}")
+        index.append({"name": name, "version": "1.0", "filename": f.name, "sha256": digest, "path": str(stored)})
+    lock = tmp_path / "requirements.lock"
+    lock.write_text("\n".join(lines) + "\n")
+    lock_sha = hashlib.sha256(lock.read_bytes()).hexdigest()
+    key = hashlib.sha256((lock_sha + TARGET.key).encode()).hexdigest()
+    (isolated_cache / "resolved").mkdir()
+    (isolated_cache / "resolved" / f"{key}.json").write_text(json.dumps(index))
+    me = tmp_path / "reproexec-0.1.0-py3-none-any.whl"
+    me.write_bytes(b"reproexec")
+    monkeypatch.setenv("REPROEXEC_WHEEL", str(me))
+    engine = FakeEngine()
+    engine.add_image("reproexec-base:bookworm")
+    engine.freeze = "".join(f"{n}==1.0\n" for n in PACKAGES) + "pip==23.0.1\n"
+    return tmp_path, engine
+
+
+def loaded(tmp_path: Path, **env) -> LoadedConfig:
+    cfg = validate_config({"name": "t", "data": {"snapshot": "d"}, "env": env})
+    return LoadedConfig(config=cfg, path=tmp_path / "config.yaml")
+
+
+def test_first_build_builds_then_tags_and_second_is_a_cache_hit(project):
+    tmp, engine = project
+    plan = plan_build(loaded(tmp), engine)
+    first = build_image(plan, engine)
+    assert not first.cached and first.tag == f"reproexec-env:{plan.content_hash}"
+    staged, final = engine.builds
+    assert staged["tag"] is None and staged["network_mode"] == "none"  # built untagged, offline
+    assert final["tag"] == plan.tag  # tagged only in the last step, after the freeze check
+    assert final["labels"]["org.reproexec.pip-freeze"].startswith("matplotlib==1.0\n")
+    assert json.loads(final["labels"]["org.reproexec.hash-inputs"]) == plan.inputs
+    assert sorted(staged["members"])[:3] == ["Dockerfile", "requirements.lock", "selfwheel"]
+
+    again = build_image(plan_build(loaded(tmp), engine), engine)
+    assert again.cached and again.tag == first.tag and len(engine.builds) == 2  # no build call
+
+
+def test_tampered_cached_wheel_is_refused_and_nothing_is_built(project, isolated_cache):
+    tmp, engine = project
+    plan = plan_build(loaded(tmp), engine)
+    victim = plan.spec.wheels[0].path
+    victim.write_bytes(b"evil")
+    with pytest.raises(BuildError) as e:
+        build_image(plan, engine)
+    assert "corrupted or tampered" in e.value.message and str(victim) in e.value.details[0]
+    assert engine.builds == [] and engine.image(plan.tag) is None
+
+
+def test_failed_build_or_freeze_mismatch_leaves_no_tag(project):
+    tmp, engine = project
+    plan = plan_build(loaded(tmp), engine)
+    engine.freeze = engine.freeze.replace("numpy==1.0", "numpy==9.9")
+    with pytest.raises(BuildError, match="differs from the lockfile") as e:
+        build_image(plan, engine)
+    assert e.value.details == ["numpy: locked 1.0, installed 9.9"]
+    engine.fail_build = "pip exited 1"
+    with pytest.raises(BuildError, match="pip exited 1"):
+        build_image(plan, engine)
+    assert engine.image(plan.tag) is None
+
+
+def test_gpu_needs_cuda_flavour_and_cuda_needs_a_cuda_torch(project):
+    tmp, engine = project
+    with pytest.raises(ConfigError, match=r"--gpu needs a CUDA image, but .* env.flavour = 'cpu'"):
+        plan_build(loaded(tmp), engine, gpu=True)
+    with pytest.raises(LockError, match="CPU-only torch"):
+        plan_build(loaded(tmp, flavour="cuda"), engine, gpu=True)
+
+
+def test_missing_base_says_bootstrap(project):
+    tmp, engine = project
+    with pytest.raises(EngineError) as e:
+        plan_build(loaded(tmp, base_image="my-base:1"), engine)
+    assert e.value.message == "base image my-base:1 is not on this machine (env.base_image)"
+    assert "reproexec base bootstrap --tag my-base:1" in e.value.hint
+    with pytest.raises(EngineError, match="could not be pulled"):
+        plan_build(loaded(tmp, base_image="python:3.11-slim@sha256:" + "f" * 64), engine)
+
+
+def test_lockfile_missing_trainer_packages(project):
+    tmp, engine = project
+    lock = tmp / "requirements.lock"
+    lock.write_text("\n".join(b for b in lock.read_text().split("\n") if not b.startswith(("torch==", "pyyaml"))))
+    with pytest.raises(LockError, match="lacks packages the run image needs"):
+        plan_build(loaded(tmp), engine)

@@ -1,0 +1,122 @@
+"""The rendered Dockerfile (golden), the build context and the content hash."""
+
+import dataclasses
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from reproexec.context import write_context
+from reproexec.imagespec import BaseImage, ImageSpec, build_context, content_hash, hash_inputs, render_dockerfile
+from reproexec.lock import parse_lock
+from reproexec.wheels import Wheel
+
+pytestmark = pytest.mark.unit
+GOLDEN = Path(__file__).resolve().parent.parent / "golden"
+BASE_ID = "sha256:" + "1" * 64
+LOCK_TEXT = "numpy==2.4.6 \\\n    --hash=sha256:" + "a" * 64 + "\n"
+
+
+def make_spec(tmp: Path, **changes) -> ImageSpec:
+    wheel = tmp / "numpy-2.4.6-cp311-cp311-manylinux_2_28_x86_64.whl"
+    wheel.write_bytes(b"numpy wheel")
+    me = tmp / "reproexec-0.1.0-py3-none-any.whl"
+    me.write_bytes(b"reproexec wheel")
+    spec = ImageSpec(
+        flavour="cpu",
+        base=BaseImage(reference="reproexec-base:bookworm", image_id=BASE_ID, pinned_by="image id"),
+        lock=parse_lock(LOCK_TEXT, Path("requirements.lock")),
+        wheels=(Wheel("numpy", "2.4.6", wheel.name, "a" * 64, wheel),),
+        self_wheel=Wheel("reproexec", "0.1.0", me.name, "c" * 64, me),
+        apt_packages=(),
+        cublas_workspace_config=":4096:8",
+    )
+    return dataclasses.replace(spec, **changes)
+
+
+def tag_of(spec: ImageSpec) -> str:
+    df = render_dockerfile(spec)
+    return content_hash(hash_inputs(spec, df, build_context(spec, df)))
+
+
+@pytest.mark.parametrize("flavour", ["cpu", "cuda"])
+def test_rendered_dockerfile_matches_golden(tmp_path, flavour):
+    spec = make_spec(tmp_path, flavour=flavour)
+    text = render_dockerfile(spec)
+    golden = GOLDEN / f"Dockerfile.{flavour}"
+    if os.environ.get("REPROEXEC_UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text(), f"rendered Dockerfile.{flavour} changed; review, then REPROEXEC_UPDATE_GOLDEN=1"
+
+
+def test_dockerfile_is_multi_stage_offline_hashed_and_not_root(tmp_path):
+    text = render_dockerfile(make_spec(tmp_path))
+    assert text.count("\nFROM ") == 4  # system, install, self, run image
+    assert f"FROM {BASE_ID} AS system" in text
+    assert "--no-index" in text and "--require-hashes" in text
+    final_stage = text.split("FROM system\n", 1)[1]
+    assert "wheels" not in final_stage.replace("no wheel", "")  # no wheel is copied into the run image
+    assert "USER 10001:10001" in final_stage
+    assert "CUBLAS_WORKSPACE_CONFIG=:4096:8" in final_stage and "PYTHONHASHSEED=0" in final_stage
+
+
+def test_digest_base_is_pinned_by_digest(tmp_path):
+    ref = "python:3.11-slim-bookworm@sha256:" + "2" * 64
+    spec = make_spec(tmp_path, base=BaseImage(reference=ref, image_id=BASE_ID, pinned_by="digest"))
+    assert f"FROM {ref} AS system" in render_dockerfile(spec)
+
+
+def test_apt_packages_are_sorted_and_need_the_build_network(tmp_path):
+    spec = make_spec(tmp_path, apt_packages=("zlib1g=1:1.2.13", "libgomp1=12.2.0-14"))
+    assert "install -y --no-install-recommends libgomp1=12.2.0-14 zlib1g=1:1.2.13" in render_dockerfile(spec)
+    assert spec.build_network == "default" and make_spec(tmp_path).build_network == "none"
+
+
+def test_context_tar_is_normalized_and_byte_identical(tmp_path):
+    spec = make_spec(tmp_path)
+    df = render_dockerfile(spec)
+    entries = build_context(spec, df)
+    a, b = io.BytesIO(), io.BytesIO()
+    write_context(entries, a)
+    os.utime(spec.wheels[0].path, (1, 1))  # a file's timestamp must not matter
+    write_context(build_context(spec, df), b)
+    assert a.getvalue() == b.getvalue()
+    a.seek(0)
+    with tarfile.open(fileobj=a) as tar:
+        members = tar.getmembers()
+    assert [m.name for m in members if m.isfile()] == sorted(m.name for m in members if m.isfile())
+    assert {(m.uid, m.gid, m.uname, m.gname, m.mtime) for m in members} == {(0, 0, "", "", 0)}
+    assert "wheels/numpy-2.4.6-cp311-cp311-manylinux_2_28_x86_64.whl" in [m.name for m in members]
+
+
+def test_hash_is_stable_across_processes(tmp_path):
+    here = tag_of(make_spec(tmp_path))
+    code = (
+        "import sys, pathlib; sys.path.insert(0, 'tests/unit'); import test_imagespec as t; "
+        f"print(t.tag_of(t.make_spec(pathlib.Path({str(tmp_path)!r}))))"
+    )
+    env = dict(os.environ, PYTHONHASHSEED="random")
+    runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout.strip() for _ in range(2)}
+    assert runs == {here}
+
+
+def test_every_input_changes_the_tag(tmp_path):
+    spec = make_spec(tmp_path)
+    other_wheel = dataclasses.replace(spec.wheels[0], sha256="d" * 64)
+    variants = {
+        "base id": dict(base=dataclasses.replace(spec.base, image_id="sha256:" + "3" * 64)),
+        "lockfile": dict(lock=parse_lock(LOCK_TEXT + "# comment\n", Path("requirements.lock"))),
+        "wheel": dict(wheels=(other_wheel,)),
+        "reproexec wheel": dict(self_wheel=dataclasses.replace(spec.self_wheel, sha256="e" * 64)),
+        "flavour": dict(flavour="cuda"),
+        "apt": dict(apt_packages=("libgomp1=12.2.0-14",)),
+        "cublas": dict(cublas_workspace_config=":16:8"),
+    }
+    tags = {name: tag_of(dataclasses.replace(spec, **change)) for name, change in variants.items()}
+    tags["original"] = tag_of(spec)
+    assert len(set(tags.values())) == len(tags), json.dumps(tags, indent=1)
