@@ -1,0 +1,5 @@
+"""`python -m reproexec` is the `reproexec` command."""
+
+from reproexec.cli import main
+
+main()

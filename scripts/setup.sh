@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Everything a fresh Debian 12 machine of this kind needs, idempotent (a second run is quick):
+# a Docker engine, debootstrap, the .venv with reproexec and the trainer's libraries, the offline
+# base image. Used by scripts/demo.sh and scripts/test.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/docker-engine.sh
+
+if ! command -v debootstrap >/dev/null 2>&1; then
+  echo "setup: installing debootstrap (offline base image)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  python3 -m venv .venv
+fi
+# torch/torchvision pins come from the machine's local disk index (see README).
+.venv/bin/python -m pip install -q -e ".[train,demo,test]"
+
+.venv/bin/reproexec base bootstrap >/dev/null
+echo "setup: done (.venv, Docker engine, base image $(docker image inspect reproexec-base:bookworm --format '{{.Id}}' | cut -c1-19))"
