@@ -84,7 +84,19 @@ class JsonlStream:
         write_csv(self.path.with_suffix(".csv"), self.rows)
 
 
+def _flat(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in row.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> str:
+    """Nested dicts become dotted columns (per_class_acc.cat); floats keep every digit (repr)."""
+    rows = [_flat(r) for r in rows]
     columns: list[str] = []
     for r in rows:
         columns += [k for k in r if k not in columns]

@@ -91,3 +91,24 @@ def test_bad_config_exits_with_config_error_event(digits, tmp_path):
     event = json.loads(proc.stdout.splitlines()[-1])
     assert event["event"] == "error" and event["error"] == "ConfigError"
     assert "train.epochs = 0" in event["details"][0]
+
+
+def test_a_killed_run_never_looks_complete(digits, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    cfg = make_config(train={"max_steps": None, "epochs": 5, "log_every": 1})
+    cfg_path = tmp_path / "c.json"
+    cfg_path.write_text(json.dumps(cfg.resolved()))
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "reproexec.runtime.train", "--config", str(cfg_path),
+                             "--data", str(digits), "--out", str(out)], stdout=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if json.loads(line)["event"] == "step":
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "summary.json").exists()
+    assert not (out / "metrics/steps.jsonl").exists() and (out / "metrics/steps.jsonl.partial").exists()
+    assert not list(out.rglob("*.pt"))
