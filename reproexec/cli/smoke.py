@@ -19,8 +19,8 @@ def smoke(
 ) -> None:
     """Run a short seeded smoke training locally (no Docker) and check its invariants.
 
-    Passes when the mean loss of the last 5 steps is at least smoke.min_loss_drop below the mean of
-    the first 5, nothing is NaN/inf, and every smoke.ranges metric is within its [low, high].
+    Passes when the mean loss of the last 5 steps is at least smoke.min_loss_drop (relative) below
+    the mean of the first 5, nothing is NaN/inf, and every smoke.ranges metric is within its bounds.
     """
     from reproexec.config import load_config
     from reproexec.runtime.smoke import run_smoke, smoke_config
