@@ -100,3 +100,52 @@ def _escape(text: str) -> str:
     from rich.markup import escape
 
     return escape(text)
+
+
+@contextlib.contextmanager
+def run_progress() -> Iterator[Any]:
+    """Show a run's event stream: a bar over steps with loss and ETA; other output as plain lines.
+    Yields the callback that takes each event."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=err, disable=not err.is_terminal) as p:
+        task = p.add_task("training", total=None, loss="-")
+
+        def on_event(event: dict[str, Any]) -> None:
+            kind = event.get("event")
+            if kind == "step":
+                total = event.get("total_steps")
+                p.update(task, completed=event.get("step", 0), total=total, loss=f"{event.get('loss', 0):.4f}")
+                if not err.is_terminal and event.get("step", 0) % 50 == 0:
+                    info(f"step {event.get('step')}/{total} loss {event.get('loss', 0):.4f}")
+            elif kind == "epoch":
+                metrics = ", ".join(
+                    f"{k} {v:.4f}" for k, v in event.items() if isinstance(v, float) and k in ("train_loss", "val_loss", "val_acc")
+                )
+                p.console.print(f"epoch {event.get('epoch')}: {metrics}", markup=False, highlight=False)
+            elif kind == "error":
+                p.console.print(f"trainer error: {event.get('message')}", markup=False, highlight=False)
+            elif kind == "output":
+                p.console.print(event.get("line", ""), markup=False, highlight=False)
+
+        yield on_event
+
+
+def run_summary(outcome: Any) -> None:
+    """The end of `reproexec run`: id, status, key metrics, where the folder is."""
+    final = (outcome.summary or {}).get("final") or {}
+    pairs = [("run id", outcome.run_id), ("status", outcome.status + (f": {outcome.reason}" if outcome.reason else ""))]
+    pairs += [(k, f"{v:.4f}" if isinstance(v, float) else v) for k, v in sorted(final.items()) if isinstance(v, (int, float))]
+    if outcome.summary.get("weights_sha256"):
+        pairs.append(("weights sha256", outcome.summary["weights_sha256"]))
+    pairs.append(("run folder", str(outcome.run_dir)))
+    key_values(pairs)

@@ -8,7 +8,7 @@ imported lazily, inside `DockerEngine`, so `reproexec --help` never pays for it.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -39,6 +39,52 @@ class ImageInfo:
     size: int = 0
 
 
+@dataclass(frozen=True)
+class Mount:
+    source: str  # host path
+    target: str  # container path
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """A hardened run container, as data. Defaults are the safe ones."""
+
+    image: str
+    command: tuple[str, ...]
+    mounts: tuple[Mount, ...] = ()
+    environment: Mapping[str, str] = field(default_factory=dict)
+    user: str | None = None  # "uid:gid"
+    workdir: str | None = None
+    network: bool = False
+    gpus: bool = False
+    pids_limit: int = 4096
+    shm_size: str = "1g"
+    memory: str | None = None
+    cpus: float | None = None
+    cpuset: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Exit:
+    code: int
+    oom_killed: bool = False
+    error: str = ""
+
+
+class RunHandle(Protocol):
+    """A started training process: a container, or a local subprocess."""
+
+    id: str
+
+    def lines(self) -> Iterator[str]: ...
+    def wait(self) -> Exit: ...
+    def stop(self, timeout: int = 10) -> None: ...
+    def remove(self) -> None: ...
+
+
 class Engine(Protocol):
     """What reproexec needs from a container engine, and nothing more."""
 
@@ -59,6 +105,8 @@ class Engine(Protocol):
         on_log: LogFn | None = None,
     ) -> str: ...
     def run_capture(self, image: str, command: Sequence[str], *, network: bool = False) -> ContainerResult: ...
+    def start(self, spec: ContainerSpec) -> RunHandle: ...
+    def has_nvidia_runtime(self) -> bool: ...
 
 
 class DockerEngine:
@@ -217,6 +265,89 @@ class DockerEngine:
     def has_nvidia_runtime(self) -> bool:
         runtimes = self.info().get("Runtimes") or {}
         return "nvidia" in runtimes
+
+    def start(self, spec: ContainerSpec) -> DockerRun:
+        """Create and start a hardened container: no network, no capabilities, no new privileges,
+        read-only root filesystem with a private /tmp, limits on pids, memory, CPU and /dev/shm."""
+        import docker.types
+
+        device_requests = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])] if spec.gpus else None
+        kwargs: dict[str, Any] = {}
+        if spec.memory:
+            kwargs["mem_limit"] = spec.memory
+            kwargs["memswap_limit"] = spec.memory  # no swap: an OOM is an OOM, not a slow run
+        if spec.cpus:
+            kwargs["nano_cpus"] = int(spec.cpus * 1e9)
+        if spec.cpuset:
+            kwargs["cpuset_cpus"] = spec.cpuset
+        try:
+            container = self._client.containers.create(
+                spec.image,
+                command=list(spec.command),
+                mounts=[
+                    docker.types.Mount(m.target, m.source, type="bind", read_only=m.read_only) for m in spec.mounts
+                ],
+                environment=dict(spec.environment),
+                user=spec.user,
+                working_dir=spec.workdir,
+                network_disabled=not spec.network,
+                network_mode=None if spec.network else "none",
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+                read_only=True,
+                tmpfs={"/tmp": "rw,nosuid,nodev,size=1g"},
+                pids_limit=spec.pids_limit,
+                shm_size=spec.shm_size,
+                device_requests=device_requests,
+                labels=dict(spec.labels),
+                name=spec.name,
+                detach=True,
+                **kwargs,
+            )
+            container.start()
+        except self._errors.APIError as e:
+            raise EngineError(f"Docker could not start the run container: {e.explanation}") from None
+        return DockerRun(container)
+
+
+class DockerRun:
+    """A started run container."""
+
+    def __init__(self, container: Any) -> None:
+        self._c = container
+        self.id = container.id
+
+    def lines(self) -> Iterator[str]:
+        buf = b""
+        for chunk in self._c.logs(stream=True, follow=True, stdout=True, stderr=True):
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                yield line.decode("utf-8", "replace")
+        if buf:
+            yield buf.decode("utf-8", "replace")
+
+    def wait(self) -> Exit:
+        status = self._c.wait()
+        self._c.reload()
+        state = self._c.attrs.get("State", {})
+        return Exit(
+            code=int(status.get("StatusCode", 1)),
+            oom_killed=bool(state.get("OOMKilled")),
+            error=(status.get("Error") or {}).get("Message", "") if isinstance(status.get("Error"), dict) else "",
+        )
+
+    def stop(self, timeout: int = 10) -> None:
+        try:
+            self._c.stop(timeout=timeout)
+        except Exception:  # already gone
+            pass
+
+    def remove(self) -> None:
+        try:
+            self._c.remove(force=True)
+        except Exception:
+            pass
 
 
 def _image_info(data: Mapping[str, Any]) -> ImageInfo:

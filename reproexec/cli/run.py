@@ -1,0 +1,43 @@
+"""`reproexec run config.yaml [--gpu] [--name NAME] [--runtime docker|local]`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from reproexec import console
+
+
+def run(
+    config: Annotated[Path, typer.Argument(help="config.yaml")],
+    gpu: Annotated[bool, typer.Option("--gpu", help="Train on the GPU (CUDA image, NVIDIA runtime).")] = False,
+    name: Annotated[str | None, typer.Option(help="Name in the run id instead of the config's name.")] = None,
+    runtime: Annotated[str, typer.Option(help="docker (hardened container) or local (this Python).")] = "docker",
+    require_clean: Annotated[
+        bool, typer.Option("--require-clean", help="Refuse to run with uncommitted changes.")
+    ] = False,
+    runs_dir: Annotated[Path, typer.Option(help="Run store.", envvar="REPROEXEC_RUNS")] = Path("runs"),
+) -> None:
+    """Build or reuse the image, verify the data, train in the container, export one run folder."""
+    from reproexec.config import load_config
+    from reproexec.errors import ConfigError
+    from reproexec.run import RunOptions, execute_run
+
+    if runtime not in ("docker", "local"):
+        raise ConfigError(f"--runtime {runtime!r} is not known", "use --runtime docker or --runtime local")
+    loaded = load_config(config)
+    engine = None
+    if runtime == "docker":
+        from reproexec.engine import connect
+
+        engine = connect()
+    opts = RunOptions(gpu=gpu, name=name, runtime=runtime, require_clean=require_clean, runs_dir=runs_dir.resolve())  # type: ignore[arg-type]
+    with console.run_progress() as on_event:
+        outcome = execute_run(loaded, opts, engine=engine, on_event=on_event, on_log=console.info)
+    console.run_summary(outcome)
+    if outcome.status == "interrupted":
+        raise typer.Exit(130)
+    if not outcome.succeeded:
+        raise typer.Exit(7)

@@ -1,0 +1,64 @@
+"""`reproexec runs list|show`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from reproexec import console
+
+app = typer.Typer(help="The run store: list runs, show one.", no_args_is_help=True)
+RunsDir = Annotated[Path, typer.Option(help="Run store.", envvar="REPROEXEC_RUNS")]
+
+
+@app.command("list")
+def list_(runs_dir: RunsDir = Path("runs")) -> None:
+    """One line per run: id, status, key metrics."""
+    from reproexec.runstore import list_runs
+
+    rows = []
+    for r in list_runs(runs_dir.resolve()):
+        m = r.data.get("metrics") or {}
+        rows.append([r.run_id, r.status, r.data.get("started_at", ""), _fmt(m.get("val_acc")), _fmt(m.get("val_loss"))])
+    if not rows:
+        console.info(f"no runs in {runs_dir.resolve()}")
+        return
+    console.table(None, ["run id", "status", "started", "val_acc", "val_loss"], rows)
+
+
+@app.command("show")
+def show(run_id: Annotated[str, typer.Argument(help="Run id or run folder.")], runs_dir: RunsDir = Path("runs")) -> None:
+    """The run's status, inputs (code, data, image, randomness) and results."""
+    from reproexec.runstore import load_run
+
+    r = load_run(run_id, runs_dir.resolve())
+    d = r.data
+    code = d.get("code") or {}
+    pairs = [
+        ("run id", r.run_id),
+        ("status", r.status + (f" ({d['reason']})" if d.get("reason") else "")),
+        ("folder", str(r.path)),
+        ("started / finished", f"{d.get('started_at')} / {d.get('finished_at')}"),
+        ("code", f"{code.get('commit') or code.get('tree_sha256')}{' + patch' if code.get('dirty') else ''}"),
+        ("data manifest id", (d.get("data") or {}).get("manifest_id")),
+        ("image", (d.get("image") or {}).get("tag", "local runtime")),
+        ("seed / threads / cpu", _rand(d)),
+    ]
+    for k, v in sorted(((d.get("metrics") or {}).items())):
+        if not isinstance(v, (dict, list)):
+            pairs.append((k, _fmt(v)))
+    if d.get("summary"):
+        pairs.append(("weights sha256", d["summary"].get("weights_sha256")))
+    console.key_values(pairs)
+
+
+def _rand(d: dict) -> str:
+    rnd = d.get("randomness") or {}
+    det = rnd.get("determinism") or {}
+    return f"{rnd.get('seed')} / {det.get('threads')} / {det.get('cpu_capability')} ({det.get('mode')})"
+
+
+def _fmt(v: object) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else ("" if v is None else str(v))

@@ -1,0 +1,113 @@
+"""The Code box: which code a run used.
+
+In a git work tree: the commit, and every uncommitted change as a patch (tracked changes from
+`git diff HEAD --binary`, untracked files as new-file diffs), so `git apply` on the commit restores
+the exact tree. Outside git: a sha256 over the folder's files. The run store itself is left out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from reproexec.errors import RunError
+
+MAX_UNTRACKED_BYTES = 5_000_000  # larger untracked files are listed, not copied into the patch
+
+
+@dataclass(frozen=True)
+class CodeState:
+    kind: str  # "git" | "folder"
+    root: str
+    commit: str | None = None
+    branch: str | None = None
+    dirty: bool = False
+    patch: str = ""
+    untracked: list[str] = field(default_factory=list)
+    skipped_untracked: list[str] = field(default_factory=list)
+    tree_sha256: str | None = None
+
+    @property
+    def patch_sha256(self) -> str:
+        return hashlib.sha256(self.patch.encode()).hexdigest()
+
+    def record(self) -> dict:
+        d = asdict(self)
+        d.pop("patch")
+        d["patch_sha256"] = self.patch_sha256 if self.patch else None
+        return d
+
+
+def _git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout
+
+
+def capture_code(folder: Path, *, exclude: list[Path] = ()) -> CodeState:
+    folder = folder.resolve()
+    try:
+        root = Path(_git(folder, "rev-parse", "--show-toplevel").strip())
+        commit = _git(root, "rev-parse", "HEAD").strip()
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return CodeState(kind="folder", root=str(folder), tree_sha256=folder_hash(folder, exclude=exclude))
+    excluded = [str(p.resolve().relative_to(root)) for p in exclude if _inside(p.resolve(), root)]
+    branch = _git(root, "rev-parse", "--abbrev-ref", "HEAD").strip()
+    patch = _git(root, "diff", "HEAD", "--binary", "--no-color", "--no-ext-diff")
+    untracked, skipped = [], []
+    for rel in _git(root, "ls-files", "--others", "--exclude-standard", "-z").split("\0"):
+        if not rel or any(rel == e or rel.startswith(e.rstrip("/") + "/") for e in excluded):
+            continue
+        if (root / rel).stat().st_size > MAX_UNTRACKED_BYTES:
+            skipped.append(rel)
+            continue
+        untracked.append(rel)
+        diff = subprocess.run(
+            ["git", "diff", "--no-index", "--binary", "--no-color", "/dev/null", rel],
+            cwd=root, capture_output=True, text=True,
+        )  # fmt: skip  (exit 1 means "differs", which is the point)
+        patch += diff.stdout
+    return CodeState(
+        kind="git",
+        root=str(root),
+        commit=commit,
+        branch=branch,
+        dirty=bool(patch) or bool(skipped),
+        patch=patch,
+        untracked=sorted(untracked),
+        skipped_untracked=sorted(skipped),
+    )
+
+
+def require_clean(code: CodeState) -> None:
+    if code.dirty:
+        changed = code.untracked[:5] + code.skipped_untracked[:5]
+        raise RunError(
+            f"the work tree {code.root} has uncommitted changes and --require-clean was given",
+            "commit or stash them (git status shows them), or drop --require-clean to record them as a patch",
+            details=[f"untracked: {u}" for u in changed] or ["tracked files differ from HEAD (git diff HEAD)"],
+        )
+
+
+def folder_hash(folder: Path, *, exclude: list[Path] = ()) -> str:
+    excluded = {p.resolve() for p in exclude}
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(folder):
+        here = Path(dirpath)
+        dirnames[:] = sorted(d for d in dirnames if (here / d).resolve() not in excluded and d != "__pycache__")
+        for name in sorted(filenames):
+            p = here / name
+            if p.is_symlink() or not p.is_file():
+                continue
+            h.update(p.relative_to(folder).as_posix().encode() + b"\0")
+            h.update(hashlib.sha256(p.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def _inside(p: Path, root: Path) -> bool:
+    try:
+        p.relative_to(root)
+        return True
+    except ValueError:
+        return False
