@@ -49,9 +49,12 @@ def capture_code(folder: Path, *, exclude: list[Path] = ()) -> CodeState:
     folder = folder.resolve()
     try:
         root = Path(_git(folder, "rev-parse", "--show-toplevel").strip())
-        commit = _git(root, "rev-parse", "HEAD").strip()
     except (subprocess.CalledProcessError, FileNotFoundError):
         return CodeState(kind="folder", root=str(folder), tree_sha256=folder_hash(folder, exclude=exclude))
+    try:
+        commit = _git(root, "rev-parse", "HEAD").strip()
+    except subprocess.CalledProcessError:  # a repository without commits: nothing is committed yet
+        return CodeState(kind="git", root=str(root), dirty=True, tree_sha256=folder_hash(folder, exclude=exclude))
     excluded = [str(p.resolve().relative_to(root)) for p in exclude if _inside(p.resolve(), root)]
     branch = _git(root, "rev-parse", "--abbrev-ref", "HEAD").strip()
     patch = _git(root, "diff", "HEAD", "--binary", "--no-color", "--no-ext-diff")

@@ -95,6 +95,7 @@ class Engine(Protocol):
     def load(self, tar_path: Path) -> list[str]: ...
     def tag(self, image_id: str, repository: str, tag: str) -> None: ...
     def remove_image(self, reference: str) -> None: ...
+    def save(self, reference: str, out: IO[bytes]) -> None: ...
     def build(
         self,
         context: IO[bytes],
@@ -295,6 +296,7 @@ class DockerEngine:
                 cap_drop=["ALL"],
                 security_opt=["no-new-privileges"],
                 read_only=True,
+                init=True,  # a real PID 1 forwards SIGTERM, so `stop` ends the trainer at once
                 tmpfs={"/tmp": "rw,nosuid,nodev,size=1g"},
                 pids_limit=spec.pids_limit,
                 shm_size=spec.shm_size,

@@ -25,7 +25,7 @@ from reproexec import __version__
 from reproexec.codebox import CodeState, capture_code, require_clean
 from reproexec.config import LoadedConfig
 from reproexec.engine import ContainerSpec, Engine, Exit, Mount, RunHandle
-from reproexec.errors import EngineError, ReproexecError, RunError
+from reproexec.errors import ConfigError, EngineError, RunError
 from reproexec.runstore import (
     RUN_JSON,
     artifact_hashes,
@@ -90,7 +90,7 @@ def prepare_run(loaded: LoadedConfig, opts: RunOptions, engine: Engine | None, o
 
     cfg = loaded.config
     if opts.gpu and cfg.env.flavour != "cuda" and opts.runtime == "docker":
-        raise RunError(
+        raise ConfigError(
             f"--gpu needs a CUDA image, but {loaded.path} has env.flavour = {cfg.env.flavour!r}",
             "set env.flavour: cuda, or drop --gpu",
         )
@@ -158,9 +158,9 @@ def execute_run(
 ) -> RunOutcome:
     cfg = loaded.config
     prep = prepare_run(loaded, opts, engine, on_log)
-    run_id, run_dir = create_run_dir(opts.runs_dir, make_run_id(cfg.model.arch, opts.name or cfg.name, prep.fingerprint))
-    if opts.runtime == "docker":
-        os.chmod(run_dir, 0o755)
+    arch = "custom" if cfg.entrypoint else cfg.model.arch
+    run_id, run_dir = create_run_dir(opts.runs_dir, make_run_id(arch, opts.name or cfg.name, prep.fingerprint))
+    _hand_over(run_dir, opts.user)
     record = _initial_record(run_id, prep, opts)
     try:
         _write_inputs(run_dir, prep)
@@ -212,7 +212,13 @@ def _initial_record(run_id: str, prep: Prepared, opts: RunOptions) -> dict[str, 
             "bytes": prep.manifest.total_bytes,
         },
         "image": prep.image,
-        "runtime": {"kind": opts.runtime, "gpu": opts.gpu, "user": opts.user or _invoking_user(), "handle": None},
+        "runtime": {
+            "kind": opts.runtime,
+            "gpu": opts.gpu,
+            "user": opts.user or _invoking_user(),
+            "user_explicit": opts.user is not None,
+            "handle": None,
+        },
         "randomness": {
             "seed": cfg.seed,
             "determinism": cfg.determinism.model_dump(),
@@ -388,6 +394,16 @@ def _finish(run_dir: Path, record: dict[str, Any], status: str, reason: str | No
         record["report_error"] = f"{type(e).__name__}: {e}"
     record["artifacts"] = artifact_hashes(run_dir)
     write_json_atomic(run_dir / RUN_JSON, record)
+    _hand_over(run_dir, (record.get("runtime") or {}).get("user") if record["runtime"].get("user_explicit") else None)
+
+
+def _hand_over(run_dir: Path, user: str | None) -> None:
+    """With an explicit --user (root running for someone else), the whole run folder is theirs."""
+    if not user or os.geteuid() != 0:
+        return
+    uid, gid = (int(x) for x in user.split(":"))
+    for p in [run_dir, *run_dir.rglob("*")]:
+        os.lchown(p, uid, gid)
 
 
 @contextmanager
@@ -427,5 +443,3 @@ def _tail(path: Path, n: int) -> list[str]:
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
-
-__all__ = ["RunOptions", "RunOutcome", "execute_run", "prepare_run", "ReproexecError"]

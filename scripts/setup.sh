@@ -7,10 +7,14 @@ cd "$(dirname "$0")/.."
 
 bash scripts/docker-engine.sh
 
-if ! command -v debootstrap >/dev/null 2>&1; then
-  echo "setup: installing debootstrap (offline base image)"
+# debootstrap makes the offline base image; chromium renders report.html in the tests.
+missing=""
+command -v debootstrap >/dev/null 2>&1 || missing="$missing debootstrap"
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+if [ -n "$missing" ]; then
+  echo "setup: installing$missing (Debian)"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
 if [ ! -x .venv/bin/python ]; then

@@ -53,3 +53,11 @@ def isolated_cache(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     monkeypatch.setenv("REPROEXEC_CACHE", str(cache))
     return cache
+
+
+@pytest.fixture(scope="session")
+def demo_snapshot(tmp_path_factory):
+    """scikit-learn's digits written as the demo snapshot (1.5 s), shared by the run tests."""
+    from reproexec.data.demo import write_digits_demo
+
+    return write_digits_demo(tmp_path_factory.mktemp("data") / "digits-v1").root

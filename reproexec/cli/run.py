@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -19,6 +20,9 @@ def run(
         bool, typer.Option("--require-clean", help="Refuse to run with uncommitted changes.")
     ] = False,
     runs_dir: Annotated[Path, typer.Option(help="Run store.", envvar="REPROEXEC_RUNS")] = Path("runs"),
+    user: Annotated[
+        str | None, typer.Option(help="UID:GID to run as and to own the run folder (when root runs for someone).")
+    ] = None,
 ) -> None:
     """Build or reuse the image, verify the data, train in the container, export one run folder."""
     from reproexec.config import load_config
@@ -27,13 +31,15 @@ def run(
 
     if runtime not in ("docker", "local"):
         raise ConfigError(f"--runtime {runtime!r} is not known", "use --runtime docker or --runtime local")
+    if user is not None and not re.fullmatch(r"[0-9]+:[0-9]+", user):
+        raise ConfigError(f"--user {user!r} is not UID:GID", "pass numbers, e.g. --user 1000:1000")
     loaded = load_config(config)
     engine = None
     if runtime == "docker":
         from reproexec.engine import connect
 
         engine = connect()
-    opts = RunOptions(gpu=gpu, name=name, runtime=runtime, require_clean=require_clean, runs_dir=runs_dir.resolve())  # type: ignore[arg-type]
+    opts = RunOptions(gpu=gpu, name=name, runtime=runtime, require_clean=require_clean, runs_dir=runs_dir.resolve(), user=user)  # type: ignore[arg-type]
     with console.run_progress() as on_event:
         outcome = execute_run(loaded, opts, engine=engine, on_event=on_event, on_log=console.info)
     console.run_summary(outcome)

@@ -1,0 +1,44 @@
+"""Bring-your-own entrypoint: record the environment, then become the user's command.
+
+    python -m reproexec.runtime.byo --out RUN_DIR -- python train.py --epochs 2
+
+The host has already pinned the environment (seeds, threads, CPU dispatch level, cuBLAS) and set
+REPROEXEC_RUN_DIR / REPROEXEC_DATA_DIR. The user's process replaces this one (exec), so signals
+from `docker stop` reach it directly and its exit code is the run's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m reproexec.runtime.byo")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    args = p.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        sys.stderr.write("error: no entrypoint command given after --\n")
+        return 2
+    from reproexec.runtime import artifacts, environment
+
+    try:
+        env = environment.capture_environment()
+    except ImportError:  # an image without torch: still record what there is
+        env = {"os": environment._os(), "cpu": environment._cpu(), "packages": environment._packages()}
+    artifacts.write_json(args.out / "environment.json", env)
+    sys.stdout.flush()
+    try:
+        os.execvp(command[0], command)
+    except OSError as e:
+        sys.stderr.write(f"error: cannot start entrypoint {command[0]!r}: {e}\n")
+        return 127
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main())

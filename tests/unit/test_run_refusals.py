@@ -1,0 +1,50 @@
+"""What `reproexec run` refuses before a run folder exists (no Docker needed: local runtime)."""
+
+import pytest
+from runfixtures import write_config
+from typer.testing import CliRunner
+
+from reproexec.cli.app import app
+
+pytestmark = pytest.mark.unit
+runner = CliRunner()
+
+
+def test_changed_dataset_stops_the_run_before_anything_starts(tmp_path, demo_snapshot):
+    import shutil
+
+    snap = tmp_path / "snap"
+    shutil.copytree(demo_snapshot, snap)
+    victim = sorted((snap / "train" / "3").iterdir())[0]
+    data = bytearray(victim.read_bytes())
+    data[-20] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    (snap / "train" / "3" / "extra.png").write_bytes(b"extra")
+    cfg = write_config(tmp_path, snap)
+    runs = tmp_path / "runs"
+    r = runner.invoke(app, ["run", str(cfg), "--runtime", "local", "--runs-dir", str(runs)])
+    assert r.exit_code == 4, r.output
+    rel = victim.relative_to(snap).as_posix()
+    assert f"changed: {rel}" in r.stderr and "unexpected: train/3/extra.png" in r.stderr
+    assert not runs.exists() or list(runs.iterdir()) == []  # no run folder at all
+
+
+def test_gpu_on_a_cpu_flavour_is_refused(tmp_path, demo_snapshot):
+    cfg = write_config(tmp_path, demo_snapshot)
+    r = runner.invoke(app, ["run", str(cfg), "--gpu", "--runs-dir", str(tmp_path / "runs")])
+    assert r.exit_code == 2
+    assert "--gpu needs a CUDA image" in r.stderr and "env.flavour" in r.stderr
+
+
+def test_require_clean_refuses_a_dirty_work_tree(tmp_path, demo_snapshot):
+    import subprocess
+
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    cfg = write_config(tmp_path, demo_snapshot)
+    subprocess.run([*git, "add", "config.yaml"], check=True)
+    subprocess.run([*git, "commit", "-qm", "config"], check=True)
+    (tmp_path / "train.py").write_text("print(1)\n")
+    r = runner.invoke(app, ["run", str(cfg), "--runtime", "local", "--require-clean", "--runs-dir", str(tmp_path / "runs")])
+    assert r.exit_code == 7
+    assert "has uncommitted changes and --require-clean was given" in r.stderr
