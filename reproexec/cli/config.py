@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from reproexec import console
-from reproexec.config import config_schema, load_config
 
 app = typer.Typer(help="Inspect configs: the resolved form and the JSON Schema.", no_args_is_help=True)
 
@@ -19,6 +18,8 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of YAML.")] = False,
 ) -> None:
     """Validate CONFIG and print it with every default written out."""
+    from reproexec.config import load_config
+
     resolved = load_config(path).config.resolved()
     if as_json:
         console.json_data(resolved)
@@ -31,4 +32,6 @@ def show(
 @app.command("schema")
 def schema() -> None:
     """Print the config's JSON Schema (for editor completion and validation)."""
+    from reproexec.config import config_schema
+
     console.json_data(config_schema())
