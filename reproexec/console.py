@@ -15,7 +15,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-out = Console(soft_wrap=True, highlight=False)
+# Piped output is not cut to 80 columns: ids and hashes must stay whole for other tools.
+out = Console(soft_wrap=True, highlight=False, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 
 
@@ -149,3 +150,28 @@ def run_summary(outcome: Any) -> None:
         pairs.append(("weights sha256", outcome.summary["weights_sha256"]))
     pairs.append(("run folder", str(outcome.run_dir)))
     key_values(pairs)
+
+
+def env_diff(a: str, b: str, diffs: Sequence[Any]) -> None:
+    if not diffs:
+        out.print(f"no environment differences between {a} and {b}", markup=False)
+        return
+    n = sum(1 for d in diffs if d.numerics)
+    rows = [[d.key, d.a, d.b, "yes" if d.numerics else "no", d.why] for d in diffs]
+    table(f"{len(diffs)} differences, {n} can change numbers", ["what", a, b, "numbers?", "why"], rows)
+
+
+def rerun_verdict(result: Any) -> None:
+    c = result.comparison
+    if c is None:
+        error(f"the rerun did not succeed: {result.outcome.reason}")
+    else:
+        colour = {"identical": "green", "within tolerance": "yellow"}.get(c.verdict, "red")
+        out.print(f"[bold {colour}]{c.verdict}[/] (rerun of {result.original.run_id})")
+        if c.first_divergence:
+            d = c.first_divergence
+            out.print(f"first difference: {d.where}, {d.metric}: {d.a} (original) vs {d.b} (rerun)", markup=False)
+        if c.verdict != "identical":
+            table("final metrics", ["metric", "original", "rerun"], [[k, v[0], v[1]] for k, v in c.final.items()])
+    env_diff(result.original.run_id, result.outcome.run_id, result.env_diff)
+    info(f"comparison page: {result.outcome.run_dir / 'comparison.html'}")

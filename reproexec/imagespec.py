@@ -130,3 +130,20 @@ def content_hash(inputs: dict[str, Any]) -> str:
 
 def image_tag(digest: str) -> str:
     return f"{TAG_REPOSITORY}:{digest}"
+
+
+def input_differences(recorded: dict[str, Any], rebuilt: dict[str, Any]) -> list[str]:
+    """Which hash inputs differ, in words (for a rebuild whose tag is not the recorded one)."""
+    out = []
+    for key in sorted(set(recorded) | set(rebuilt)):
+        a, b = recorded.get(key), rebuilt.get(key)
+        if a == b:
+            continue
+        if isinstance(a, list) and isinstance(b, list):
+            sa, sb = {json.dumps(x) for x in a}, {json.dumps(x) for x in b}
+            gone = sorted(json.loads(x)[0] for x in sa - sb)
+            new = sorted(json.loads(x)[0] for x in sb - sa)
+            out.append(f"{key}: recorded only {', '.join(gone) or '-'}; rebuilt only {', '.join(new) or '-'}")
+        else:
+            out.append(f"{key}: recorded {json.dumps(a)}, rebuilt {json.dumps(b)}")
+    return out

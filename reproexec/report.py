@@ -11,14 +11,23 @@ from reproexec.imagespec import templates_root
 IMAGES = (("curves.png", "loss and accuracy"), ("confusion_matrix.png", "confusion matrix"), ("predictions.png", "sample predictions"))
 
 
-def render_report(run_dir: Path, record: dict[str, Any]) -> str:
+def _env() -> Any:
     import jinja2
 
-    env = jinja2.Environment(
+    return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_root() / "templates")),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
+
+
+def render_comparison(data: dict[str, Any]) -> str:
+    """comparison.html: the verdict, where the curves part, final metrics and the env diff."""
+    return _env().get_template("comparison.html.j2").render(d=data, c=data.get("comparison"))
+
+
+def render_report(run_dir: Path, record: dict[str, Any]) -> str:
+    env = _env()
     summary = record.get("summary") or None
     epochs = _jsonl(run_dir / "metrics" / "epochs.jsonl")
     columns = [c for c in ("epoch", "train_loss", "val_loss", "val_acc", "lr") if any(c in e for e in epochs)]

@@ -17,7 +17,7 @@ import socket
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -53,7 +53,8 @@ class RunOptions:
     runs_dir: Path = Path("runs")
     user: str | None = None  # uid:gid for the container; default: the invoking user's
     data_dir: Path | None = None  # dataset snapshot; default: the config's data.snapshot
-    replay_env: dict[str, str] = field(default_factory=dict)  # rerun: recorded pins override
+    expect_image: dict[str, Any] | None = None  # rerun: the recorded image (tag, content hash, inputs)
+    expect_dockerfile: str | None = None
 
 
 @dataclass(frozen=True)
@@ -110,28 +111,15 @@ def prepare_run(loaded: LoadedConfig, opts: RunOptions, engine: Engine | None, o
     dockerfile = None
     if opts.runtime == "docker":
         assert engine is not None
-        from reproexec.build import build_image, plan_build
-
-        plan = plan_build(loaded, engine, gpu=opts.gpu, on_log=on_log)
-        result = build_image(plan, engine, on_log=on_log)
-        on_log(f"image {result.tag} ({'cached' if result.cached else 'built'})")
+        image, dockerfile = _ensure_image(loaded, opts, engine, on_log)
         if opts.gpu and not engine.has_nvidia_runtime():
             raise EngineError(
                 "--gpu was given but this Docker engine has no NVIDIA runtime",
                 "install the NVIDIA driver and nvidia-container-toolkit, run "
                 "`nvidia-ctk runtime configure --runtime=docker`, restart dockerd; or run without --gpu",
             )
-        image = {
-            "tag": result.tag,
-            "id": result.image_id,
-            "content_hash": plan.content_hash,
-            "hash_inputs": plan.inputs,
-            "base": {"reference": plan.spec.base.reference, "id": plan.spec.base.image_id},
-            "pip_freeze": result.freeze,
-        }
-        dockerfile = plan.dockerfile
 
-    env = {**pinned_environment(cfg), **opts.replay_env}
+    env = pinned_environment(cfg)
     fingerprint = hashlib.sha256(
         json.dumps(
             {
@@ -146,6 +134,41 @@ def prepare_run(loaded: LoadedConfig, opts: RunOptions, engine: Engine | None, o
         ).encode()
     ).hexdigest()
     return Prepared(loaded, code, data_dir, manifest, report.manifest_id, image, dockerfile, env, fingerprint)
+
+
+def _ensure_image(
+    loaded: LoadedConfig, opts: RunOptions, engine: Engine, on_log: Callable[[str], None]
+) -> tuple[dict[str, Any], str]:
+    """Build or reuse the run image; for a rerun, the recorded image or an identical rebuild."""
+    from reproexec.build import build_image, plan_build
+    from reproexec.imagespec import input_differences
+
+    expected = opts.expect_image
+    if expected:
+        info = engine.image(expected["tag"])
+        if info is not None:  # still here, or loaded from a --with-image bundle
+            on_log(f"image {expected['tag']} (the recorded one, reused)")
+            return {**expected, "id": info.id, "reused": True}, opts.expect_dockerfile or ""
+    plan = plan_build(loaded, engine, gpu=opts.gpu, on_log=on_log)
+    if expected and plan.content_hash != expected["content_hash"]:
+        raise RunError(
+            f"the rebuilt image is not the recorded one (content hash {plan.content_hash[:12]}, recorded "
+            f"{expected['content_hash'][:12]}); nothing was run",
+            "bring the recorded image (`reproexec export --with-image`), or make the inputs listed above match "
+            "(same base image id, same reproexec version)",
+            details=input_differences(expected.get("hash_inputs") or {}, plan.inputs),
+        )
+    result = build_image(plan, engine, on_log=on_log)
+    on_log(f"image {result.tag} ({'cached' if result.cached else 'built'})")
+    image = {
+        "tag": result.tag,
+        "id": result.image_id,
+        "content_hash": plan.content_hash,
+        "hash_inputs": plan.inputs,
+        "base": {"reference": plan.spec.base.reference, "id": plan.spec.base.image_id},
+        "pip_freeze": result.freeze,
+    }
+    return image, plan.dockerfile
 
 
 def execute_run(

@@ -54,7 +54,7 @@ def _root(
 
 def _register() -> None:
     # Each module defines its commands; importing them here keeps this file a table of contents.
-    from reproexec.cli import base, build, bundle, config, data, lock, run, runs, smoke
+    from reproexec.cli import base, build, bundle, config, data, lock, rerun, run, runs, smoke
 
     app.add_typer(base.app, name="base")
     app.add_typer(config.app, name="config")
@@ -66,6 +66,8 @@ def _register() -> None:
     app.add_typer(runs.app, name="runs")
     app.command("export")(bundle.export)
     app.command("import")(bundle.import_)
+    app.command("rerun")(rerun.rerun)
+    app.add_typer(rerun.env_app, name="env")
 
 
 _register()

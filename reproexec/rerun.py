@@ -1,0 +1,115 @@
+"""`reproexec rerun <run-id | run.tar.gz>`: rebuild (or load) the recorded image, verify the data
+against the recorded manifest, replay the recorded config (seeds, threads, CPU dispatch level),
+run, compare with the original, and explain the environment differences."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reproexec.compare import Comparison, compare_runs
+from reproexec.config import LoadedConfig, validate_config
+from reproexec.engine import Engine
+from reproexec.envdiff import Difference, diff_env, view_of_run_dir
+from reproexec.errors import RunError
+from reproexec.run import EventFn, RunOptions, RunOutcome, execute_run
+from reproexec.runstore import RUN_JSON, RunRecord, artifact_hashes, load_run, write_json_atomic, write_text_atomic
+
+
+@dataclass
+class RerunResult:
+    original: RunRecord
+    outcome: RunOutcome
+    comparison: Comparison | None
+    env_diff: list[Difference]
+
+
+def locate(ref: str, runs_dir: Path, engine: Engine | None) -> RunRecord:
+    """The original run: from the store, a run folder, or a bundle (imported, its image loaded)."""
+    from reproexec.bundle import import_bundle
+
+    p = Path(ref)
+    if p.is_file():
+        record, image_tar = import_bundle(p, runs_dir)
+        tag = (record.data.get("image") or {}).get("tag")
+        if image_tar is not None and engine is not None and tag and engine.image(tag) is None:
+            engine.load(image_tar)
+            info = engine.image(tag)
+            if info is None or info.labels.get("org.reproexec.content-hash") != record.data["image"]["content_hash"]:
+                raise RunError(f"the image in bundle {p} is not the recorded {tag}", "export the run again --with-image")
+        return record
+    return load_run(ref, runs_dir)
+
+
+def replay_config(original: RunRecord, *, data: Path | None, cpuset: str | None) -> LoadedConfig:
+    try:
+        raw = json.loads((original.path / "config.resolved.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise RunError(f"run {original.run_id} has no readable config.resolved.json: {e}") from None
+    raw["env"]["lockfile"] = "requirements.lock"  # the run's own copy
+    raw["data"]["snapshot"] = str(data or original.data["data"]["snapshot"])
+    raw["data"]["manifest"] = str(original.path / "manifest.json")  # verify against what the run used
+    if cpuset is not None:
+        raw["resources"]["cpuset"] = cpuset
+    return LoadedConfig(config=validate_config(raw, f"{original.run_id}/config.resolved.json"), path=original.path / "config.yaml")
+
+
+def rerun(
+    ref: str,
+    *,
+    runs_dir: Path,
+    engine: Engine | None,
+    runtime: str = "docker",
+    data: Path | None = None,
+    gpu: bool = False,
+    cpuset: str | None = None,
+    tolerances: dict[str, float] | None = None,
+    on_event: EventFn = lambda e: None,
+    on_log: Callable[[str], None] = lambda s: None,
+) -> RerunResult:
+    original = locate(ref, runs_dir, engine)
+    if original.data.get("entrypoint"):
+        raise RunError(
+            f"run {original.run_id} used a bring-your-own entrypoint; rerun replays the built-in trainer only",
+            "check out the recorded commit, apply code.patch, and `reproexec run` its config",
+        )
+    if original.data.get("status") != "succeeded":
+        raise RunError(f"run {original.run_id} did not succeed ({original.status}); there is nothing to compare with")
+    loaded = replay_config(original, data=data, cpuset=cpuset)
+    dockerfile = original.path / "Dockerfile"
+    opts = RunOptions(
+        gpu=gpu,
+        runtime=runtime,  # type: ignore[arg-type]
+        runs_dir=runs_dir,
+        expect_image=original.data.get("image") if runtime == "docker" else None,
+        expect_dockerfile=dockerfile.read_text(encoding="utf-8") if dockerfile.is_file() else None,
+    )
+    outcome = execute_run(loaded, opts, engine=engine, on_event=on_event, on_log=on_log)
+    tol = {**loaded.config.tolerance, **(tolerances or {})}
+    comparison = compare_runs(original.path, outcome.run_dir, tol) if outcome.succeeded else None
+    diffs = diff_env(view_of_run_dir(original.path, original.run_id), view_of_run_dir(outcome.run_dir))
+    _record(original, outcome, comparison, diffs)
+    return RerunResult(original=original, outcome=outcome, comparison=comparison, env_diff=diffs)
+
+
+def _record(original: RunRecord, outcome: RunOutcome, comparison: Comparison | None, diffs: list[Difference]) -> None:
+    """comparison.json and comparison.html beside the new run; run.json says what it reran."""
+    from reproexec.report import render_comparison
+
+    run_dir = outcome.run_dir
+    data: dict[str, Any] = {
+        "original": original.run_id,
+        "rerun": outcome.run_id,
+        "comparison": comparison.to_dict() if comparison else None,
+        "env_diff": [d.__dict__ for d in diffs],
+    }
+    write_json_atomic(run_dir / "comparison.json", data)
+    write_text_atomic(run_dir / "comparison.html", render_comparison(data))
+    record = json.loads((run_dir / RUN_JSON).read_text(encoding="utf-8"))
+    record["rerun_of"] = original.run_id
+    record["verdict"] = comparison.verdict if comparison else None
+    record["artifacts"] = artifact_hashes(run_dir)
+    write_json_atomic(run_dir / RUN_JSON, record)

@@ -1,0 +1,131 @@
+"""`reproexec rerun` and `env diff` on the real engine: "another machine", honestly on one host."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import tarfile
+
+import pytest
+from runfixtures import write_config
+from typer.testing import CliRunner
+
+from reproexec.cli.app import app
+from reproexec.config import load_config
+from reproexec.context import ContextEntry, write_context
+from reproexec.run import RunOptions, execute_run
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def original(docker_engine, base_image, demo_snapshot, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("origin")
+    cfg = write_config(folder, demo_snapshot, train={"epochs": 2})
+    run = execute_run(load_config(cfg), RunOptions(runs_dir=folder / "runs"), engine=docker_engine)
+    assert run.status == "succeeded", run.reason
+    bundle = folder / "run.tar.gz"
+    r = runner.invoke(app, ["export", run.run_id, "-o", str(bundle), "--runs-dir", str(folder / "runs")])
+    assert r.exit_code == 0, r.output
+    return run, bundle
+
+
+def test_rerun_from_a_bundle_after_deleting_image_store_and_caches_is_identical(
+    docker_engine, original, tmp_path, monkeypatch
+):
+    run, bundle = original
+    record = json.loads((run.run_dir / "run.json").read_text())
+    tag = record["image"]["tag"]
+    docker_engine.remove_image(tag)  # the run image is gone
+    monkeypatch.setenv("REPROEXEC_CACHE", str(tmp_path / "fresh-cache"))  # wheels, reproexec wheel, probes: gone
+    store = tmp_path / "fresh-store"  # a new run store
+    r = runner.invoke(app, ["rerun", str(bundle), "--runs-dir", str(store), "--cpuset", "1"])
+    assert r.exit_code == 0, r.output + r.stderr
+    assert f"identical (rerun of {run.run_id})" in r.stdout
+    assert docker_engine.image(tag) is not None  # rebuilt to the recorded content hash
+    new = next(p for p in store.iterdir() if p.name != run.run_id and not p.name.startswith("."))
+    rec = json.loads((new / "run.json").read_text())
+    assert rec["resources"]["cpuset"] == "1" and rec["verdict"] == "identical" and rec["rerun_of"] == run.run_id
+    assert json.loads((new / "comparison.json").read_text())["comparison"]["verdict"] == "identical"
+    assert "id=\"verdict\">identical<" in (new / "comparison.html").read_text()
+
+
+def _edit_bundle(src, dst, edit):
+    """Rewrite one file of a bundle and keep run.json's sha256 consistent (a deliberate edit)."""
+    with tarfile.open(src) as tar:
+        members = [(m, tar.extractfile(m).read() if m.isfile() else None) for m in tar.getmembers()]
+    run_id = members[0][0].name.split("/")[0]
+    files = {m.name: data for m, data in members}
+    name, new = edit(run_id, files)
+    files[name] = new
+    record = json.loads(files[f"{run_id}/run.json"])
+    record["artifacts"][name.split("/", 1)[1]] = hashlib.sha256(new).hexdigest()
+    files[f"{run_id}/run.json"] = json.dumps(record).encode()
+    with tarfile.open(dst, "w:gz") as tar:
+        for m, _ in members:
+            data = files[m.name]
+            if data is not None:
+                m.size = len(data)
+                tar.addfile(m, __import__("io").BytesIO(data))
+
+
+def test_an_edited_thread_count_differs_and_env_diff_names_it(original, tmp_path):
+    run, bundle = original
+
+    def threads_2(run_id, files):
+        name = f"{run_id}/config.resolved.json"
+        cfg = json.loads(files[name])
+        cfg["determinism"]["threads"] = 2
+        return name, json.dumps(cfg).encode()
+
+    edited = tmp_path / "edited.tar.gz"
+    _edit_bundle(bundle, edited, threads_2)
+    r = runner.invoke(app, ["rerun", str(edited), "--runs-dir", str(tmp_path / "store")])
+    assert r.exit_code == 11, r.output + r.stderr
+    assert f"differs (rerun of {run.run_id})" in r.stdout
+    assert "first difference: step 1, loss" in r.stdout or "first difference: step" in r.stdout
+    for key in ("determinism.threads", "torch.intra_op_threads", "env.OMP_NUM_THREADS"):
+        line = next(ln for ln in r.stdout.splitlines() if key in ln)
+        assert "│ 1 " in line and "│ 2 " in line and "yes" in line, line
+
+
+def test_a_changed_dataset_file_is_refused_before_training(original, demo_snapshot, tmp_path):
+    run, bundle = original
+    data = tmp_path / "data"
+    shutil.copytree(demo_snapshot, data)
+    victim = sorted((data / "val" / "7").iterdir())[0]
+    victim.write_bytes(victim.read_bytes()[:-1])
+    store = tmp_path / "store"
+    r = runner.invoke(app, ["rerun", str(bundle), "--data", str(data), "--runs-dir", str(store)])
+    assert r.exit_code == 4, r.output + r.stderr
+    assert f"resized: {victim.relative_to(data).as_posix()}" in r.stderr
+    assert sorted(p.name for p in store.iterdir() if not p.name.startswith(".")) == [run.run_id]  # only the import
+
+
+def test_env_diff_between_an_image_and_the_same_with_one_package_changed(docker_engine, original, tmp_path):
+    run, _ = original
+    tag = json.loads((run.run_dir / "run.json").read_text())["image"]["tag"]
+    wheels = tmp_path / "w"
+    subprocess.run(
+        ["pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(wheels), "six==1.16.0"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    wheel = next(wheels.glob("*.whl"))
+    dockerfile = f"FROM {tag}\nCOPY {wheel.name} /tmp/\nUSER 0\nRUN /opt/venv/bin/python -m pip install --no-index --no-deps /tmp/{wheel.name}\n"
+    ctx = tmp_path / "ctx.tar"
+    with open(ctx, "wb") as f:
+        write_context([ContextEntry.from_bytes("Dockerfile", dockerfile.encode()),
+                       ContextEntry.from_bytes(wheel.name, wheel.read_bytes())], f)  # fmt: skip
+    with open(ctx, "rb") as f:
+        docker_engine.build(f, tag="reproexec-test:one-package", labels={}, network_mode="none")
+    try:
+        r = runner.invoke(app, ["env", "diff", tag, "reproexec-test:one-package", "--json"])
+        assert r.exit_code == 0, r.output
+        diffs = {d["key"]: d for d in json.loads(r.stdout)["differences"]}
+        assert set(diffs) == {"package six", "image.id"}
+        assert (diffs["package six"]["a"], diffs["package six"]["b"]) == ("—", "1.16.0")
+    finally:
+        docker_engine.remove_image("reproexec-test:one-package")

@@ -1,0 +1,79 @@
+import json
+
+import pytest
+
+from reproexec.compare import DIFFERS, IDENTICAL, WITHIN, compare_runs
+from reproexec.envdiff import EnvView, classify, diff_env, view_from_parts
+
+pytestmark = pytest.mark.unit
+
+
+def make_run(folder, losses, val_acc, weights="w" * 64):
+    (folder / "metrics").mkdir(parents=True)
+    steps = [{"step": i + 1, "epoch": 1, "loss": v, "lr": 0.1} for i, v in enumerate(losses)]
+    (folder / "metrics" / "steps.jsonl").write_text("".join(json.dumps(s) + "\n" for s in steps))
+    epochs = [{"epoch": 1, "train_loss": sum(losses) / len(losses), "val_acc": val_acc, "per_class_acc": {"0": val_acc}}]
+    (folder / "metrics" / "epochs.jsonl").write_text("".join(json.dumps(e) + "\n" for e in epochs))
+    (folder / "summary.json").write_text(json.dumps({"weights_sha256": weights, "final": {"val_acc": val_acc}}))
+    return folder
+
+
+def test_identical_within_tolerance_and_differs(tmp_path):
+    a = make_run(tmp_path / "a", [2.0, 1.5, 1.0], 0.9)
+    assert compare_runs(a, make_run(tmp_path / "b", [2.0, 1.5, 1.0], 0.9)).verdict == IDENTICAL
+    c = make_run(tmp_path / "c", [2.0, 1.5000001, 1.0], 0.9, weights="v" * 64)
+    loose = compare_runs(a, c, {"loss": 1e-5, "train_loss": 1e-5})
+    assert loose.verdict == WITHIN and loose.exit_code == 10 and loose.within_tolerance == 2
+    strict = compare_runs(a, c)
+    assert strict.verdict == DIFFERS and strict.exit_code == 11
+    d = strict.first_divergence
+    assert (d.where, d.metric, d.a, d.b) == ("step 2", "loss", 1.5, 1.5000001)
+    assert strict.final == {"val_acc": (0.9, 0.9)}
+
+
+def test_equal_metrics_but_other_weights_is_not_identical(tmp_path):
+    a = make_run(tmp_path / "a", [2.0, 1.0], 0.9)
+    b = make_run(tmp_path / "b", [2.0, 1.0], 0.9, weights="x" * 64)
+    c = compare_runs(a, b)
+    assert c.verdict == DIFFERS and c.first_divergence.where == "weights"
+
+
+def test_missing_steps_differ_where_the_shorter_run_ends(tmp_path):
+    c = compare_runs(make_run(tmp_path / "a", [2.0, 1.0, 0.5], 0.9), make_run(tmp_path / "b", [2.0, 1.0], 0.9))
+    assert c.verdict == DIFFERS and c.first_divergence.where == "step 3"
+
+
+def test_env_diff_marks_what_can_change_numbers():
+    env = {
+        "python": {"version": "3.11.2 (main)"},
+        "packages": {"torch": "2.14.1", "PyYAML": "6.0.4"},
+        "torch": {"intra_op_threads": 1, "cpu_capability": "AVX2"},
+        "cpu": {"model_name": "AMD EPYC", "flags": ["avx2", "sse4_2"], "usable_cpus": [0, 1]},
+        "os": {"release": "6.1", "glibc": "glibc-2.36"},
+    }
+    other = json.loads(json.dumps(env))
+    other["packages"].update(torch="2.14.2", PyYAML="6.0.5")
+    other["torch"]["intra_op_threads"] = 2
+    other["cpu"].update(flags=["avx2", "avx512f", "sse4_2"], usable_cpus=[1])
+    other["os"]["release"] = "6.8"
+    rec = {"randomness": {"seed": 1, "determinism": {"threads": 1}}, "owner": {"host": "a"}}
+    rec2 = {"randomness": {"seed": 1, "determinism": {"threads": 2}}, "owner": {"host": "b"}}
+    diffs = diff_env(view_from_parts("A", env, rec), view_from_parts("B", other, rec2))
+    got = {d.key: (d.a, d.b, d.numerics) for d in diffs}
+    assert got == {
+        "cpu.flags": ("—", "avx512f", True),
+        "determinism.threads": ("1", "2", True),
+        "package torch": ("2.14.1", "2.14.2", True),
+        "torch.intra_op_threads": ("1", "2", True),
+        "cpu.usable_cpus": ("0 1", "1", False),
+        "host.name": ("a", "b", False),
+        "os.release": ("6.1", "6.8", False),
+        "package pyyaml": ("6.0.4", "6.0.5", False),
+    }
+    assert [d.numerics for d in diffs] == sorted((d.numerics for d in diffs), reverse=True)  # numerics first
+
+
+def test_classification_of_the_issue_examples():
+    assert classify("determinism.threads")[0] and classify("cuda.devices.0.name")[0]
+    assert not classify("host.name")[0]
+    assert diff_env(EnvView("a", {"x.y": "1"}), EnvView("b", {"x.y": "1"})) == []
