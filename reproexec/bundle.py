@@ -15,8 +15,10 @@ import os
 import shutil
 import tarfile
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 from reproexec.engine import Engine
 from reproexec.errors import RunError
@@ -117,8 +119,13 @@ def check_members(members: list[tarfile.TarInfo], source: str) -> str:
     return next(iter(tops))
 
 
-def import_bundle(bundle: Path, runs_dir: Path) -> tuple[RunRecord, Path | None]:
-    """Check and unpack a bundle into the run store; return the run and its saved image (if any)."""
+def import_bundle(
+    bundle: Path, runs_dir: Path, load_image: Callable[[IO[bytes]], object] | None = None
+) -> tuple[RunRecord, bool]:
+    """Check and unpack a bundle into the run store; return the run and whether it held an image.
+
+    A saved image is streamed to `load_image` (docker load) straight from the bundle, never copied
+    into the run store; without `load_image` it is skipped."""
     if not bundle.is_file():
         raise RunError(f"bundle {bundle} does not exist", "pass the .tar.gz written by `reproexec export`")
     runs_dir.mkdir(parents=True, exist_ok=True)
@@ -127,29 +134,37 @@ def import_bundle(bundle: Path, runs_dir: Path) -> tuple[RunRecord, Path | None]
             members = tar.getmembers()
             run_id = check_members(members, str(bundle))
             dest = runs_dir / run_id
-            if dest.exists():
-                existing = load_run(str(dest))
-                return existing, (dest / IMAGE_MEMBER if (dest / IMAGE_MEMBER).is_file() else None)
-            staging = Path(tempfile.mkdtemp(dir=runs_dir, prefix=".import-"))
-            try:
-                for m in members:
-                    target = staging / m.name
-                    if m.isdir():
-                        target.mkdir(parents=True, exist_ok=True)
-                        continue
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    src = tar.extractfile(m)
-                    assert src is not None
-                    with open(target, "xb") as f:  # "x": never through anything already there
-                        shutil.copyfileobj(src, f, 1 << 20)
-                _check_artifacts(staging / run_id, str(bundle))
-                os.replace(staging / run_id, dest)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
+            image_member = next((m for m in members if m.name == f"{run_id}/{IMAGE_MEMBER}"), None)
+            if not dest.exists():
+                _unpack(tar, [m for m in members if m is not image_member], run_id, runs_dir, dest, str(bundle))
+            # Only a bundle whose run checked out gets its image loaded.
+            if image_member is not None and load_image is not None:
+                src = tar.extractfile(image_member)
+                assert src is not None
+                load_image(src)
     except (tarfile.TarError, EOFError, OSError) as e:
         raise RunError(f"bundle {bundle} cannot be read: {e}", "the file is damaged or not a tar archive") from None
-    image = dest / IMAGE_MEMBER
-    return load_run(str(dest)), (image if image.is_file() else None)
+    return load_run(str(dest)), image_member is not None
+
+
+def _unpack(tar: tarfile.TarFile, members: list[tarfile.TarInfo], run_id: str, runs_dir: Path, dest: Path, source: str) -> None:
+    """Unpack into a private staging folder, check every sha256, then move into place at once."""
+    staging = Path(tempfile.mkdtemp(dir=runs_dir, prefix=".import-"))
+    try:
+        for m in members:
+            target = staging / m.name
+            if m.isdir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            src = tar.extractfile(m)
+            assert src is not None
+            with open(target, "xb") as f:  # "x": never through anything already there
+                shutil.copyfileobj(src, f, 1 << 20)
+        _check_artifacts(staging / run_id, source)
+        os.replace(staging / run_id, dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _check_artifacts(folder: Path, source: str) -> None:

@@ -92,7 +92,7 @@ class Engine(Protocol):
     def image(self, reference: str) -> ImageInfo | None: ...
     def pull(self, reference: str) -> ImageInfo: ...
     def import_rootfs(self, tar_path: Path, repository: str, tag: str, changes: Sequence[str]) -> str: ...
-    def load(self, tar_path: Path) -> list[str]: ...
+    def load(self, source: Path | IO[bytes]) -> list[str]: ...
     def tag(self, image_id: str, repository: str, tag: str) -> None: ...
     def remove_image(self, reference: str) -> None: ...
     def save(self, reference: str, out: IO[bytes]) -> None: ...
@@ -174,12 +174,16 @@ class DockerEngine:
             raise EngineError(f"Docker did not create {repository}:{tag} from {tar_path}: {status[-300:]}")
         return info.id
 
-    def load(self, tar_path: Path) -> list[str]:
+    def load(self, source: Path | IO[bytes]) -> list[str]:
+        """`docker load` from a file path or a readable stream (e.g. a member of a bundle)."""
         try:
-            with open(tar_path, "rb") as f:
-                images = self._client.images.load(f)
+            if isinstance(source, Path):
+                with open(source, "rb") as f:
+                    images = self._client.images.load(f)
+            else:
+                images = self._client.images.load(source)
         except self._errors.DockerException as e:
-            raise EngineError(f"Docker could not load {tar_path}: {_first_line(e)}") from None
+            raise EngineError(f"Docker could not load the image from {source}: {_first_line(e)}") from None
         return [img.id for img in images]
 
     def tag(self, image_id: str, repository: str, tag: str) -> None:

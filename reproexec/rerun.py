@@ -33,13 +33,12 @@ def locate(ref: str, runs_dir: Path, engine: Engine | None) -> RunRecord:
 
     p = Path(ref)
     if p.is_file():
-        record, image_tar = import_bundle(p, runs_dir)
-        tag = (record.data.get("image") or {}).get("tag")
-        if image_tar is not None and engine is not None and tag and engine.image(tag) is None:
-            engine.load(image_tar)
-            info = engine.image(tag)
-            if info is None or info.labels.get("org.reproexec.content-hash") != record.data["image"]["content_hash"]:
-                raise RunError(f"the image in bundle {p} is not the recorded {tag}", "export the run again --with-image")
+        record, had_image = import_bundle(p, runs_dir, load_image=engine.load if engine is not None else None)
+        image = record.data.get("image") or {}
+        if had_image and engine is not None:
+            info = engine.image(image.get("tag", ""))
+            if info is None or info.labels.get("org.reproexec.content-hash") != image.get("content_hash"):
+                raise RunError(f"the image in bundle {p} is not the recorded {image.get('tag')}", "export the run again --with-image")
         return record
     return load_run(ref, runs_dir)
 

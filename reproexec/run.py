@@ -111,13 +111,13 @@ def prepare_run(loaded: LoadedConfig, opts: RunOptions, engine: Engine | None, o
     dockerfile = None
     if opts.runtime == "docker":
         assert engine is not None
-        image, dockerfile = _ensure_image(loaded, opts, engine, on_log)
-        if opts.gpu and not engine.has_nvidia_runtime():
+        if opts.gpu and not engine.has_nvidia_runtime():  # before a long CUDA image build
             raise EngineError(
                 "--gpu was given but this Docker engine has no NVIDIA runtime",
                 "install the NVIDIA driver and nvidia-container-toolkit, run "
                 "`nvidia-ctk runtime configure --runtime=docker`, restart dockerd; or run without --gpu",
             )
+        image, dockerfile = _ensure_image(loaded, opts, engine, on_log)
 
     env = pinned_environment(cfg)
     fingerprint = hashlib.sha256(

@@ -37,9 +37,25 @@ def import_(
     bundle: Annotated[Path, typer.Argument(help="Bundle from `reproexec export`.")],
     runs_dir: RunsDir = Path("runs"),
 ) -> None:
-    """Check a bundle (paths, links, sizes, hashes) and add its run to the run store."""
-    from reproexec.bundle import import_bundle
+    """Check a bundle (paths, links, sizes, hashes) and add its run to the run store; a saved image is
+    loaded into Docker."""
+    from reproexec.bundle import IMAGE_MEMBER, import_bundle
 
-    record, image = import_bundle(bundle, runs_dir.resolve())
+    load = None
+    if _has_member(bundle, IMAGE_MEMBER):
+        from reproexec.engine import connect
+
+        load = connect().load
+    record, image = import_bundle(bundle, runs_dir.resolve(), load_image=load)
     console.success(f"imported run {record.run_id} into {record.path}" + (" (with its image)" if image else ""))
     console.data(record.run_id)
+
+
+def _has_member(bundle: Path, member: str) -> bool:
+    import tarfile
+
+    try:
+        with tarfile.open(bundle, "r:*") as tar:
+            return any(m.name.endswith(f"/{member}") for m in tar.getmembers())
+    except (tarfile.TarError, OSError):
+        return False  # import_bundle reports it properly

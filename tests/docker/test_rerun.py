@@ -129,3 +129,19 @@ def test_env_diff_between_an_image_and_the_same_with_one_package_changed(docker_
         assert (diffs["package six"]["a"], diffs["package six"]["b"]) == ("—", "1.16.0")
     finally:
         docker_engine.remove_image("reproexec-test:one-package")
+
+
+def test_rerun_from_a_with_image_bundle_loads_the_saved_image(docker_engine, original, tmp_path):
+    run, _ = original
+    tag = json.loads((run.run_dir / "run.json").read_text())["image"]["tag"]
+    bundle = tmp_path / "with-image.tar"
+    r = runner.invoke(app, ["export", str(run.run_dir), "-o", str(bundle), "--with-image"])
+    assert r.exit_code == 0, r.output
+    docker_engine.remove_image(tag)
+    try:
+        r = runner.invoke(app, ["rerun", str(bundle), "--runs-dir", str(tmp_path / "store")])
+    finally:
+        bundle.unlink()  # 6 GB: do not leave it in pytest's kept temp folders
+    assert r.exit_code == 0, r.output + r.stderr
+    assert f"image {tag} (the recorded one, reused)" in r.stderr
+    assert "identical" in r.stdout

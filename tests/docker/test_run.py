@@ -181,3 +181,24 @@ def test_a_killed_container_marks_the_run_failed_with_the_reason(docker_engine, 
     assert record["status"] == "failed" and record["reason"].startswith("exit code 137")
     assert "status          failed" in out or "failed" in out
     assert _containers_of(run_dir) == ""
+
+
+def test_out_of_memory_is_a_failed_run_with_the_reason(docker_engine, base_image, demo_snapshot, tmp_path):
+    (tmp_path / "hog.py").write_text("x = bytearray(1024 * 1024 * 1024)\nprint('survived')\n")
+    cfg = write_config(tmp_path, demo_snapshot, entrypoint=["python", "hog.py"], resources={"memory": "256m"})
+    run = execute_run(load_config(cfg), RunOptions(runs_dir=tmp_path / "runs"), engine=docker_engine)
+    assert run.status == "failed"
+    assert run.reason.startswith("out of memory"), run.reason
+    assert json.loads((run.run_dir / "run.json").read_text())["exit"]["oom_killed"] is True
+
+
+def test_gpu_without_an_nvidia_runtime_says_what_to_install(docker_engine, demo_snapshot, tmp_path):
+    from typer.testing import CliRunner
+
+    from reproexec.cli.app import app
+
+    cfg = write_config(tmp_path, demo_snapshot, env={"flavour": "cuda"})
+    r = CliRunner().invoke(app, ["run", str(cfg), "--gpu", "--runs-dir", str(tmp_path / "runs")])
+    assert r.exit_code == 5, r.output
+    assert "has no NVIDIA runtime" in r.stderr and "nvidia-container-toolkit" in r.stderr
+    assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []

@@ -37,8 +37,8 @@ def make_bundle(path, extra=(), tamper=False):
 
 
 def test_a_good_bundle_lands_in_the_store_with_its_hashes(tmp_path):
-    record, image = import_bundle(make_bundle(tmp_path / "b.tar.gz"), tmp_path / "runs")
-    assert record.run_id == RUN and image is None
+    record, had_image = import_bundle(make_bundle(tmp_path / "b.tar.gz"), tmp_path / "runs")
+    assert record.run_id == RUN and had_image is False
     assert artifact_hashes(record.path) == {**record.data["artifacts"]}
 
 
@@ -85,3 +85,18 @@ def test_not_a_tar(tmp_path):
     junk.write_bytes(b"not a tar")
     with pytest.raises(RunError, match="cannot be read"):
         import_bundle(junk, tmp_path / "runs")
+
+
+def test_a_saved_image_is_loaded_only_from_a_bundle_that_checks_out(tmp_path):
+    loaded = []
+
+    def load(stream):
+        loaded.append(stream.read())
+
+    image = (f"{RUN}/image.tar", b"image bytes")
+    with pytest.raises(RunError):
+        import_bundle(make_bundle(tmp_path / "bad.tar.gz", extra=[image], tamper=True), tmp_path / "runs", load)
+    assert loaded == []
+    record, had_image = import_bundle(make_bundle(tmp_path / "good.tar.gz", extra=[image]), tmp_path / "runs", load)
+    assert had_image and loaded == [b"image bytes"]
+    assert not (record.path / "image.tar").exists()  # streamed to docker load, not copied into the store
