@@ -7,10 +7,12 @@ cd "$(dirname "$0")/.."
 
 bash scripts/docker-engine.sh
 
-# debootstrap makes the offline base image; chromium renders report.html in the tests.
+# debootstrap makes the offline base image; chromium renders report.html in the tests;
+# docker-registry serves a local registry so the tests pull a base pinned by digest.
 missing=""
 command -v debootstrap >/dev/null 2>&1 || missing="$missing debootstrap"
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+command -v docker-registry >/dev/null 2>&1 || missing="$missing docker-registry"
 if [ -n "$missing" ]; then
   echo "setup: installing$missing (Debian)"
   export DEBIAN_FRONTEND=noninteractive
