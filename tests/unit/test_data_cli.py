@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from reproexec.cli.app import app
+from datatrees import make_tree
 
 pytestmark = pytest.mark.unit
 
@@ -17,14 +18,6 @@ ENV = {"NO_COLOR": "1", "COLUMNS": "200", "TERM": "dumb"}
 
 def invoke(*args: str):
     return CliRunner(env=ENV).invoke(app, ["data", *args])
-
-
-def make_tree(root: Path, files: dict[str, bytes]) -> Path:
-    for rel, content in files.items():
-        p = root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(content)
-    return root
 
 
 def test_snapshot_prints_the_manifest_id_on_stdout(tmp_path: Path) -> None:

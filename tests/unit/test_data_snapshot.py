@@ -15,16 +15,9 @@ import pytest
 from reproexec.data import hashing
 from reproexec.data.manifest import DatasetManifest, FileEntry, load_manifest, snapshot
 from reproexec.errors import DataError
+from datatrees import make_tree
 
 pytestmark = pytest.mark.unit
-
-
-def make_tree(root: Path, files: dict[str, bytes]) -> Path:
-    for rel, content in files.items():
-        p = root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(content)
-    return root
 
 
 def sha(b: bytes) -> str:

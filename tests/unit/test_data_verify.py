@@ -12,18 +12,11 @@ import pytest
 
 from reproexec.data.manifest import load_manifest, snapshot, verify_snapshot
 from reproexec.errors import DataError
+from datatrees import make_tree
 
 pytestmark = pytest.mark.unit
 
 N_FILES = 2000
-
-
-def make_tree(root: Path, files: dict[str, bytes]) -> Path:
-    for rel, content in files.items():
-        p = root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(content)
-    return root
 
 
 @pytest.fixture(scope="module")
