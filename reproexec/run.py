@@ -41,6 +41,7 @@ EventFn = Callable[[dict[str, Any]], None]
 DATA_MOUNT = "/data"
 RUN_MOUNT = "/run"
 CODE_DIR = "/code"
+WEIGHTS_MOUNT = "/weights/model.pt"
 LOG_FILE = "stdout.log"
 
 
@@ -83,6 +84,7 @@ class Prepared:
     dockerfile: str | None
     env: dict[str, str]
     fingerprint: str
+    weights: Path | None = None  # the pinned weights file, verified on the host
 
 
 def prepare_run(loaded: LoadedConfig, opts: RunOptions, engine: Engine | None, on_log: Callable[[str], None]) -> Prepared:
@@ -106,6 +108,7 @@ def prepare_run(loaded: LoadedConfig, opts: RunOptions, engine: Engine | None, o
     report = verify_snapshot(data_dir, manifest_path)
     report.raise_for_problems()
     manifest = load_manifest(manifest_path or data_dir / "manifest.json")
+    weights = _verified_weights(loaded)
 
     image: dict[str, Any] | None = None
     dockerfile = None
@@ -133,7 +136,26 @@ def prepare_run(loaded: LoadedConfig, opts: RunOptions, engine: Engine | None, o
             sort_keys=True,
         ).encode()
     ).hexdigest()
-    return Prepared(loaded, code, data_dir, manifest, report.manifest_id, image, dockerfile, env, fingerprint)
+    return Prepared(loaded, code, data_dir, manifest, report.manifest_id, image, dockerfile, env, fingerprint, weights)
+
+
+def _verified_weights(loaded: LoadedConfig) -> Path | None:
+    """The pinned weights file, checked against model.weights.sha256 before anything starts."""
+    ref = loaded.config.model.weights
+    if ref is None:
+        return None
+    from reproexec.wheels import sha256_file
+
+    path = loaded.resolve(ref.path)
+    if not path.is_file():
+        raise ConfigError(f"model.weights.path {path} does not exist", "point it at a local state_dict file (never downloaded)")
+    actual = sha256_file(path)
+    if actual != ref.sha256:
+        raise ConfigError(
+            f"model.weights: {path} has sha256 {actual}, but the config pins {ref.sha256}",
+            "use the pinned file, or update model.weights.sha256 if the new file is intended",
+        )
+    return path
 
 
 def _ensure_image(
@@ -248,6 +270,7 @@ def _initial_record(run_id: str, prep: Prepared, opts: RunOptions) -> dict[str, 
             "environment": prep.env,
         },
         "resources": cfg.resources.model_dump(),
+        "weights": {"path": str(prep.weights), "sha256": cfg.model.weights.sha256} if prep.weights else None,
         "entrypoint": cfg.entrypoint,
         "fingerprint": prep.fingerprint,
     }
@@ -280,6 +303,8 @@ def _start(prep: Prepared, opts: RunOptions, run_dir: Path, engine: Engine | Non
             cwd = Path(prep.code.root)
         else:
             command = _trainer_command(str(run_dir / "config.resolved.json"), str(prep.data_dir), str(run_dir), opts.gpu)
+            if prep.weights:
+                command += ["--weights", str(prep.weights)]
             cwd = run_dir
         return LocalRun(command, {**os.environ, **env}, cwd=cwd)
 
@@ -293,11 +318,15 @@ def _start(prep: Prepared, opts: RunOptions, run_dir: Path, engine: Engine | Non
         command = ["python", "-m", "reproexec.runtime.byo", "--out", RUN_MOUNT, "--", *cfg.entrypoint]
     else:
         command = _trainer_command(f"{RUN_MOUNT}/config.resolved.json", DATA_MOUNT, RUN_MOUNT, opts.gpu)
+    mounts = [Mount(str(prep.data_dir), DATA_MOUNT, read_only=True), Mount(str(run_dir), RUN_MOUNT, read_only=False)]
+    if prep.weights and not cfg.entrypoint:
+        mounts.append(Mount(str(prep.weights), WEIGHTS_MOUNT, read_only=True))
+        command += ["--weights", WEIGHTS_MOUNT]
     r = cfg.resources
     spec = ContainerSpec(
         image=image,
         command=tuple(command),
-        mounts=(Mount(str(prep.data_dir), DATA_MOUNT, read_only=True), Mount(str(run_dir), RUN_MOUNT, read_only=False)),
+        mounts=tuple(mounts),
         environment=env,
         user=opts.user or _invoking_user(),
         workdir=workdir,

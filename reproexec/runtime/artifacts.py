@@ -147,7 +147,12 @@ def plot_curves(path: Path, steps: list[dict[str, Any]], epochs: list[dict[str, 
         last_step = {r["epoch"]: r["step"] for r in epochs}
         ax1.plot([last_step[r["epoch"]] for r in ev], [r["val_loss"] for r in ev], "o-", label="val loss")
     ax1.set_xlabel("step")
-    ax1.set_ylabel("loss")
+    losses = [r["loss"] for r in steps] + [r["val_loss"] for r in ev]
+    if losses and min(losses) > 0 and max(losses) / min(losses) > 20:
+        ax1.set_yscale("log")  # an early spike (e.g. BatchNorm statistics) would flatten the curve
+        ax1.set_ylabel("loss (log scale)")
+    else:
+        ax1.set_ylabel("loss")
     ax1.legend()
     ax2.plot([r["epoch"] for r in ev], [r["val_acc"] for r in ev], "o-", color="tab:green")
     ax2.set_xlabel("epoch")

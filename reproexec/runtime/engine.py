@@ -178,6 +178,8 @@ def _run(config: Config, data_dir: Path, out: Path, device: str, smoke: bool, we
 
     torch.manual_seed(seeds["torch"])  # model init draws from the global generator: reseed right before
     model = build_model(config, weights_path).to(dev)
+    if config.model.weights is not None:
+        log(f"weights: loaded pinned {config.model.weights.path} (sha256 {config.model.weights.sha256})")
     optimizer = make_optimizer(config, model)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, LrFactor(config, plan))
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=config.train.label_smoothing)

@@ -202,3 +202,31 @@ def test_gpu_without_an_nvidia_runtime_says_what_to_install(docker_engine, demo_
     assert r.exit_code == 5, r.output
     assert "has no NVIDIA runtime" in r.stderr and "nvidia-container-toolkit" in r.stderr
     assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []
+
+
+def test_pinned_weights_reach_the_container_and_a_wrong_pin_is_refused(docker_engine, base_image, demo_snapshot, tmp_path):
+    import hashlib
+
+    import torch
+    import torchvision
+
+    weights = tmp_path / "resnet18-digits.pt"
+    torch.manual_seed(7)
+    torch.save(torchvision.models.get_model("resnet18", weights=None, num_classes=10).state_dict(), weights)
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    cfg = write_config(
+        tmp_path, demo_snapshot, model={"weights": {"path": weights.name, "sha256": digest}}, train={"max_steps": 2}
+    )
+    run = execute_run(load_config(cfg), RunOptions(runs_dir=tmp_path / "runs"), engine=docker_engine)
+    assert run.status == "succeeded", run.reason
+    assert f"weights: loaded pinned {weights.name} (sha256 {digest})" in (run.run_dir / "train.log").read_text()
+    assert json.loads((run.run_dir / "run.json").read_text())["weights"]["sha256"] == digest
+
+    from typer.testing import CliRunner
+
+    from reproexec.cli.app import app
+
+    bad = write_config(tmp_path, demo_snapshot, model={"weights": {"path": weights.name, "sha256": "0" * 64}})
+    r = CliRunner().invoke(app, ["run", str(bad), "--runs-dir", str(tmp_path / "runs2")])
+    assert r.exit_code == 2 and f"has sha256 {digest}, but the config pins {'0' * 64}" in r.stderr
+    assert not (tmp_path / "runs2").exists()

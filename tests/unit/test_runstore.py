@@ -1,0 +1,41 @@
+import json
+import os
+import socket
+import subprocess
+
+import pytest
+
+from reproexec.runstore import create_run_dir, list_runs, load_run, make_run_id
+from reproexec.errors import RunError
+
+pytestmark = pytest.mark.unit
+
+
+def test_run_ids_are_readable_and_unique(tmp_path):
+    import datetime as dt
+
+    rid = make_run_id("resnet18", "digits demo/v1", "a1b2c3d4e5", dt.date(2026, 11, 24))
+    assert rid == "2026-11-24_resnet18_digits-demo-v1_a1b2c3"
+    first, _ = create_run_dir(tmp_path, rid)
+    second, _ = create_run_dir(tmp_path, rid)
+    assert (first, second) == (rid, f"{rid}-2")
+
+
+def test_a_run_whose_process_died_is_shown_as_stale(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    for name, pid in (("alive", os.getpid()), ("dead", dead.pid)):
+        d = tmp_path / name
+        d.mkdir()
+        owner = {"host": socket.gethostname(), "pid": pid}
+        (d / "run.json").write_text(json.dumps({"run_id": name, "status": "running", "owner": owner}))
+    status = {r.run_id: r.status for r in list_runs(tmp_path)}
+    assert status == {"alive": "running", "dead": "interrupted (stale)"}
+
+
+def test_unknown_run_lists_the_latest_ids(tmp_path):
+    (tmp_path / "r1").mkdir()
+    (tmp_path / "r1" / "run.json").write_text(json.dumps({"run_id": "r1", "status": "succeeded"}))
+    with pytest.raises(RunError) as e:
+        load_run("nope", tmp_path)
+    assert e.value.message == f"no run 'nope' in {tmp_path}" and "latest: r1" in e.value.hint
