@@ -302,7 +302,9 @@ def _start(prep: Prepared, opts: RunOptions, run_dir: Path, engine: Engine | Non
             command = [sys.executable, "-m", "reproexec.runtime.byo", "--out", str(run_dir), "--", *cfg.entrypoint]
             cwd = Path(prep.code.root)
         else:
-            command = _trainer_command(str(run_dir / "config.resolved.json"), str(prep.data_dir), str(run_dir), opts.gpu)
+            command = _trainer_command(
+                sys.executable, str(run_dir / "config.resolved.json"), str(prep.data_dir), str(run_dir), opts.gpu
+            )
             if prep.weights:
                 command += ["--weights", str(prep.weights)]
             cwd = run_dir
@@ -317,7 +319,7 @@ def _start(prep: Prepared, opts: RunOptions, run_dir: Path, engine: Engine | Non
         env.update(REPROEXEC_RUN_DIR=RUN_MOUNT, REPROEXEC_DATA_DIR=DATA_MOUNT)
         command = ["python", "-m", "reproexec.runtime.byo", "--out", RUN_MOUNT, "--", *cfg.entrypoint]
     else:
-        command = _trainer_command(f"{RUN_MOUNT}/config.resolved.json", DATA_MOUNT, RUN_MOUNT, opts.gpu)
+        command = _trainer_command("python", f"{RUN_MOUNT}/config.resolved.json", DATA_MOUNT, RUN_MOUNT, opts.gpu)
     mounts = [Mount(str(prep.data_dir), DATA_MOUNT, read_only=True), Mount(str(run_dir), RUN_MOUNT, read_only=False)]
     if prep.weights and not cfg.entrypoint:
         mounts.append(Mount(str(prep.weights), WEIGHTS_MOUNT, read_only=True))
@@ -342,9 +344,8 @@ def _start(prep: Prepared, opts: RunOptions, run_dir: Path, engine: Engine | Non
     return engine.start(spec)
 
 
-def _trainer_command(config: str, data: str, out: str, gpu: bool) -> list[str]:
-    py = sys.executable if not config.startswith(RUN_MOUNT) else "python"
-    return [py, "-m", "reproexec.runtime.train", "--config", config, "--data", data, "--out", out,
+def _trainer_command(python: str, config: str, data: str, out: str, gpu: bool) -> list[str]:
+    return [python, "-m", "reproexec.runtime.train", "--config", config, "--data", data, "--out", out,
             "--device", "cuda" if gpu else "cpu"]  # fmt: skip
 
 
