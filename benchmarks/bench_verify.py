@@ -16,6 +16,11 @@ busy shared machine disturbs less than wall time. Both read warm page cache (eac
 and a quiet machine, and would measure the disk rather than the tools. `reproexec --version` is
 timed too: it is the fixed cost of starting the CLI (Python + imports) that every verify pays.
 Ratios, not absolute times, are the result: machines are noisy.
+
+Bytecode: reproexec runs with PYTHONDONTWRITEBYTECODE removed from its environment, as an installed
+reproexec has its .pyc files; with the variable set, an editable install recompiles its ~18 modules
+on every start (~20 ms of each run). `--no-pyc` keeps the variable as it is, for comparisons with
+runs taken that way.
 """
 
 from __future__ import annotations
@@ -60,13 +65,16 @@ def timed(cmd: list[str] | str, shell: bool = False) -> float:
     return timed_cpu(cmd, shell)[0]
 
 
+ENV: dict[str, str] | None = None  # the environment reproexec runs in (None: inherited)
+
+
 def timed_cpu(cmd: list[str] | str, shell: bool = False) -> tuple[float, float]:
     """(wall seconds, CPU seconds of the command and all its children, user + system)."""
     import resource
 
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    r = subprocess.run(cmd, shell=shell, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    r = subprocess.run(cmd, shell=shell, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=None if shell else ENV)
     dt = time.perf_counter() - t0
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode != 0:
@@ -142,7 +150,14 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--dir", default=None, help="where to create the temp datasets (default: system temp)")
     ap.add_argument("--keep", action="store_true", help="keep the datasets")
+    ap.add_argument(
+        "--no-pyc", action="store_true", help="keep PYTHONDONTWRITEBYTECODE as set (see the module docstring)"
+    )
     args = ap.parse_args()
+    global ENV
+    if not args.no_pyc and "PYTHONDONTWRITEBYTECODE" in os.environ:
+        ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        print("PYTHONDONTWRITEBYTECODE removed for reproexec (--no-pyc keeps it)", flush=True)
 
     base = Path(tempfile.mkdtemp(prefix="reproexec-bench-", dir=args.dir))
     exe = reproexec_exe()

@@ -9,11 +9,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from typer.core import TyperCommand
+from typer.core import TyperCommand, TyperGroup
 
 from reproexec import console
-
-app = typer.Typer(help="Dataset snapshots: manifest, verify gate, demo dataset.", no_args_is_help=True)
 
 
 class _PlainCoercion:
@@ -44,20 +42,40 @@ def _as_str_list(value):  # type: ignore[no-untyped-def]
     return [str(v) for v in value]
 
 
+def _make_lean(p) -> None:  # type: ignore[no-untyped-def]
+    desc = getattr(p, "type_descriptor", None)
+    info = getattr(desc, "parameter_info", None)
+    if getattr(p, "_runtime_param", False) is not None or info is None or _constrained(info):
+        return  # not the typer internals this was written against: leave it to typer
+    if desc.annotation is bool and p.nargs == 1 and not p.multiple:
+        p._runtime_param = _PlainCoercion(bool)  # --help, and flags given a non-bool default
+    elif desc.annotation is Path and not p.multiple and p.nargs == 1:
+        p._runtime_param = _PlainCoercion(_as_path)
+    elif desc.annotation == list[str] and p.multiple:
+        p._runtime_param = _PlainCoercion(_as_str_list)
+
+
 class _LeanCommand(TyperCommand):
-    """A typer command whose plain Path / list[str] parameters skip the pydantic import."""
+    """A typer command whose plain Path / list[str] / bool parameters skip the pydantic import."""
 
     def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         super().__init__(*args, **kwargs)
         for p in self.params:
-            desc = getattr(p, "type_descriptor", None)
-            info = getattr(desc, "parameter_info", None)
-            if getattr(p, "_runtime_param", False) is not None or info is None or _constrained(info):
-                continue  # not the typer internals this was written against: leave typer to it
-            if desc.annotation is Path and not p.multiple and p.nargs == 1:
-                p._runtime_param = _PlainCoercion(_as_path)
-            elif desc.annotation == list[str] and p.multiple:
-                p._runtime_param = _PlainCoercion(_as_str_list)
+            _make_lean(p)
+
+    def get_help_option(self, ctx):  # type: ignore[no-untyped-def]
+        opt = super().get_help_option(ctx)
+        if opt is not None:
+            _make_lean(opt)
+        return opt
+
+
+class _LeanGroup(TyperGroup):
+    def get_help_option(self, ctx):  # type: ignore[no-untyped-def]
+        opt = super().get_help_option(ctx)
+        if opt is not None:
+            _make_lean(opt)
+        return opt
 
 
 def _constrained(info) -> bool:  # type: ignore[no-untyped-def]
@@ -65,6 +83,9 @@ def _constrained(info) -> bool:  # type: ignore[no-untyped-def]
     return any(getattr(info, name, None) for name in checks) or getattr(info, "file_okay", True) is not True or (
         getattr(info, "dir_okay", True) is not True
     )
+
+
+app = typer.Typer(help="Dataset snapshots: manifest, verify gate, demo dataset.", no_args_is_help=True, cls=_LeanGroup)
 
 
 @app.command("snapshot", cls=_LeanCommand)
