@@ -6,6 +6,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+import sys
 import tarfile
 
 import pytest
@@ -110,7 +111,7 @@ def test_env_diff_between_an_image_and_the_same_with_one_package_changed(docker_
     tag = json.loads((run.run_dir / "run.json").read_text())["image"]["tag"]
     wheels = tmp_path / "w"
     subprocess.run(
-        ["pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(wheels), "six==1.16.0"],
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(wheels), "six==1.16.0"],
         check=True, capture_output=True,
     )  # fmt: skip
     wheel = next(wheels.glob("*.whl"))
