@@ -9,86 +9,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from typer.core import TyperCommand, TyperGroup
 
 from reproexec import console
 
 
-class _PlainCoercion:
-    """Converts a Path or list[str] parameter the way typer's pydantic adapter does, without it.
-
-    typer builds a pydantic TypeAdapter for every non-flag parameter when it parses the command
-    line; importing pydantic for that cost `data verify` ~80 ms of its ~0.3 s on 20,000 small files
-    (measured with -X importtime). These parameters have no constraints (exists=, resolve_path=, ...),
-    so the conversion is just Path(value) / list(value); None stays None (() when repeatable).
-    """
-
-    def __init__(self, convert):  # type: ignore[no-untyped-def]
-        self.convert = convert
-
-    def coerce(self, value, param, ctx):  # type: ignore[no-untyped-def]
-        if value is None:
-            return () if (param.multiple or param.nargs == -1) else None
-        return self.convert(value)
+app = typer.Typer(help="Dataset snapshots: manifest, verify gate, demo dataset.", no_args_is_help=True)
 
 
-def _as_path(value):  # type: ignore[no-untyped-def]
-    return value if isinstance(value, Path) else Path(value)
-
-
-def _as_str_list(value):  # type: ignore[no-untyped-def]
-    if isinstance(value, str):
-        raise typer.BadParameter("Value must be an iterable.")
-    return [str(v) for v in value]
-
-
-def _make_lean(p) -> None:  # type: ignore[no-untyped-def]
-    desc = getattr(p, "type_descriptor", None)
-    info = getattr(desc, "parameter_info", None)
-    if getattr(p, "_runtime_param", False) is not None or info is None or _constrained(info):
-        return  # not the typer internals this was written against: leave it to typer
-    if desc.annotation is bool and p.nargs == 1 and not p.multiple:
-        p._runtime_param = _PlainCoercion(bool)  # --help, and flags given a non-bool default
-    elif desc.annotation is Path and not p.multiple and p.nargs == 1:
-        p._runtime_param = _PlainCoercion(_as_path)
-    elif desc.annotation == list[str] and p.multiple:
-        p._runtime_param = _PlainCoercion(_as_str_list)
-
-
-class _LeanCommand(TyperCommand):
-    """A typer command whose plain Path / list[str] / bool parameters skip the pydantic import."""
-
-    def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
-        for p in self.params:
-            _make_lean(p)
-
-    def get_help_option(self, ctx):  # type: ignore[no-untyped-def]
-        opt = super().get_help_option(ctx)
-        if opt is not None:
-            _make_lean(opt)
-        return opt
-
-
-class _LeanGroup(TyperGroup):
-    def get_help_option(self, ctx):  # type: ignore[no-untyped-def]
-        opt = super().get_help_option(ctx)
-        if opt is not None:
-            _make_lean(opt)
-        return opt
-
-
-def _constrained(info) -> bool:  # type: ignore[no-untyped-def]
-    checks = ("exists", "resolve_path", "parser", "click_type", "min", "max")
-    return any(getattr(info, name, None) for name in checks) or getattr(info, "file_okay", True) is not True or (
-        getattr(info, "dir_okay", True) is not True
-    )
-
-
-app = typer.Typer(help="Dataset snapshots: manifest, verify gate, demo dataset.", no_args_is_help=True, cls=_LeanGroup)
-
-
-@app.command("snapshot", cls=_LeanCommand)
+@app.command("snapshot")
 def snapshot(
     folder: Annotated[Path, typer.Argument(metavar="DIR", help="Dataset folder to snapshot.")],
     exclude: Annotated[
@@ -114,7 +42,7 @@ def snapshot(
     console.data(result.manifest_id)
 
 
-@app.command("verify", cls=_LeanCommand)
+@app.command("verify")
 def verify(
     folder: Annotated[Path, typer.Argument(metavar="DIR", help="Dataset folder to check.")],
     manifest: Annotated[
