@@ -227,6 +227,11 @@ def execute_run(
         on_log("interrupted: stopping the run")
         handle.stop()
         status, reason = "interrupted", "stopped by the user (Ctrl-C / SIGTERM)"
+    except Exception as e:  # e.g. the engine went away mid-run: say so in run.json, then report it
+        handle.stop()
+        handle.remove()
+        _finish(run_dir, record, "failed", f"reproexec lost the run: {type(e).__name__}: {e}", None)
+        raise
     finally:
         handle.remove()
 

@@ -48,3 +48,37 @@ def test_require_clean_refuses_a_dirty_work_tree(tmp_path, demo_snapshot):
     r = runner.invoke(app, ["run", str(cfg), "--runtime", "local", "--require-clean", "--runs-dir", str(tmp_path / "runs")])
     assert r.exit_code == 7
     assert "has uncommitted changes and --require-clean was given" in r.stderr
+
+
+def test_a_run_lost_mid_stream_is_marked_failed(tmp_path, demo_snapshot, monkeypatch):
+    import json
+
+    from reproexec import run as run_mod
+    from reproexec.config import load_config
+    from reproexec.engine import Exit
+
+    class BrokenHandle:
+        id = "broken"
+        stopped = removed = False
+
+        def lines(self):
+            yield '{"event": "start"}'
+            raise ConnectionError("engine went away")
+
+        def wait(self):
+            return Exit(0)
+
+        def stop(self, timeout=10):
+            BrokenHandle.stopped = True
+
+        def remove(self):
+            BrokenHandle.removed = True
+
+    monkeypatch.setattr(run_mod, "_start", lambda *a, **k: BrokenHandle())
+    cfg = load_config(write_config(tmp_path, demo_snapshot))
+    with pytest.raises(ConnectionError):
+        run_mod.execute_run(cfg, run_mod.RunOptions(runtime="local", runs_dir=tmp_path / "runs"))
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "failed" and "engine went away" in record["reason"]
+    assert BrokenHandle.stopped and BrokenHandle.removed
