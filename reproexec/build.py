@@ -12,7 +12,6 @@ import json
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from reproexec.basebox import resolve_base

@@ -14,7 +14,7 @@ import re
 import subprocess
 import sys
 import tarfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -195,10 +195,6 @@ def resolve_side(ref: str, runs_dir: Path, engine_factory: Any) -> EnvView:
         f"{ref!r} is not a run id, a bundle, an image tag or 'host'",
         "pass a run id from `reproexec runs list`, a run.tar.gz, an image tag, or host",
     )
-
-
-def differences_json(diffs: list[Difference]) -> list[dict[str, Any]]:
-    return [asdict(d) for d in diffs]
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

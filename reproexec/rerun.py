@@ -16,7 +16,8 @@ from reproexec.engine import Engine
 from reproexec.envdiff import Difference, diff_env, view_of_run_dir
 from reproexec.errors import RunError
 from reproexec.run import EventFn, RunOptions, RunOutcome, execute_run
-from reproexec.runstore import RUN_JSON, RunRecord, artifact_hashes, load_run, write_json_atomic, write_text_atomic
+from reproexec.runstore import RUN_JSON, RunRecord, load_run, write_json_atomic, write_text_atomic
+from reproexec.wheels import sha256_file
 
 
 @dataclass
@@ -110,5 +111,7 @@ def _record(original: RunRecord, outcome: RunOutcome, comparison: Comparison | N
     record = json.loads((run_dir / RUN_JSON).read_text(encoding="utf-8"))
     record["rerun_of"] = original.run_id
     record["verdict"] = comparison.verdict if comparison else None
-    record["artifacts"] = artifact_hashes(run_dir)
+    # Only the two comparison files are new; everything else was hashed when the run finished.
+    for name in ("comparison.json", "comparison.html"):
+        record["artifacts"][name] = sha256_file(run_dir / name)
     write_json_atomic(run_dir / RUN_JSON, record)

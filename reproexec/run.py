@@ -212,7 +212,7 @@ def execute_run(
         write_json_atomic(run_dir / RUN_JSON, record)
         handle = _start(prep, opts, run_dir, engine)
     except BaseException as e:
-        _finish(run_dir, record, "failed", f"could not start: {e}", None)
+        _finish(run_dir, record, "failed", f"could not start: {e}", None, owner=opts.user)
         raise
     record["runtime"]["handle"] = handle.id
     write_json_atomic(run_dir / RUN_JSON, record)
@@ -230,7 +230,7 @@ def execute_run(
     except Exception as e:  # e.g. the engine went away mid-run: say so in run.json, then report it
         handle.stop()
         handle.remove()
-        _finish(run_dir, record, "failed", f"reproexec lost the run: {type(e).__name__}: {e}", None)
+        _finish(run_dir, record, "failed", f"reproexec lost the run: {type(e).__name__}: {e}", None, owner=opts.user)
         raise
     finally:
         handle.remove()
@@ -238,7 +238,7 @@ def execute_run(
     summary = _read_json(run_dir / "summary.json")
     if exit_info is not None:
         status, reason = _verdict(exit_info, run_dir, summary, byo=bool(cfg.entrypoint))
-    _finish(run_dir, record, status, reason, exit_info)
+    _finish(run_dir, record, status, reason, exit_info, owner=opts.user)
     return RunOutcome(run_id=run_id, run_dir=run_dir, status=status, reason=reason, summary=summary or {})
 
 
@@ -266,7 +266,6 @@ def _initial_record(run_id: str, prep: Prepared, opts: RunOptions) -> dict[str, 
             "kind": opts.runtime,
             "gpu": opts.gpu,
             "user": opts.user or _invoking_user(),
-            "user_explicit": opts.user is not None,
             "handle": None,
         },
         "randomness": {
@@ -434,7 +433,9 @@ def _verdict(exit_info: Exit, run_dir: Path, summary: dict | None, *, byo: bool)
     return "succeeded", None
 
 
-def _finish(run_dir: Path, record: dict[str, Any], status: str, reason: str | None, exit_info: Exit | None) -> None:
+def _finish(
+    run_dir: Path, record: dict[str, Any], status: str, reason: str | None, exit_info: Exit | None, *, owner: str | None
+) -> None:
     """Collect artifacts, render the report, and write the final run.json last."""
     record.update(status=status, reason=reason, finished_at=now_iso())
     record["exit"] = None if exit_info is None else {"code": exit_info.code, "oom_killed": exit_info.oom_killed}
@@ -452,7 +453,7 @@ def _finish(run_dir: Path, record: dict[str, Any], status: str, reason: str | No
         record["report_error"] = f"{type(e).__name__}: {e}"
     record["artifacts"] = artifact_hashes(run_dir)
     write_json_atomic(run_dir / RUN_JSON, record)
-    _hand_over(run_dir, (record.get("runtime") or {}).get("user") if record["runtime"].get("user_explicit") else None)
+    _hand_over(run_dir, owner)
 
 
 def _hand_over(run_dir: Path, user: str | None) -> None:

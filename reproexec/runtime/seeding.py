@@ -96,7 +96,7 @@ def nondeterministic_op_error(exc: BaseException, arch: str, device: str) -> Run
     return RunError(
         f"model {arch!r} on {device} uses {op}, which has no deterministic implementation; "
         "determinism.mode 'strict' refuses to run it",
-        f"choose a model without that op (e.g. resnet18: its 1x1 average pool is deterministic), run on "
+        "choose a model without that op (e.g. resnet18: its 1x1 average pool is deterministic), run on "
         "the CPU, or set determinism.mode: relaxed to accept run-to-run differences (the run records it)",
     )
 
