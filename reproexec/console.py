@@ -13,7 +13,6 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 # Piped output is not cut to 80 columns: ids and hashes must stay whole for other tools.
 out = Console(soft_wrap=True, highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -47,6 +46,8 @@ def error(text: str) -> None:
 
 
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    from rich.table import Table  # ~5 ms to import: only where a table is printed
+
     t = Table(title=title, show_lines=False)
     for c in columns:
         t.add_column(c, overflow="fold")

@@ -87,16 +87,22 @@ class Prepared:
     weights: Path | None = None  # the pinned weights file, verified on the host
 
 
-def prepare_run(loaded: LoadedConfig, opts: RunOptions, engine: Engine | None, on_log: Callable[[str], None]) -> Prepared:
-    from reproexec.data.manifest import load_manifest, verify_snapshot
-    from reproexec.runtime.seeding import pinned_environment
-
+def check_options(loaded: LoadedConfig, opts: RunOptions) -> None:
+    """Refusals that need neither the engine nor the data (the CLI calls this before connecting)."""
     cfg = loaded.config
     if opts.gpu and cfg.env.flavour != "cuda" and opts.runtime == "docker":
         raise ConfigError(
             f"--gpu needs a CUDA image, but {loaded.path} has env.flavour = {cfg.env.flavour!r}",
             "set env.flavour: cuda, or drop --gpu",
         )
+
+
+def prepare_run(loaded: LoadedConfig, opts: RunOptions, engine: Engine | None, on_log: Callable[[str], None]) -> Prepared:
+    from reproexec.data.manifest import verify_snapshot
+    from reproexec.runtime.seeding import pinned_environment
+
+    cfg = loaded.config
+    check_options(loaded, opts)
     code = capture_code(loaded.base_dir, exclude=[opts.runs_dir])
     if opts.require_clean:
         require_clean(code)
@@ -107,7 +113,8 @@ def prepare_run(loaded: LoadedConfig, opts: RunOptions, engine: Engine | None, o
     on_log(f"verifying dataset {data_dir}")
     report = verify_snapshot(data_dir, manifest_path)
     report.raise_for_problems()
-    manifest = load_manifest(manifest_path or data_dir / "manifest.json")
+    manifest = report.manifest  # the one just verified, not the file read again
+    assert manifest is not None
     weights = _verified_weights(loaded)
 
     image: dict[str, Any] | None = None

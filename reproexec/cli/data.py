@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from reproexec import console
+from reproexec.cli import verify as verify_cmd
 
 
 app = typer.Typer(help="Dataset snapshots: manifest, verify gate, demo dataset.", no_args_is_help=True)
@@ -32,11 +33,11 @@ def snapshot(
     """Hash every file in DIR; write DIR/manifest.json and DIR/SHA256SUMS; print the manifest id."""
     from reproexec.data.manifest import snapshot as take_snapshot
 
-    result = take_snapshot(folder, excludes=tuple(exclude or ()), progress=_progress())
+    result = take_snapshot(folder, excludes=tuple(exclude or ()), progress=verify_cmd.progress_factory())
     m = result.manifest
     excluded = f", excluding {', '.join(m.excludes)}" if m.excludes else ""
     console.success(
-        f"snapshot of {folder}: {m.count:,} files, {_size(m.total_bytes)}{excluded}; "
+        f"snapshot of {folder}: {m.count:,} files, {verify_cmd.size(m.total_bytes)}{excluded}; "
         f"wrote {result.manifest_path.name} and {result.sums_path.name}"
     )
     console.data(result.manifest_id)
@@ -56,23 +57,7 @@ def verify(
 
     Lists every missing, resized, changed, renamed and unexpected file and exits 4 on any.
     """
-    from reproexec.data.manifest import verify_snapshot
-
-    report = verify_snapshot(folder, manifest, quick=quick, progress=_progress())
-    report.raise_for_problems()
-    if quick:
-        console.warn("--quick compared names and sizes only; file contents were NOT checked (run without --quick)")
-        console.success(f"{folder}: {report.checked_files:,} files present with the sizes in the manifest")
-    else:
-        console.success(f"{folder}: {report.checked_files:,} files, {_size(report.checked_bytes)} match the manifest (sha256)")
-    console.key_values(
-        [
-            ("manifest id", report.manifest_id),
-            ("files", f"{report.checked_files:,}"),
-            ("bytes", f"{report.checked_bytes:,}" if not quick else "not read (--quick)"),
-            ("checked", "sizes only (content not checked)" if quick else "sha256 of every file"),
-        ]
-    )
+    verify_cmd.verify(folder, manifest, quick)
 
 
 @app.command("demo")
@@ -88,20 +73,6 @@ def demo(
     result = write_digits_demo(out, val_fraction=val_fraction, seed=seed, force=force)
     console.success(
         f"demo dataset in {out}: {result.manifest.count:,} PNG images (train/ and val/, digits 0-9), "
-        f"{_size(result.manifest.total_bytes)}"
+        f"{verify_cmd.size(result.manifest.total_bytes)}"
     )
     console.data(result.manifest_id)
-
-
-def _progress():  # type: ignore[no-untyped-def]
-    # console.progress draws nothing when stderr is not a terminal, but it still imports
-    # rich.progress and updates a hidden bar per batch: skip both then.
-    return console.progress if console.err.is_terminal else None
-
-
-def _size(n: int) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:,} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
-        n /= 1000  # type: ignore[assignment]
-    return f"{n} TB"  # pragma: no cover

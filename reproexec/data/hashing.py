@@ -22,7 +22,7 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 CHUNK = 1 << 20  # read size for large files
 LARGE = 4 << 20  # files from this size on are one task each
@@ -348,11 +348,11 @@ def _run_forked(
     back and raised here.
     """
     import marshal
-    import selectors
     import signal
     import struct
 
     ok = False
+    drainer = None
 
     task_r, task_w = os.pipe()
     records = struct.pack(f"<{n_tasks}I", *range(n_tasks))
@@ -370,6 +370,7 @@ def _run_forked(
     try:
         for _ in range(workers):
             res_r, res_w = os.pipe()
+            _grow_pipe(res_w)
             pid = os.fork()
             if pid == 0:  # child: never returns
                 code = 1
@@ -409,14 +410,77 @@ def _run_forked(
                     os.close(fd_w)
 
             threading.Thread(target=feed, name="reproexec-hash-feed", daemon=True).start()
-        if meanwhile:
-            meanwhile()
-        sel = selectors.DefaultSelector()
-        bufs: dict[int, bytearray] = {}
-        for fd in children:
-            sel.register(fd, selectors.EVENT_READ)
-            bufs[fd] = bytearray()
         done = 0
+
+        def handle(payload: bytes | bytearray) -> None:
+            nonlocal done
+            n, result = marshal.loads(payload)
+            if n < 0:
+                raise RuntimeError(f"a hashing worker process failed: {result}")
+            collect(n, result)
+            done += 1
+
+        if meanwhile is None:
+            _receive(children, handle)
+        else:
+            # The caller's own work runs here while a thread empties the result pipes, so a worker
+            # never waits on a full pipe for this thread to finish it. The thread only moves bytes;
+            # results are unpacked and collected in this thread.
+            import queue
+            import threading
+
+            frames: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+            def drain() -> None:
+                try:
+                    _receive(children, frames.put)
+                    frames.put(None)
+                except BaseException as e:  # raised in the calling thread
+                    frames.put(e)
+
+            drainer = threading.Thread(target=drain, name="reproexec-hash-results", daemon=True)
+            drainer.start()
+            meanwhile()
+            while (item := frames.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                handle(item)
+        if done != n_tasks:
+            raise RuntimeError(f"hashing worker processes ended after {done} of {n_tasks} batches")
+        ok = True
+    finally:
+        if not ok:
+            for pid in children.values():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        if drainer is not None:
+            drainer.join()  # ends at end of file on every result pipe (the workers exited or were killed)
+        for fd in (task_r, task_w, *children):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        for pid in children.values():
+            try:
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
+
+
+def _receive(children: dict[int, int], put: Callable[[bytearray], None]) -> None:
+    """Read length-prefixed frames from every result pipe until each ends; put(payload) for each."""
+    import selectors
+    import struct
+
+    sel = selectors.DefaultSelector()
+    bufs: dict[int, bytearray] = {}
+    for fd in children:
+        sel.register(fd, selectors.EVENT_READ)
+        bufs[fd] = bytearray()
+    try:
         while bufs:
             for key, _ in sel.select():
                 fd = key.fd
@@ -433,30 +497,19 @@ def _run_forked(
                     (size,) = struct.unpack_from("<Q", buf)
                     if len(buf) < 8 + size:
                         break
-                    n, result = marshal.loads(buf[8 : 8 + size])
+                    put(buf[8 : 8 + size])
                     del buf[: 8 + size]
-                    if n < 0:
-                        raise RuntimeError(f"a hashing worker process failed: {result}")
-                    collect(n, result)
-                    done += 1
-        sel.close()
-        if done != n_tasks:
-            raise RuntimeError(f"hashing worker processes ended after {done} of {n_tasks} batches")
-        ok = True
     finally:
-        for fd in (task_r, task_w, *children):
-            if fd >= 0:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-        for pid in children.values():
-            try:
-                if not ok:
-                    os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-            except OSError:
-                pass
+        sel.close()
+
+
+def _grow_pipe(fd: int) -> None:
+    import fcntl
+
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 1 << 20)
+    except (AttributeError, OSError):
+        pass
 
 
 def _frame(payload: bytes) -> bytes:
@@ -479,6 +532,5 @@ def _choose(n_small: int, workers: int) -> str:
 
 def _fork_ok() -> bool:
     # fork is cheap and needs no re-import; macOS and Windows would pay a full interpreter start.
-    import multiprocessing
-
-    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+    # (Not multiprocessing.get_all_start_methods(): importing multiprocessing costs ~5 ms.)
+    return sys.platform.startswith("linux") and hasattr(os, "fork")

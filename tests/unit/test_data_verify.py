@@ -294,3 +294,49 @@ def test_listed_file_replaced_by_a_folder(snap: Path) -> None:
     p.mkdir()
     (p / "inner.png").write_bytes(b"x")
     assert problems_of(snap) == ["missing: train/1/00011.png", "unexpected: train/1/00011.png/inner.png (not in the manifest)"]
+
+
+# The whole-list fast check must never accept what the per-entry checks refuse.
+_TRICKY_RELPATHS = [
+    "a.png", "cls/b.png", "ü/ß.png", "a b/c d.png", 'q"uote.png', "x/y/z.bin", ".hidden", "a/.b", "a/..",
+    "..", "../x", "a/../b", "/abs", "a/", "a//b", "./a", "a/./b", "C:/x", "C:x", "a:b", "a\\b", "a\nb",
+    "a\tb", "a\x00b", "a\x7fb", "", "manifest.json", "SHA256SUMS", "sub/manifest.json", "a\u2028b", "\u00a0",
+]
+_TRICKY_DIGESTS = ["a" * 64, "0123456789abcdef" * 4, "A" * 64, "a" * 63, "a" * 65, "g" * 64, "a" * 62 + "  ", 5, None]
+_TRICKY_SIZES = [0, 7, 2**40, -1, True, 1.0, "7", None]
+
+
+def test_whole_list_check_accepts_only_what_the_entry_checks_accept(monkeypatch) -> None:
+    from reproexec.data import manifest as m
+
+    rng = random.Random(1234)
+    taken = 0
+    for _ in range(3000):
+        files = []
+        for _ in range(rng.randint(1, 4)):
+            entry = {
+                "relpath": rng.choice(_TRICKY_RELPATHS) if rng.random() < 0.5 else f"d{rng.randint(0, 9)}/{rng.randint(0, 99)}.png",
+                "bytes": rng.choice(_TRICKY_SIZES) if rng.random() < 0.3 else rng.randint(0, 10**6),
+                "sha256": rng.choice(_TRICKY_DIGESTS) if rng.random() < 0.3 else hashlib.sha256(os.urandom(4)).hexdigest(),
+            }
+            if rng.random() < 0.05:
+                entry.pop(rng.choice(list(entry)))
+            if rng.random() < 0.05:
+                entry["extra"] = 1
+            files.append(entry)
+        fast = m._plain_entries(files)
+        if fast is None:
+            continue
+        taken += 1
+        with monkeypatch.context() as mp:
+            mp.setattr(m, "_plain_entries", lambda files: None)
+            slow = m.manifest_from_dict({"count": len(files), "files": files})  # raises if any entry is refused
+        assert sorted(fast) == list(slow.files), files
+    assert taken > 300  # the fuzzing reached the accepting side often enough to mean something
+
+
+def test_whole_list_check_takes_real_snapshots(snap: Path) -> None:
+    from reproexec.data import manifest as m
+
+    doc = json.loads((snap / "manifest.json").read_text(encoding="utf-8"))
+    assert m._plain_entries(doc["files"]) == list(load_manifest(snap / "manifest.json").files)
