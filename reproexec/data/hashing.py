@@ -22,7 +22,7 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 CHUNK = 1 << 20  # read size for large files
 LARGE = 4 << 20  # files from this size on are one task each
@@ -256,7 +256,8 @@ def hash_files(
 
     With expected_bytes ≥ 0, a file of another size is not hashed: its FileHash has the size on
     disk and sha256 None. A file that is not there has error == MISSING.
-    `advance(n_files, n_bytes)` is called from the calling thread as batches finish.
+    `advance(n_files, n_bytes)` is called as batches finish: from the calling thread, or from a
+    helper thread while `meanwhile` runs (with worker processes).
     `meanwhile()` runs in the calling thread once the work is handed to the pool, so the caller's
     own work (walking the folder, hashing the manifest) overlaps with the hashing.
     `executor` is "auto", "process", "thread" or "serial" (benchmarks and tests pin it).
@@ -423,28 +424,24 @@ def _run_forked(
         if meanwhile is None:
             _receive(children, handle)
         else:
-            # The caller's own work runs here while a thread empties the result pipes, so a worker
-            # never waits on a full pipe for this thread to finish it. The thread only moves bytes;
-            # results are unpacked and collected in this thread.
-            import queue
+            # The caller's own work runs here while a thread takes in the results, so a worker
+            # never waits on a full pipe for that work to finish, and progress keeps moving.
             import threading
 
-            frames: queue.SimpleQueue[Any] = queue.SimpleQueue()
+            failed: list[BaseException] = []
 
             def drain() -> None:
                 try:
-                    _receive(children, frames.put)
-                    frames.put(None)
+                    _receive(children, handle)
                 except BaseException as e:  # raised in the calling thread
-                    frames.put(e)
+                    failed.append(e)
 
             drainer = threading.Thread(target=drain, name="reproexec-hash-results", daemon=True)
             drainer.start()
             meanwhile()
-            while (item := frames.get()) is not None:
-                if isinstance(item, BaseException):
-                    raise item
-                handle(item)
+            drainer.join()
+            if failed:
+                raise failed[0]
         if done != n_tasks:
             raise RuntimeError(f"hashing worker processes ended after {done} of {n_tasks} batches")
         ok = True

