@@ -98,9 +98,8 @@ def fast_main(argv: list[str]) -> int | None:
 
         console.error(str(e))
         return e.exit_code
-    except KeyboardInterrupt:  # what click does with it
-        sys.stderr.write("\nAborted!\n")
-        return 1
+    except KeyboardInterrupt:  # what Typer does with it: exit 130, nothing printed
+        return 130
     return 0
 
 

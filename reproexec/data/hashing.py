@@ -22,12 +22,11 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 CHUNK = 1 << 20  # read size for large files
 LARGE = 4 << 20  # files from this size on are one task each
 PROCESS_POOL_MIN_FILES = 2000
-_PIPE_CAPACITY = 16384  # bytes surely written to a fresh pipe without blocking (Linux: 65536)  # below this, starting worker processes costs more than it saves
 
 Advance = Callable[[int, int], None]
 MISSING = "does not exist"  # FileHash.error for a file that is not there
@@ -353,11 +352,12 @@ def _run_forked(
     import struct
 
     ok = False
-    drainer = None
+    threads: list[Any] = []  # started helper threads, joined before the pipes they use are closed
 
     task_r, task_w = os.pipe()
     records = struct.pack(f"<{n_tasks}I", *range(n_tasks))
-    first = records[:_PIPE_CAPACITY]  # what fits without blocking; the rest is written after the forks
+    cap = _pipe_capacity(task_w)
+    first = records[: cap - cap % 4]  # what fits without blocking; the rest is written after the forks
     try:
         _write_all(task_w, first)
     except BaseException:
@@ -371,7 +371,6 @@ def _run_forked(
     try:
         for _ in range(workers):
             res_r, res_w = os.pipe()
-            _grow_pipe(res_w)
             pid = os.fork()
             if pid == 0:  # child: never returns
                 code = 1
@@ -396,11 +395,10 @@ def _run_forked(
             children[res_r] = pid
         os.close(task_r)
         task_r = -1
-        if task_w >= 0:  # more task numbers than a pipe holds: feed the rest from a thread
+        if task_w >= 0:  # more task numbers than the pipe holds: a thread writes the rest
             import threading
 
-            rest, fd_w = records[len(first) :], task_w
-            task_w = -1
+            rest, fd_w = records[len(first) :], os.dup(task_w)  # fd_w: the thread's own end
 
             def feed() -> None:
                 try:
@@ -408,9 +406,12 @@ def _run_forked(
                 except OSError:
                     pass  # the children are gone; the parent reports the missing batches
                 finally:
-                    os.close(fd_w)
+                    os.close(fd_w)  # with task_w closed below: end of file once the pipe is empty
 
-            threading.Thread(target=feed, name="reproexec-hash-feed", daemon=True).start()
+            feeder = threading.Thread(target=feed, name="reproexec-hash-feed", daemon=True)
+            _start(feeder, threads, on_failure=lambda: os.close(fd_w))
+            os.close(task_w)
+            task_w = -1
         done = 0
 
         def handle(payload: bytes | bytearray) -> None:
@@ -437,7 +438,7 @@ def _run_forked(
                     failed.append(e)
 
             drainer = threading.Thread(target=drain, name="reproexec-hash-results", daemon=True)
-            drainer.start()
+            _start(drainer, threads)
             meanwhile()
             drainer.join()
             if failed:
@@ -446,25 +447,52 @@ def _run_forked(
             raise RuntimeError(f"hashing worker processes ended after {done} of {n_tasks} batches")
         ok = True
     finally:
-        if not ok:
+        try:
+            if not ok:
+                for pid in children.values():
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+            # Both threads end once the workers have exited or been killed: the feeder's write
+            # fails with EPIPE, the drainer sees end of file on every result pipe.
+            for t in threads:
+                t.join()
+        finally:
+            for fd in (task_r, task_w, *children):
+                if fd >= 0:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
             for pid in children.values():
                 try:
-                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
                 except OSError:
                     pass
-        if drainer is not None:
-            drainer.join()  # ends at end of file on every result pipe (the workers exited or were killed)
-        for fd in (task_r, task_w, *children):
-            if fd >= 0:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-        for pid in children.values():
-            try:
-                os.waitpid(pid, 0)
-            except OSError:
-                pass
+
+
+def _start(thread: Any, started: list[Any], on_failure: Callable[[], object] | None = None) -> None:
+    """thread.start(), keeping the thread in `started` if it runs even when start() is interrupted
+    (Ctrl-C while it waits for the thread), so it is joined; on_failure() if it never ran."""
+    try:
+        thread.start()
+    finally:
+        if thread.ident is not None:
+            started.append(thread)
+        elif on_failure is not None:
+            on_failure()
+
+
+def _pipe_capacity(fd: int) -> int:
+    """Bytes a write to this empty pipe takes without blocking: 64 KiB normally, less for a user
+    over the kernel's pipe-user-pages-soft limit (then new pipes get one or two pages)."""
+    try:
+        import fcntl
+
+        return int(fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ))
+    except (ImportError, AttributeError, OSError):
+        return 4096  # PIPE_BUF on Linux: never less than one page
 
 
 def _receive(children: dict[int, int], put: Callable[[bytearray], None]) -> None:
@@ -498,15 +526,6 @@ def _receive(children: dict[int, int], put: Callable[[bytearray], None]) -> None
                     del buf[: 8 + size]
     finally:
         sel.close()
-
-
-def _grow_pipe(fd: int) -> None:
-    import fcntl
-
-    try:
-        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 1 << 20)
-    except (AttributeError, OSError):
-        pass
 
 
 def _frame(payload: bytes) -> bytes:

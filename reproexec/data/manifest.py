@@ -67,7 +67,7 @@ ProgressFactory = Callable[..., AbstractContextManager[Callable[[int, int], None
 
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 # Anything a safe relpath never holds; entries without any of these skip the detailed checks.
-_SUSPICIOUS_RE = re.compile(r"[\x00-\x1f\x7f\\]|^[A-Za-z]:|^/|/$|^\.\.?(/|$)|/\.\.?(/|$)|//|^$")
+_SUSPICIOUS_RE = re.compile(r"[\x00-\x1f\x7f\\\ud800-\udfff]|^[A-Za-z]:|^/|/$|^\.\.?(/|$)|/\.\.?(/|$)|//|^$")
 _DRIVE_RE = re.compile(r"^[A-Za-z]:")
 _TOP_KEYS = {"version", "count", "excludes", "files"}
 _ENTRY_KEYS = {"relpath", "bytes", "sha256"}
@@ -473,6 +473,8 @@ def relpath_problem(rel: Any) -> str | None:
         return "has an empty or '.' component; write it normalized (a/b.png)"
     if any(ord(c) < 32 or c == "\x7f" for c in rel):
         return "holds a control character"
+    if any("\ud800" <= c <= "\udfff" for c in rel):  # JSON can carry them; no file name can (UTF-8)
+        return "holds a lone surrogate (\\ud800-\\udfff), which is not a character; file names are UTF-8"
     if rel in RESERVED_NAMES:
         return f"names {rel}, which reproexec writes itself and is never part of a manifest"
     return None

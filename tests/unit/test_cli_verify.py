@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from reproexec.cli import verify as verify_cmd
 from reproexec.cli.app import app
+from reproexec.errors import DataError
 from datatrees import make_tree
 
 pytestmark = pytest.mark.unit
@@ -73,6 +74,21 @@ def test_both_parsers_read_the_same_arguments(monkeypatch, rest: list[str]) -> N
 )
 def test_anything_else_is_left_to_typer(rest: list[str]) -> None:
     assert verify_cmd.parse(["data", "verify", *rest]) is None
+
+
+@pytest.mark.parametrize(
+    ("raised", "code"),
+    [(KeyboardInterrupt(), 130), (DataError("bad", "fix it"), 4)],
+)
+def test_both_ways_in_end_an_interrupt_and_an_error_alike(monkeypatch, capsys, raised, code) -> None:
+    def boom(*args):
+        raise raised
+
+    monkeypatch.setattr(verify_cmd, "verify", boom)
+    via_typer = CliRunner().invoke(app, ["data", "verify", "ds"])
+    assert via_typer.exit_code == code
+    assert verify_cmd.fast_main(["data", "verify", "ds"]) == code
+    assert capsys.readouterr().err == via_typer.stderr
 
 
 def test_other_commands_are_left_to_typer() -> None:

@@ -243,7 +243,7 @@ def test_process_hashing_with_more_batches_than_a_pipe_holds_and_caller_work(
     # More batches than task numbers fit the task pipe up front (shrunk here to 16; 4,096 really):
     # the rest are fed from a thread, while the caller's `meanwhile` work runs and a thread takes
     # in the results.
-    monkeypatch.setattr(hashing, "_PIPE_CAPACITY", 64)
+    monkeypatch.setattr(hashing, "_pipe_capacity", lambda fd: 64)
     make_tree(tmp_path, {"a.bin": b"a" * 100, "b.bin": b"b" * 200})
     items = [("a.bin", 100), ("b.bin", 200), ("b.bin", 7)] * 23000  # 135 batches
     seen, ran = [], []

@@ -203,6 +203,7 @@ GOOD = "a" * 64
         ("a//b", "has an empty or '.' component; write it normalized (a/b.png)"),
         ("./a", "has an empty or '.' component; write it normalized (a/b.png)"),
         ("manifest.json", "names manifest.json, which reproexec writes itself and is never part of a manifest"),
+        ("b\ud800.png", "holds a lone surrogate (\\ud800-\\udfff), which is not a character; file names are UTF-8"),
     ],
 )
 def test_unsafe_relpaths_are_refused(tmp_path: Path, relpath: str, why: str) -> None:
@@ -300,7 +301,7 @@ def test_listed_file_replaced_by_a_folder(snap: Path) -> None:
 _TRICKY_RELPATHS = [
     "a.png", "cls/b.png", "ü/ß.png", "a b/c d.png", 'q"uote.png', "x/y/z.bin", ".hidden", "a/.b", "a/..",
     "..", "../x", "a/../b", "/abs", "a/", "a//b", "./a", "a/./b", "C:/x", "C:x", "a:b", "a\\b", "a\nb",
-    "a\tb", "a\x00b", "a\x7fb", "", "manifest.json", "SHA256SUMS", "sub/manifest.json", "a\u2028b", "\u00a0",
+    "a\tb", "a\x00b", "a\x7fb", "b\ud800", "\udcff/x", "", "manifest.json", "SHA256SUMS", "sub/manifest.json", "a\u2028b", "\u00a0",
 ]
 _TRICKY_DIGESTS = ["a" * 64, "0123456789abcdef" * 4, "A" * 64, "a" * 63, "a" * 65, "g" * 64, "a" * 62 + "  ", 5, None]
 _TRICKY_SIZES = [0, 7, 2**40, -1, True, 1.0, "7", None]
