@@ -12,8 +12,12 @@ import os
 import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reproexec.errors import RunError
+
+if TYPE_CHECKING:
+    from reproexec.context import ContextEntry
 
 MAX_UNTRACKED_BYTES = 5_000_000  # larger untracked files are listed, not copied into the patch
 
@@ -114,3 +118,93 @@ def _inside(p: Path, root: Path) -> bool:
         return True
     except ValueError:
         return False
+
+
+# ---------------------------------------------------------------------------------------------
+# code.tar: the files a bring-your-own entrypoint ran, kept in its run folder so the run can be
+# rerun where the work tree is not (another machine, a bundle): the same bytes, the same code image.
+
+CODE_TAR = "code.tar"
+MAX_CODE_FILES = 100_000
+MAX_CODE_BYTES = 2 * 1024**3  # all files together
+
+
+def work_tree_files(code: CodeState, *, exclude: list[Path] = ()) -> list[str]:
+    """The files of the captured tree a BYO run gets: in git, tracked and untracked-not-ignored
+    files; elsewhere every file. Symlinks, `exclude` (the run store) and skipped large untracked
+    files are left out."""
+    root = Path(code.root)
+    if code.kind == "git":
+        out = _git(root, "ls-files", "--cached", "--others", "--exclude-standard", "-z")
+        rels = [r for r in out.split("\0") if r and (root / r).is_file() and not (root / r).is_symlink()]
+    else:
+        rels = [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and not p.is_symlink()]
+    skipped = set(code.skipped_untracked)
+    excluded = [p.resolve() for p in exclude]
+    return sorted(
+        r for r in rels if r not in skipped and not any(_inside((root / r).resolve(), p) for p in excluded)
+    )
+
+
+def code_entries(root: Path, rels: list[str]) -> list[ContextEntry]:
+    from reproexec.context import ContextEntry
+
+    return [ContextEntry.from_bytes(rel, (root / rel).read_bytes()) for rel in rels]
+
+
+def write_code_tar(entries: list[ContextEntry], path: Path) -> None:
+    """A normalized tar (sorted, mtime 0, owner 0), written atomically: same files, same bytes."""
+    import tempfile
+
+    from reproexec.context import write_context
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write_context(entries, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_code_tar(path: Path) -> list[ContextEntry]:
+    """The files of a run's code.tar, checked as untrusted input (a run may come from a bundle):
+    plain files and folders only, relative names that stay inside, bounded count and size."""
+    import tarfile
+    from pathlib import PurePosixPath
+
+    from reproexec.context import ContextEntry
+
+    entries: list[ContextEntry] = []
+    problems: list[str] = []
+    total = 0
+    try:
+        with tarfile.open(path, "r:") as tar:
+            for m in tar:
+                name, parts = m.name, PurePosixPath(m.name).parts
+                if name.startswith("/") or "\\" in name or "\0" in name or ".." in parts or not parts:
+                    problems.append(f"{name!r}: not a relative path inside the code folder")
+                elif m.isdir():
+                    continue
+                elif not m.isreg():
+                    problems.append(f"{name!r}: links and special files are not code")
+                elif len(entries) >= MAX_CODE_FILES or total + m.size > MAX_CODE_BYTES:
+                    problems.append(f"more than {MAX_CODE_FILES:,} files or {MAX_CODE_BYTES:,} bytes")
+                    break
+                else:
+                    src = tar.extractfile(m)
+                    assert src is not None
+                    entries.append(ContextEntry.from_bytes(name, src.read()))
+                    total += m.size
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise RunError(f"{path} cannot be read: {e}", "the run folder is damaged; export the run again") from None
+    if problems:
+        raise RunError(
+            f"{path} is refused: it is not a code snapshot reproexec wrote",
+            "only rerun runs made (or exported) by reproexec",
+            details=problems[:20],
+        )
+    return entries

@@ -5,6 +5,10 @@ identical         the weights sha256 and every logged metric (each step's loss a
 within tolerance  every metric is within its declared absolute tolerance (config `tolerance:` or
                   `--tolerance metric=value`); a metric without one must be equal
 differs           otherwise: the first step (or epoch) and metric where the curves part
+
+A bring-your-own entrypoint writes what it likes into its run folder, so for such runs every file
+it wrote (everything but reproexec's own records, stdout.log included) must also be byte-identical:
+a file that differs, or exists in one run only, is a difference ("file result.json").
 """
 
 from __future__ import annotations
@@ -18,6 +22,11 @@ from typing import Any
 IDENTICAL, WITHIN, DIFFERS = "identical", "within tolerance", "differs"
 EXIT_CODES = {IDENTICAL: 0, WITHIN: 10, DIFFERS: 11}
 _IGNORED = {"step", "epoch", "epochs", "total_steps", "elapsed_s", "event"}
+# What reproexec itself writes into a bring-your-own run's folder; the rest is the entrypoint's.
+_RECORDS = {
+    "run.json", "config.yaml", "config.resolved.json", "requirements.lock", "Dockerfile", "manifest.json",
+    "code.patch", "code.tar", "environment.json", "report.html", "comparison.json", "comparison.html",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -37,6 +46,7 @@ class Comparison:
     out_of_tolerance: int = 0
     within_tolerance: int = 0
     compared_values: int = 0
+    compared_files: int = 0  # bring-your-own runs: output files compared by sha256
     weights: tuple[str | None, str | None] = (None, None)
     final: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     tolerances: dict[str, float] = field(default_factory=dict)
@@ -80,12 +90,24 @@ def compare_runs(a_dir: Path, b_dir: Path, tolerances: dict[str, float] | None =
                         c.verdict = WITHIN
                     continue
                 _mark(c, Divergence(where, key, va, vb))
+    ra, rb = _json(a_dir / "run.json") or {}, _json(b_dir / "run.json") or {}
+    if ra.get("entrypoint") or rb.get("entrypoint"):
+        oa, ob = _outputs(ra), _outputs(rb)
+        for name in sorted(set(oa) | set(ob)):
+            c.compared_files += 1
+            if oa.get(name) != ob.get(name):
+                _mark(c, Divergence(f"file {name}", "sha256", oa.get(name), ob.get(name)))
     if c.weights[0] != c.weights[1] and c.verdict == IDENTICAL:
         # Every logged value equal but the weights not: the numbers moved below what was logged.
         c.verdict = WITHIN if tol else DIFFERS
         if c.first_divergence is None:
             c.first_divergence = Divergence("weights", "weights_sha256", c.weights[0], c.weights[1])
     return c
+
+
+def _outputs(record: dict[str, Any]) -> dict[str, str]:
+    """The entrypoint's files in a run folder and their sha256, from run.json's artifact list."""
+    return {k: v for k, v in (record.get("artifacts") or {}).items() if k not in _RECORDS}
 
 
 def _mark(c: Comparison, d: Divergence) -> None:

@@ -169,6 +169,8 @@ def rerun_verdict(result: Any) -> None:
     else:
         colour = {"identical": "green", "within tolerance": "yellow"}.get(c.verdict, "red")
         out.print(f"[bold {colour}]{c.verdict}[/] (rerun of {result.original.run_id})")
+        if c.compared_files:
+            out.print(f"compared {c.compared_files} file(s) the entrypoint wrote, byte for byte", markup=False)
         if c.first_divergence:
             d = c.first_divergence
             out.print(f"first difference: {d.where}, {d.metric}: {d.a} (original) vs {d.b} (rerun)", markup=False)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reproexec.codebox import CODE_TAR
 from reproexec.compare import Comparison, compare_runs
 from reproexec.config import LoadedConfig, validate_config
 from reproexec.engine import Engine
@@ -71,11 +72,15 @@ def rerun(
     on_log: Callable[[str], None] = lambda s: None,
 ) -> RerunResult:
     original = locate(ref, runs_dir, engine)
+    code_tar = None
     if original.data.get("entrypoint"):
-        raise RunError(
-            f"run {original.run_id} used a bring-your-own entrypoint; rerun replays the built-in trainer only",
-            "check out the recorded commit, apply code.patch, and `reproexec run` its config",
-        )
+        code_tar = original.path / CODE_TAR  # the code it ran, not whatever the work tree holds now
+        if not code_tar.is_file():
+            raise RunError(
+                f"run {original.run_id} used a bring-your-own entrypoint but has no {CODE_TAR} "
+                "(it was made by an older reproexec)",
+                "check out the recorded commit, apply code.patch, and `reproexec run` its config",
+            )
     if original.data.get("status") != "succeeded":
         raise RunError(f"run {original.run_id} did not succeed ({original.status}); there is nothing to compare with")
     loaded = replay_config(original, data=data, cpuset=cpuset)
@@ -86,6 +91,7 @@ def rerun(
         runs_dir=runs_dir,
         expect_image=original.data.get("image") if runtime == "docker" else None,
         expect_dockerfile=dockerfile.read_text(encoding="utf-8") if dockerfile.is_file() else None,
+        code_tar=code_tar,
     )
     outcome = execute_run(loaded, opts, engine=engine, on_event=on_event, on_log=on_log)
     tol = {**loaded.config.tolerance, **(tolerances or {})}

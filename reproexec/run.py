@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from reproexec import __version__
-from reproexec.codebox import CodeState, capture_code, require_clean
+from reproexec.codebox import CODE_TAR, CodeState, capture_code, require_clean, write_code_tar
 from reproexec.config import LoadedConfig
 from reproexec.engine import ContainerSpec, Engine, Exit, Mount, RunHandle
 from reproexec.errors import ConfigError, EngineError, RunError
@@ -56,7 +56,7 @@ class RunOptions:
     data_dir: Path | None = None  # dataset snapshot; default: the config's data.snapshot
     expect_image: dict[str, Any] | None = None  # rerun: the recorded image (tag, content hash, inputs)
     expect_dockerfile: str | None = None
-
+    code_tar: Path | None = None  # rerun of a BYO run: its code.tar instead of the work tree
 
 @dataclass(frozen=True)
 class RunOutcome:
@@ -85,6 +85,7 @@ class Prepared:
     env: dict[str, str]
     fingerprint: str
     weights: Path | None = None  # the pinned weights file, verified on the host
+    code_files: list[Any] | None = None  # BYO runs: the code files (ContextEntry) the entrypoint gets
 
 
 def check_options(loaded: LoadedConfig, opts: RunOptions) -> None:
@@ -106,6 +107,7 @@ def prepare_run(loaded: LoadedConfig, opts: RunOptions, engine: Engine | None, o
     code = capture_code(loaded.base_dir, exclude=[opts.runs_dir])
     if opts.require_clean:
         require_clean(code)
+    code_files = _byo_code_files(loaded, opts, code) if cfg.entrypoint else None
 
     # Data box: full sha256 verification before anything starts.
     data_dir = (opts.data_dir or loaded.resolve(cfg.data.snapshot)).resolve()
@@ -143,7 +145,25 @@ def prepare_run(loaded: LoadedConfig, opts: RunOptions, engine: Engine | None, o
             sort_keys=True,
         ).encode()
     ).hexdigest()
-    return Prepared(loaded, code, data_dir, manifest, report.manifest_id, image, dockerfile, env, fingerprint, weights)
+    return Prepared(
+        loaded, code, data_dir, manifest, report.manifest_id, image, dockerfile, env, fingerprint, weights, code_files
+    )
+
+
+def _byo_code_files(loaded: LoadedConfig, opts: RunOptions, code: CodeState) -> list[Any]:
+    """What a bring-your-own entrypoint runs: the work tree's files, or (rerun) the original's code.tar."""
+    from reproexec.codebox import code_entries, read_code_tar, work_tree_files
+
+    if opts.code_tar is not None:
+        if opts.runtime != "docker":
+            raise ConfigError(
+                "a bring-your-own run is rerun in Docker only (its code comes from the run's code.tar)",
+                "drop --runtime local",
+            )
+        return read_code_tar(opts.code_tar)
+    runs = loaded.resolve(loaded.config.output.runs_dir)
+    root = Path(code.root)
+    return code_entries(root, work_tree_files(code, exclude=[runs, opts.runs_dir]))
 
 
 def _verified_weights(loaded: LoadedConfig) -> Path | None:
@@ -300,6 +320,8 @@ def _write_inputs(run_dir: Path, prep: Prepared) -> None:
     write_text_atomic(run_dir / "manifest.json", prep.manifest.to_json())
     if prep.code.patch:
         write_text_atomic(run_dir / "code.patch", prep.code.patch)
+    if prep.code_files is not None:
+        write_code_tar(prep.code_files, run_dir / CODE_TAR)
 
 
 def _start(prep: Prepared, opts: RunOptions, run_dir: Path, engine: Engine | None) -> RunHandle:
@@ -362,14 +384,14 @@ def _trainer_command(python: str, config: str, data: str, out: str, gpu: bool) -
 
 def code_image(engine: Engine, prep: Prepared) -> str:
     """The run image plus the user's code snapshot at /code (bring-your-own entrypoint)."""
+    import dataclasses
     import tempfile
 
     from reproexec.context import ContextEntry, write_context
     from reproexec.wheels import cache_dir
 
-    root = Path(prep.code.root)
-    files = _code_files(root, prep)
-    entries = [ContextEntry.from_bytes(f"code/{rel}", (root / rel).read_bytes()) for rel in files]
+    assert prep.code_files is not None and prep.image is not None
+    entries = [dataclasses.replace(e, arcname=f"code/{e.arcname}") for e in prep.code_files]
     dockerfile = f"FROM {prep.image['tag']}\nCOPY code/ {CODE_DIR}/\nWORKDIR {CODE_DIR}\n"
     entries.append(ContextEntry.from_bytes("Dockerfile", dockerfile.encode()))
     digest = hashlib.sha256(json.dumps([[e.arcname, e.sha256] for e in sorted(entries, key=lambda e: e.arcname)]).encode()).hexdigest()
@@ -381,29 +403,6 @@ def code_image(engine: Engine, prep: Prepared) -> str:
             ctx.seek(0)
             engine.build(ctx, tag=tag, labels={"org.reproexec.code-sha256": digest}, network_mode="none")
     return tag
-
-
-def _code_files(root: Path, prep: Prepared) -> list[str]:
-    import subprocess
-
-    runs = prep.loaded.resolve(prep.loaded.config.output.runs_dir)
-    if prep.code.kind == "git":
-        out = subprocess.run(
-            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-            cwd=root, capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
-        rels = [r for r in out.split("\0") if r and (root / r).is_file() and not (root / r).is_symlink()]
-    else:
-        rels = [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and not p.is_symlink()]
-    return sorted(r for r in rels if not _under(root / r, runs) and r not in prep.code.skipped_untracked)
-
-
-def _under(p: Path, parent: Path) -> bool:
-    try:
-        p.resolve().relative_to(parent.resolve())
-        return True
-    except ValueError:
-        return False
 
 
 def _stream(handle: RunHandle, log_path: Path, on_event: EventFn) -> None:

@@ -146,3 +146,32 @@ def test_rerun_from_a_with_image_bundle_loads_the_saved_image(docker_engine, ori
     assert r.exit_code == 0, r.output + r.stderr
     assert f"image {tag} (the recorded one, reused)" in r.stderr
     assert "identical" in r.stdout
+
+
+def test_byo_run_reruns_from_its_bundle_without_the_work_tree(docker_engine, base_image, demo_snapshot, tmp_path):
+    from runfixtures import REPO
+
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(REPO / "examples" / "byo" / "train.py", work / "train.py")
+    cfg = write_config(work, demo_snapshot, name="example1", entrypoint=["python", "train.py"])
+    run = execute_run(load_config(cfg), RunOptions(runs_dir=work / "runs"), engine=docker_engine)
+    assert run.status == "succeeded", run.reason
+    assert "train.py" in tarfile.open(run.run_dir / "code.tar").getnames()
+    result = (run.run_dir / "result.json").read_bytes()
+    bundle = tmp_path / "byo.tar.gz"
+    r = runner.invoke(app, ["export", run.run_id, "-o", str(bundle), "--runs-dir", str(work / "runs")])
+    assert r.exit_code == 0, r.output
+    shutil.rmtree(work)  # train.py, the config and the run store are gone: only the bundle is left
+    store = tmp_path / "store"
+
+    r = runner.invoke(app, ["rerun", str(bundle), "--runs-dir", str(store), "--runtime", "local"])
+    assert r.exit_code == 2 and "a bring-your-own run is rerun in Docker only" in r.stderr
+
+    r = runner.invoke(app, ["rerun", str(bundle), "--runs-dir", str(store)])
+    assert r.exit_code == 0, r.output + r.stderr
+    assert f"identical (rerun of {run.run_id})" in r.stdout
+    assert "compared 2 file(s) the entrypoint wrote, byte for byte" in r.stdout  # stdout.log, result.json
+    new = next(p for p in store.iterdir() if p.name != run.run_id and not p.name.startswith("."))
+    assert (new / "result.json").read_bytes() == result
+    assert (new / "code.tar").read_bytes() == (store / run.run_id / "code.tar").read_bytes()

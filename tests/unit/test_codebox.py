@@ -1,0 +1,86 @@
+"""code.tar: the code a bring-your-own run ran, kept in its run folder and read back as untrusted input."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from reproexec.codebox import capture_code, code_entries, read_code_tar, work_tree_files, write_code_tar
+from reproexec.errors import RunError
+
+pytestmark = pytest.mark.unit
+
+
+def git_repo(root: Path) -> Path:
+    root.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    (root / ".gitignore").write_text("ignored/\n")
+    (root / "train.py").write_text("print(42)\n")
+    (root / "pkg").mkdir()
+    (root / "pkg" / "model.py").write_text("X = 1\n")
+    (root / "ignored").mkdir()
+    (root / "ignored" / "big.bin").write_bytes(b"x")
+    (root / "runs").mkdir()
+    (root / "runs" / "old.txt").write_text("a run")
+    subprocess.run(["git", "add", "."], cwd=root, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c"], cwd=root, check=True)
+    (root / "new.py").write_text("untracked\n")
+    (root / "link.py").symlink_to(root / "train.py")
+    return root
+
+
+def test_work_tree_files_and_code_tar_round_trip(tmp_path: Path) -> None:
+    root = git_repo(tmp_path / "repo")
+    code = capture_code(root, exclude=[root / "runs"])
+    rels = work_tree_files(code, exclude=[root / "runs"])
+    assert rels == [".gitignore", "new.py", "pkg/model.py", "train.py"]  # no ignored, runs or symlinks
+    entries = code_entries(root, rels)
+    write_code_tar(entries, tmp_path / "a.tar")
+    write_code_tar(list(reversed(entries)), tmp_path / "b.tar")
+    assert (tmp_path / "a.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()  # same files, same bytes
+    back = read_code_tar(tmp_path / "a.tar")
+    assert [(e.arcname, e.data) for e in back] == [(e.arcname, e.data) for e in entries]
+
+
+def _tar_with(path: Path, *members: tuple[tarfile.TarInfo, bytes]) -> Path:
+    with tarfile.open(path, "w") as tar:
+        for info, data in members:
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, link
+    return info
+
+
+@pytest.mark.parametrize(
+    ("member", "message"),
+    [
+        (_member("../evil.py"), "'../evil.py': not a relative path inside the code folder"),
+        (_member("/etc/cron.d/x"), "'/etc/cron.d/x': not a relative path inside the code folder"),
+        (_member("a/../../x"), "'a/../../x': not a relative path inside the code folder"),
+        (_member("ln.py", tarfile.SYMTYPE, "/etc/passwd"), "'ln.py': links and special files are not code"),
+        (_member("dev", tarfile.CHRTYPE), "'dev': links and special files are not code"),
+    ],
+)
+def test_a_code_tar_from_elsewhere_is_checked(tmp_path: Path, member, message: str) -> None:
+    path = _tar_with(tmp_path / "code.tar", (_member("ok.py"), b"ok"), (member, b""))
+    with pytest.raises(RunError) as exc:
+        read_code_tar(path)
+    assert exc.value.message == f"{path} is refused: it is not a code snapshot reproexec wrote"
+    assert exc.value.details == [message]
+
+
+def test_a_damaged_code_tar_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "code.tar"
+    path.write_bytes(b"not a tar at all" * 100)
+    with pytest.raises(RunError) as exc:
+        read_code_tar(path)
+    assert exc.value.message.startswith(f"{path} cannot be read")
