@@ -121,43 +121,54 @@ def _inside(p: Path, root: Path) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# code.tar: the files a bring-your-own entrypoint ran, kept in its run folder so the run can be
-# rerun where the work tree is not (another machine, a bundle): the same bytes, the same code image.
+# code.tar: the files a bring-your-own entrypoint ran (Docker runtime), kept in its run folder. The
+# code image is built from it, for the run and for any rerun, so a rerun needs no work tree: the
+# same bytes give the same image.
 
 CODE_TAR = "code.tar"
-MAX_CODE_FILES = 100_000
-MAX_CODE_BYTES = 2 * 1024**3  # all files together
+MAX_CODE_FILES = 50_000
+MAX_CODE_BYTES = 512 * 1024**2  # all files together; data and weights belong elsewhere
+_KEEP_OUT = "keep data, outputs and caches out of the code folder (.gitignore them), or snapshot them as the dataset"
 
 
 def work_tree_files(code: CodeState, *, exclude: list[Path] = ()) -> list[str]:
-    """The files of the captured tree a BYO run gets: in git, tracked and untracked-not-ignored
-    files; elsewhere every file. Symlinks, `exclude` (the run store) and skipped large untracked
-    files are left out."""
+    """The files a BYO run gets, checked for code.tar: in git, tracked and untracked-not-ignored
+    files; elsewhere every file but __pycache__. Symlinks, `exclude` (the run store) and skipped
+    large untracked files are left out. RunError (before any run folder exists) if a name cannot
+    be carried or the tree is over the limits."""
     root = Path(code.root)
     if code.kind == "git":
         out = _git(root, "ls-files", "--cached", "--others", "--exclude-standard", "-z")
         rels = [r for r in out.split("\0") if r and (root / r).is_file() and not (root / r).is_symlink()]
     else:
-        rels = [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and not p.is_symlink()]
+        rels = [
+            p.relative_to(root).as_posix()
+            for p in root.rglob("*")
+            if p.is_file() and not p.is_symlink() and "__pycache__" not in p.relative_to(root).parts
+        ]
     skipped = set(code.skipped_untracked)
     excluded = [p.resolve() for p in exclude]
-    return sorted(
-        r for r in rels if r not in skipped and not any(_inside((root / r).resolve(), p) for p in excluded)
-    )
+    rels = sorted(r for r in rels if r not in skipped and not any(_inside((root / r).resolve(), p) for p in excluded))
+    bad = [f"{r!r}: {why}" for r in rels if (why := _name_problem(r))]
+    total = sum((root / r).stat().st_size for r in rels)
+    if len(rels) > MAX_CODE_FILES or total > MAX_CODE_BYTES:
+        bad.append(f"{len(rels):,} files, {total:,} bytes (limits: {MAX_CODE_FILES:,} files, {MAX_CODE_BYTES:,} bytes)")
+    if bad:
+        raise RunError(f"the code folder {root} cannot be kept as the run's {CODE_TAR}", _KEEP_OUT + "; rename odd files", details=bad[:20])
+    return rels
 
 
-def code_entries(root: Path, rels: list[str]) -> list[ContextEntry]:
-    from reproexec.context import ContextEntry
-
-    return [ContextEntry.from_bytes(rel, (root / rel).read_bytes()) for rel in rels]
-
-
-def write_code_tar(entries: list[ContextEntry], path: Path) -> None:
-    """A normalized tar (sorted, mtime 0, owner 0), written atomically: same files, same bytes."""
+def write_code_tar(root: Path, rels: list[str], path: Path) -> None:
+    """A normalized tar of the files (sorted, mtime 0, owner 0), streamed from disk and written
+    atomically: the same files give the same bytes."""
     import tempfile
 
-    from reproexec.context import write_context
+    from reproexec.context import ContextEntry, write_context
 
+    entries = []
+    for rel in rels:
+        with open(root / rel, "rb") as f:
+            entries.append(ContextEntry.from_file(rel, root / rel, hashlib.file_digest(f, "sha256").hexdigest()))
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -172,35 +183,47 @@ def write_code_tar(entries: list[ContextEntry], path: Path) -> None:
 
 def read_code_tar(path: Path) -> list[ContextEntry]:
     """The files of a run's code.tar, checked as untrusted input (a run may come from a bundle):
-    plain files and folders only, relative names that stay inside, bounded count and size."""
+    only what write_code_tar writes (plain files and their folders, normalized relative names,
+    each once) within the limits; RunError naming every problem otherwise."""
     import tarfile
-    from pathlib import PurePosixPath
 
     from reproexec.context import ContextEntry
 
     entries: list[ContextEntry] = []
     problems: list[str] = []
-    total = 0
+    names: set[str] = set()
+    dirs: set[str] = set()
+    total = members = 0
     try:
         with tarfile.open(path, "r:") as tar:
             for m in tar:
-                name, parts = m.name, PurePosixPath(m.name).parts
-                if name.startswith("/") or "\\" in name or "\0" in name or ".." in parts or not parts:
-                    problems.append(f"{name!r}: not a relative path inside the code folder")
-                elif m.isdir():
-                    continue
-                elif not m.isreg():
-                    problems.append(f"{name!r}: links and special files are not code")
-                elif len(entries) >= MAX_CODE_FILES or total + m.size > MAX_CODE_BYTES:
+                members += 1
+                name = m.name
+                if members > 2 * MAX_CODE_FILES or total + m.size > MAX_CODE_BYTES:
                     problems.append(f"more than {MAX_CODE_FILES:,} files or {MAX_CODE_BYTES:,} bytes")
                     break
+                why = _name_problem(name)
+                if why:
+                    problems.append(f"{name!r}: {why}")
+                elif m.type == tarfile.DIRTYPE:
+                    dirs.add(name)
+                elif m.type not in (tarfile.REGTYPE, tarfile.AREGTYPE) or m.sparse is not None:
+                    problems.append(f"{name!r}: links, sparse and special files are not code")
+                elif name in names:
+                    problems.append(f"{name!r}: listed twice")
                 else:
+                    names.add(name)
                     src = tar.extractfile(m)
                     assert src is not None
                     entries.append(ContextEntry.from_bytes(name, src.read()))
                     total += m.size
+                if len(problems) >= 20:
+                    break
     except (tarfile.TarError, OSError, EOFError) as e:
         raise RunError(f"{path} cannot be read: {e}", "the run folder is damaged; export the run again") from None
+    folders = dirs.union(*(_parents(n) for n in names))
+    clashes = sorted(names & folders)  # "a" as a file and as the folder of "a/b.py"
+    problems += [f"{n!r}: both a file and a folder" for n in clashes]
     if problems:
         raise RunError(
             f"{path} is refused: it is not a code snapshot reproexec wrote",
@@ -208,3 +231,15 @@ def read_code_tar(path: Path) -> list[ContextEntry]:
             details=problems[:20],
         )
     return entries
+
+
+def _name_problem(name: str) -> str | None:
+    parts = name.split("/")
+    if not name or name.startswith("/") or "\0" in name or any(p in ("", ".", "..") for p in parts):
+        return "not a normalized relative path inside the code folder"
+    return None
+
+
+def _parents(name: str) -> set[str]:
+    parts = name.split("/")
+    return {"/".join(parts[:i]) for i in range(1, len(parts))}

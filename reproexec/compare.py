@@ -92,7 +92,7 @@ def compare_runs(a_dir: Path, b_dir: Path, tolerances: dict[str, float] | None =
                 _mark(c, Divergence(where, key, va, vb))
     ra, rb = _json(a_dir / "run.json") or {}, _json(b_dir / "run.json") or {}
     if ra.get("entrypoint") or rb.get("entrypoint"):
-        oa, ob = _outputs(ra), _outputs(rb)
+        oa, ob = _outputs(a_dir), _outputs(b_dir)
         for name in sorted(set(oa) | set(ob)):
             c.compared_files += 1
             if oa.get(name) != ob.get(name):
@@ -105,9 +105,23 @@ def compare_runs(a_dir: Path, b_dir: Path, tolerances: dict[str, float] | None =
     return c
 
 
-def _outputs(record: dict[str, Any]) -> dict[str, str]:
-    """The entrypoint's files in a run folder and their sha256, from run.json's artifact list."""
-    return {k: v for k, v in (record.get("artifacts") or {}).items() if k not in _RECORDS}
+def _outputs(folder: Path) -> dict[str, str]:
+    """Every file the entrypoint left in a run folder (any depth, dotfiles too) and its sha256:
+    all but reproexec's own records at the top level."""
+    import hashlib
+    import os
+
+    out: dict[str, str] = {}
+    for p in sorted(folder.rglob("*")):
+        rel = p.relative_to(folder).as_posix()
+        if rel in _RECORDS:
+            continue
+        if p.is_symlink():
+            out[rel] = f"symlink to {os.readlink(p)}"
+        elif p.is_file():
+            with open(p, "rb") as f:
+                out[rel] = hashlib.file_digest(f, "sha256").hexdigest()
+    return out
 
 
 def _mark(c: Comparison, d: Divergence) -> None:

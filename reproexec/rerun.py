@@ -51,7 +51,10 @@ def replay_config(original: RunRecord, *, data: Path | None, cpuset: str | None)
     except (OSError, json.JSONDecodeError) as e:
         raise RunError(f"run {original.run_id} has no readable config.resolved.json: {e}") from None
     raw["env"]["lockfile"] = "requirements.lock"  # the run's own copy
-    raw["data"]["snapshot"] = str(data or original.data["data"]["snapshot"])
+    recorded = (original.data.get("data") or {}).get("snapshot") if isinstance(original.data.get("data"), dict) else None
+    if data is None and not isinstance(recorded, str):
+        raise RunError(f"run {original.run_id}'s run.json records no dataset snapshot", "pass --data PATH")
+    raw["data"]["snapshot"] = str(data or recorded)
     raw["data"]["manifest"] = str(original.path / "manifest.json")  # verify against what the run used
     if cpuset is not None:
         raw["resources"]["cpuset"] = cpuset
@@ -72,18 +75,24 @@ def rerun(
     on_log: Callable[[str], None] = lambda s: None,
 ) -> RerunResult:
     original = locate(ref, runs_dir, engine)
+    if original.data.get("status") != "succeeded":
+        raise RunError(f"run {original.run_id} did not succeed ({original.status}); there is nothing to compare with")
+    loaded = replay_config(original, data=data, cpuset=cpuset)
+    # What runs is decided by the replayed config; run.json must agree with it.
+    if bool(loaded.config.entrypoint) != bool(original.data.get("entrypoint")):
+        raise RunError(
+            f"run {original.run_id}: run.json and config.resolved.json disagree about the entrypoint",
+            "the run folder was altered; do not use it",
+        )
     code_tar = None
-    if original.data.get("entrypoint"):
+    if loaded.config.entrypoint:
         code_tar = original.path / CODE_TAR  # the code it ran, not whatever the work tree holds now
         if not code_tar.is_file():
             raise RunError(
                 f"run {original.run_id} used a bring-your-own entrypoint but has no {CODE_TAR} "
-                "(it was made by an older reproexec)",
+                "(runs with --runtime local and runs made by an older reproexec keep none)",
                 "check out the recorded commit, apply code.patch, and `reproexec run` its config",
             )
-    if original.data.get("status") != "succeeded":
-        raise RunError(f"run {original.run_id} did not succeed ({original.status}); there is nothing to compare with")
-    loaded = replay_config(original, data=data, cpuset=cpuset)
     dockerfile = original.path / "Dockerfile"
     opts = RunOptions(
         gpu=gpu,

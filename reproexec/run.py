@@ -85,7 +85,9 @@ class Prepared:
     env: dict[str, str]
     fingerprint: str
     weights: Path | None = None  # the pinned weights file, verified on the host
-    code_files: list[Any] | None = None  # BYO runs: the code files (ContextEntry) the entrypoint gets
+    # BYO runs in Docker: the work-tree files that go into code.tar, or (rerun) the code.tar to copy
+    code_rels: list[str] | None = None
+    code_tar: Path | None = None
 
 
 def check_options(loaded: LoadedConfig, opts: RunOptions) -> None:
@@ -107,7 +109,17 @@ def prepare_run(loaded: LoadedConfig, opts: RunOptions, engine: Engine | None, o
     code = capture_code(loaded.base_dir, exclude=[opts.runs_dir])
     if opts.require_clean:
         require_clean(code)
-    code_files = _byo_code_files(loaded, opts, code) if cfg.entrypoint else None
+    code_rels, code_tar = _byo_code(loaded, opts, code) if cfg.entrypoint else (None, None)
+    if code_tar is not None:  # a BYO rerun runs the original's code.tar: that is its code state
+        from reproexec.wheels import sha256_file
+
+        patch = code_tar.parent / "code.patch"
+        code = CodeState(
+            kind="code.tar",
+            root=str(code_tar.parent),
+            tree_sha256=sha256_file(code_tar),
+            patch=patch.read_text(encoding="utf-8") if patch.is_file() else "",
+        )
 
     # Data box: full sha256 verification before anything starts.
     data_dir = (opts.data_dir or loaded.resolve(cfg.data.snapshot)).resolve()
@@ -146,13 +158,15 @@ def prepare_run(loaded: LoadedConfig, opts: RunOptions, engine: Engine | None, o
         ).encode()
     ).hexdigest()
     return Prepared(
-        loaded, code, data_dir, manifest, report.manifest_id, image, dockerfile, env, fingerprint, weights, code_files
-    )
+        loaded, code, data_dir, manifest, report.manifest_id, image, dockerfile, env, fingerprint, weights,
+        code_rels, code_tar,
+    )  # fmt: skip
 
 
-def _byo_code_files(loaded: LoadedConfig, opts: RunOptions, code: CodeState) -> list[Any]:
-    """What a bring-your-own entrypoint runs: the work tree's files, or (rerun) the original's code.tar."""
-    from reproexec.codebox import code_entries, read_code_tar, work_tree_files
+def _byo_code(loaded: LoadedConfig, opts: RunOptions, code: CodeState) -> tuple[list[str] | None, Path | None]:
+    """What goes into a BYO run's code.tar (Docker runtime): the work tree's files, checked now, or
+    (rerun) the original run's code.tar, checked now. A local BYO run runs in the work tree itself."""
+    from reproexec.codebox import read_code_tar, work_tree_files
 
     if opts.code_tar is not None:
         if opts.runtime != "docker":
@@ -160,10 +174,12 @@ def _byo_code_files(loaded: LoadedConfig, opts: RunOptions, code: CodeState) -> 
                 "a bring-your-own run is rerun in Docker only (its code comes from the run's code.tar)",
                 "drop --runtime local",
             )
-        return read_code_tar(opts.code_tar)
+        read_code_tar(opts.code_tar)  # refuse a bad one before any run folder exists
+        return None, opts.code_tar
+    if opts.runtime != "docker":
+        return None, None
     runs = loaded.resolve(loaded.config.output.runs_dir)
-    root = Path(code.root)
-    return code_entries(root, work_tree_files(code, exclude=[runs, opts.runs_dir]))
+    return work_tree_files(code, exclude=[runs, opts.runs_dir]), None
 
 
 def _verified_weights(loaded: LoadedConfig) -> Path | None:
@@ -320,8 +336,10 @@ def _write_inputs(run_dir: Path, prep: Prepared) -> None:
     write_text_atomic(run_dir / "manifest.json", prep.manifest.to_json())
     if prep.code.patch:
         write_text_atomic(run_dir / "code.patch", prep.code.patch)
-    if prep.code_files is not None:
-        write_code_tar(prep.code_files, run_dir / CODE_TAR)
+    if prep.code_tar is not None:
+        shutil.copyfile(prep.code_tar, run_dir / CODE_TAR)
+    elif prep.code_rels is not None:
+        write_code_tar(Path(prep.code.root), prep.code_rels, run_dir / CODE_TAR)
 
 
 def _start(prep: Prepared, opts: RunOptions, run_dir: Path, engine: Engine | None) -> RunHandle:
@@ -347,7 +365,7 @@ def _start(prep: Prepared, opts: RunOptions, run_dir: Path, engine: Engine | Non
     image = prep.image["tag"]
     workdir = None
     if cfg.entrypoint:
-        image = code_image(engine, prep)
+        image = code_image(engine, prep, run_dir)
         workdir = CODE_DIR
         env.update(REPROEXEC_RUN_DIR=RUN_MOUNT, REPROEXEC_DATA_DIR=DATA_MOUNT)
         command = ["python", "-m", "reproexec.runtime.byo", "--out", RUN_MOUNT, "--", *cfg.entrypoint]
@@ -382,16 +400,19 @@ def _trainer_command(python: str, config: str, data: str, out: str, gpu: bool) -
             "--device", "cuda" if gpu else "cpu"]  # fmt: skip
 
 
-def code_image(engine: Engine, prep: Prepared) -> str:
-    """The run image plus the user's code snapshot at /code (bring-your-own entrypoint)."""
+def code_image(engine: Engine, prep: Prepared, run_dir: Path) -> str:
+    """The run image plus the run's code.tar at /code (bring-your-own entrypoint). Built from the
+    code.tar in the run folder, for a run and its reruns alike: the same bytes, the same image."""
     import dataclasses
     import tempfile
 
     from reproexec.context import ContextEntry, write_context
     from reproexec.wheels import cache_dir
 
-    assert prep.code_files is not None and prep.image is not None
-    entries = [dataclasses.replace(e, arcname=f"code/{e.arcname}") for e in prep.code_files]
+    from reproexec.codebox import read_code_tar
+
+    assert prep.image is not None
+    entries = [dataclasses.replace(e, arcname=f"code/{e.arcname}") for e in read_code_tar(run_dir / CODE_TAR)]
     dockerfile = f"FROM {prep.image['tag']}\nCOPY code/ {CODE_DIR}/\nWORKDIR {CODE_DIR}\n"
     entries.append(ContextEntry.from_bytes("Dockerfile", dockerfile.encode()))
     digest = hashlib.sha256(json.dumps([[e.arcname, e.sha256] for e in sorted(entries, key=lambda e: e.arcname)]).encode()).hexdigest()

@@ -175,3 +175,5 @@ def test_byo_run_reruns_from_its_bundle_without_the_work_tree(docker_engine, bas
     new = next(p for p in store.iterdir() if p.name != run.run_id and not p.name.startswith("."))
     assert (new / "result.json").read_bytes() == result
     assert (new / "code.tar").read_bytes() == (store / run.run_id / "code.tar").read_bytes()
+    code = json.loads((new / "run.json").read_text())["code"]
+    assert code["kind"] == "code.tar" and code["tree_sha256"] == hashlib.sha256((new / "code.tar").read_bytes()).hexdigest()

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from reproexec.codebox import capture_code, code_entries, read_code_tar, work_tree_files, write_code_tar
+from reproexec import codebox
+from reproexec.codebox import capture_code, read_code_tar, work_tree_files, write_code_tar
 from reproexec.errors import RunError
 
 pytestmark = pytest.mark.unit
@@ -35,15 +36,33 @@ def git_repo(root: Path) -> Path:
 
 def test_work_tree_files_and_code_tar_round_trip(tmp_path: Path) -> None:
     root = git_repo(tmp_path / "repo")
+    (root / "odd\\name.py").write_text("fine on POSIX\n")
     code = capture_code(root, exclude=[root / "runs"])
     rels = work_tree_files(code, exclude=[root / "runs"])
-    assert rels == [".gitignore", "new.py", "pkg/model.py", "train.py"]  # no ignored, runs or symlinks
-    entries = code_entries(root, rels)
-    write_code_tar(entries, tmp_path / "a.tar")
-    write_code_tar(list(reversed(entries)), tmp_path / "b.tar")
+    assert rels == [".gitignore", "new.py", "odd\\name.py", "pkg/model.py", "train.py"]  # no ignored, runs or symlinks
+    write_code_tar(root, rels, tmp_path / "a.tar")
+    write_code_tar(root, list(reversed(rels)), tmp_path / "b.tar")
     assert (tmp_path / "a.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()  # same files, same bytes
     back = read_code_tar(tmp_path / "a.tar")
-    assert [(e.arcname, e.data) for e in back] == [(e.arcname, e.data) for e in entries]
+    assert [(e.arcname, e.data) for e in back] == [(rel, (root / rel).read_bytes()) for rel in rels]
+
+
+def test_a_code_folder_over_the_limits_is_refused_before_the_run(tmp_path: Path, monkeypatch) -> None:
+    root = git_repo(tmp_path / "repo")
+    monkeypatch.setattr(codebox, "MAX_CODE_FILES", 3)
+    with pytest.raises(RunError) as exc:
+        work_tree_files(capture_code(root), exclude=[root / "runs"])
+    assert exc.value.message == f"the code folder {root} cannot be kept as the run's code.tar"
+    assert exc.value.details[0].startswith("4 files, ") and "limits: 3 files" in exc.value.details[0]
+    assert ".gitignore them" in exc.value.hint
+
+
+def test_outside_git_caches_are_not_code(tmp_path: Path) -> None:
+    root = tmp_path / "plain"
+    (root / "__pycache__").mkdir(parents=True)
+    (root / "__pycache__" / "m.cpython-311.pyc").write_bytes(b"x")
+    (root / "m.py").write_text("")
+    assert work_tree_files(capture_code(root)) == ["m.py"]
 
 
 def _tar_with(path: Path, *members: tuple[tarfile.TarInfo, bytes]) -> Path:
@@ -63,11 +82,16 @@ def _member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile
 @pytest.mark.parametrize(
     ("member", "message"),
     [
-        (_member("../evil.py"), "'../evil.py': not a relative path inside the code folder"),
-        (_member("/etc/cron.d/x"), "'/etc/cron.d/x': not a relative path inside the code folder"),
-        (_member("a/../../x"), "'a/../../x': not a relative path inside the code folder"),
-        (_member("ln.py", tarfile.SYMTYPE, "/etc/passwd"), "'ln.py': links and special files are not code"),
-        (_member("dev", tarfile.CHRTYPE), "'dev': links and special files are not code"),
+        (_member("../evil.py"), "'../evil.py': not a normalized relative path inside the code folder"),
+        (_member("/etc/cron.d/x"), "'/etc/cron.d/x': not a normalized relative path inside the code folder"),
+        (_member("a/../../x"), "'a/../../x': not a normalized relative path inside the code folder"),
+        (_member("ln.py", tarfile.SYMTYPE, "/etc/passwd"), "'ln.py': links, sparse and special files are not code"),
+        (_member("dev", tarfile.CHRTYPE), "'dev': links, sparse and special files are not code"),
+        (_member("hard.py", tarfile.LNKTYPE, "ok.py"), "'hard.py': links, sparse and special files are not code"),
+        (_member("./ok2.py"), "'./ok2.py': not a normalized relative path inside the code folder"),
+        (_member("a//b.py"), "'a//b.py': not a normalized relative path inside the code folder"),
+        (_member("ok.py"), "'ok.py': listed twice"),
+        (_member("ok.py/inner.py"), "'ok.py': both a file and a folder"),
     ],
 )
 def test_a_code_tar_from_elsewhere_is_checked(tmp_path: Path, member, message: str) -> None:

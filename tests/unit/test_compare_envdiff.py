@@ -43,24 +43,26 @@ def test_missing_steps_differ_where_the_shorter_run_ends(tmp_path):
     assert c.verdict == DIFFERS and c.first_divergence.where == "step 3"
 
 
-def make_byo_run(folder, outputs: dict[str, str]):
-    folder.mkdir(parents=True)
-    records = {"run.json": "r" * 64, "config.yaml": "c" * 64, "environment.json": "e" * 64, "code.tar": "t" * 64}
-    (folder / "run.json").write_text(json.dumps({"entrypoint": ["python", "train.py"], "artifacts": {**records, **outputs}}))
+def make_byo_run(folder, outputs: dict[str, str], records: str = "r"):
+    for rel, text in {
+        "run.json": json.dumps({"entrypoint": ["python", "train.py"], "run_id": records}),
+        "config.yaml": records, "environment.json": records, "code.tar": records, "report.html": records,
+        **outputs,
+    }.items():  # fmt: skip
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_text(text)
     return folder
 
 
 def test_byo_runs_compare_every_file_the_entrypoint_wrote(tmp_path):
-    same = {"stdout.log": "1" * 64, "result.json": "2" * 64}
-    c = compare_runs(make_byo_run(tmp_path / "a", same), make_byo_run(tmp_path / "b", same))
-    assert c.verdict == IDENTICAL and c.compared_files == 2
-    # reproexec's own records may differ (times, ids); the entrypoint's outputs may not
-    b = make_byo_run(tmp_path / "c", {"stdout.log": "1" * 64, "result.json": "3" * 64})
-    (b / "run.json").write_text((b / "run.json").read_text().replace("r" * 64, "x" * 64))
-    c = compare_runs(tmp_path / "a", b)
-    assert c.verdict == DIFFERS and c.exit_code == 11
-    assert (c.first_divergence.where, c.first_divergence.a, c.first_divergence.b) == ("file result.json", "2" * 64, "3" * 64)
-    c = compare_runs(tmp_path / "a", make_byo_run(tmp_path / "d", {**same, "extra.txt": "4" * 64}))
+    same = {"stdout.log": "42\n", "result.json": "{}", "eval/run.json": '{"acc": 0.91}', ".best": "0.91"}
+    a = make_byo_run(tmp_path / "a", same)
+    c = compare_runs(a, make_byo_run(tmp_path / "b", same, records="other times and ids"))
+    assert c.verdict == IDENTICAL and c.compared_files == 4  # reproexec's own records are not outputs
+    for rel in same:  # any output, nested or hidden, that differs is a difference
+        c = compare_runs(a, make_byo_run(tmp_path / f"x{len(rel)}{rel[0]}", {**same, rel: "changed"}))
+        assert c.verdict == DIFFERS and c.exit_code == 11 and c.first_divergence.where == f"file {rel}", rel
+    c = compare_runs(a, make_byo_run(tmp_path / "d", {**same, "extra.txt": "new"}))
     assert c.verdict == DIFFERS and (c.first_divergence.where, c.first_divergence.a) == ("file extra.txt", None)
 
 

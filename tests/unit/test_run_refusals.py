@@ -82,3 +82,40 @@ def test_a_run_lost_mid_stream_is_marked_failed(tmp_path, demo_snapshot, monkeyp
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "failed" and "engine went away" in record["reason"]
     assert BrokenHandle.stopped and BrokenHandle.removed
+
+
+def _fake_byo_run(tmp_path, *, run_json_entrypoint, with_code_tar):
+    import json
+
+    from reproexec.config import load_config
+
+    cfg = load_config(write_config(tmp_path, tmp_path / "data", entrypoint=["python", "train.py"]))
+    run = tmp_path / "runs" / "2026-01-01_custom_x_abcdef"
+    run.mkdir(parents=True)
+    (run / "config.resolved.json").write_text(json.dumps(cfg.config.resolved()))
+    (run / "run.json").write_text(
+        json.dumps(
+            {"run_id": run.name, "status": "succeeded", "entrypoint": run_json_entrypoint, "data": {"snapshot": "d"}}
+        )
+    )
+    (run / "train.py").write_text("print('not the code that ran')")
+    if with_code_tar:
+        (run / "code.tar").write_bytes(b"")
+    return run
+
+
+def test_rerun_refuses_a_run_whose_records_disagree_about_the_entrypoint(tmp_path):
+    # run.json says built-in trainer, the config it replays says an entrypoint: altered, refused
+    # (before this check, a local rerun would have run the bundle's own train.py on the host).
+    run = _fake_byo_run(tmp_path, run_json_entrypoint=None, with_code_tar=False)
+    r = runner.invoke(app, ["rerun", str(run), "--runtime", "local", "--runs-dir", str(tmp_path / "runs")])
+    assert r.exit_code == 7
+    assert "run.json and config.resolved.json disagree about the entrypoint" in r.stderr
+
+
+def test_rerun_of_a_byo_run_without_code_tar_says_why(tmp_path):
+    run = _fake_byo_run(tmp_path, run_json_entrypoint=["python", "train.py"], with_code_tar=False)
+    r = runner.invoke(app, ["rerun", str(run), "--runtime", "local", "--runs-dir", str(tmp_path / "runs")])
+    assert r.exit_code == 7
+    assert "used a bring-your-own entrypoint but has no code.tar" in r.stderr
+    assert "apply code.patch" in r.stderr
