@@ -337,15 +337,16 @@ def _run_forked(
     collect: Callable[[int, list[tuple[int, str | None, str | None]]], None],
     meanwhile: Callable[[], object] | None,
 ) -> None:
-    """Run batch(0..n_tasks-1) in `workers` forked children; collect(n, result) in this process.
+    """Run batch(0..n_tasks-1) in `workers` forked children; collect(n, result) in this process
+    (from a helper thread while `meanwhile()`, the caller's own work, runs in this one).
 
     Replaces ProcessPoolExecutor, whose start-up, queues, feeder threads and pickling took 0.13–0.16 s
     for 20,000 small files where bare forks took 0.09–0.10 s (2 cores). The children inherit the
     work list (fork), so nothing is sent to them but task numbers, as 4-byte ints on one pipe
     (written before the forks, the rest from a thread when there are more than the pipe holds);
-    each child reads the next one when it is free (4-byte writes and reads on a pipe are atomic). Each child sends back
-    (task, results) marshalled, length-prefixed, on its own pipe; an exception in a child is sent
-    back and raised here.
+    each child reads the next one when it is free (4-byte writes and reads on a pipe are atomic).
+    Each child sends back (task, results) marshalled, length-prefixed, on its own pipe; an
+    exception in a child is sent back and raised here.
     """
     import marshal
     import signal

@@ -286,53 +286,11 @@ def manifest_from_dict(doc: Any, source: str = "manifest") -> DatasetManifest:
         errors += [f"excludes: {msg}" for msg in (_exclude_problem(x) for x in excludes) if msg]
     files = doc.get("files")
     entries: list[FileEntry] = []
-    plain = _plain_entries(files) if isinstance(files, list) and not excludes else None
     if not isinstance(files, list):
         errors.append("files: required list is missing" if files is None else f"files: must be a list, not {_jtype(files)}")
     else:
-        seen: dict[str, int] = {}
-        # Fast path for well-formed entries (the common case): the checks of _check_entry's fast
-        # path, inlined; 20,000 entries took 53 ms through _check_entry, this loop 25 ms. Anything
-        # unusual goes through _check_entry, which names the exact problem.
-        suspicious, reserved, add = _SUSPICIOUS_RE.search, RESERVED_NAMES, entries.append
-        new_entry, is_hex = tuple.__new__, _SHA256_RE.fullmatch
-        if plain is not None:
-            entries = plain
-        for i, item in enumerate(files if plain is None else ()):
-            if type(item) is dict and len(item) == 3 and not excludes:
-                rel = item.get("relpath")
-                size = item.get("bytes")
-                digest = item.get("sha256")
-                if (
-                    type(rel) is str
-                    and type(size) is int
-                    and size >= 0
-                    and type(digest) is str
-                    and is_hex(digest)
-                    and rel not in seen
-                    # str methods instead of the regex where they can tell (0.8 µs per entry):
-                    # together they refuse a superset of what _SUSPICIOUS_RE matches.
-                    and (
-                        (
-                            rel.isprintable()
-                            and rel[:1] not in "/."  # also "" (empty), "./", "../", ".hidden"
-                            and rel[-1:] != "/"
-                            and rel[1:2] != ":"
-                            and "\\" not in rel
-                            and "//" not in rel
-                            and "/." not in rel
-                        )
-                        or not suspicious(rel)
-                    )
-                    and rel not in reserved
-                ):
-                    seen[rel] = i
-                    add(new_entry(FileEntry, (rel, size, digest)))
-                    continue
-            entry, problems = _check_entry(i, item, seen, excludes)
-            errors += problems
-            if entry is not None:
-                add(entry)
+        plain = _plain_entries(files) if not excludes else None
+        entries = plain if plain is not None else _entries_one_by_one(files, excludes, errors)
         count = doc.get("count")
         if "count" not in doc:
             errors.append("count: required field is missing")
@@ -348,6 +306,53 @@ def manifest_from_dict(doc: Any, source: str = "manifest") -> DatasetManifest:
             details=_capped(errors),
         )
     return DatasetManifest(tuple(entries), tuple(excludes))
+
+
+def _entries_one_by_one(files: list[Any], excludes: Sequence[str], errors: list[str]) -> list[FileEntry]:
+    """Each entry checked on its own, problems appended to `errors` (when _plain_entries declines)."""
+    entries: list[FileEntry] = []
+    seen: dict[str, int] = {}
+    # Fast path for well-formed entries (the common case): the checks of _check_entry's fast
+    # path, inlined; 20,000 entries took 53 ms through _check_entry, this loop 25 ms. Anything
+    # unusual goes through _check_entry, which names the exact problem.
+    suspicious, reserved, add = _SUSPICIOUS_RE.search, RESERVED_NAMES, entries.append
+    new_entry, is_hex = tuple.__new__, _SHA256_RE.fullmatch
+    for i, item in enumerate(files):
+        if type(item) is dict and len(item) == 3 and not excludes:
+            rel = item.get("relpath")
+            size = item.get("bytes")
+            digest = item.get("sha256")
+            if (
+                type(rel) is str
+                and type(size) is int
+                and size >= 0
+                and type(digest) is str
+                and is_hex(digest)
+                and rel not in seen
+                # str methods instead of the regex where they can tell (0.8 µs per entry):
+                # together they refuse a superset of what _SUSPICIOUS_RE matches.
+                and (
+                    (
+                        rel.isprintable()
+                        and rel[:1] not in "/."  # also "" (empty), "./", "../", ".hidden"
+                        and rel[-1:] != "/"
+                        and rel[1:2] != ":"
+                        and "\\" not in rel
+                        and "//" not in rel
+                        and "/." not in rel
+                    )
+                    or not suspicious(rel)
+                )
+                and rel not in reserved
+            ):
+                seen[rel] = i
+                add(new_entry(FileEntry, (rel, size, digest)))
+                continue
+        entry, problems = _check_entry(i, item, seen, excludes)
+        errors += problems
+        if entry is not None:
+            add(entry)
+    return entries
 
 
 _GET_ENTRY = operator.itemgetter("relpath", "bytes", "sha256")
