@@ -48,3 +48,15 @@ class BuildError(ReproexecError):
 
 class RunError(ReproexecError):
     exit_code = 7
+
+
+class Interrupted(ReproexecError):
+    """Ctrl-C (SIGINT) or SIGTERM: exit 128 + the signal number, as a shell reports it."""
+
+    def __init__(self, signum: int = 2, message: str | None = None):
+        import signal
+
+        name = signal.Signals(signum).name
+        super().__init__(message or f"interrupted ({name})")
+        self.signum = signum
+        self.exit_code = 128 + signum
