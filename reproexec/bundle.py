@@ -1,31 +1,41 @@
 """Run bundles: one tar(.gz) holding a run folder (and optionally its image) for another machine.
 
+A bundle holds exactly what its run.json lists (plus run.json and, with --with-image, the image).
 A bundle from elsewhere is untrusted input. Importing refuses, before anything is written outside
 a private temporary folder: absolute names, `..`, names outside the run's one top folder, every
 link, device, fifo or other non-regular member (no "safe" links: filter bypasses were still being
-fixed in 2025), oversized members, too many members, and files whose sha256 differs from the run's
-own record. Only then is the folder moved into the run store, and never over an existing run.
+fixed in 2025), oversized members, too many members or bytes for the limits and the free disk, a
+run.json that is not valid (types, ids, paths, schema), files it does not list, and files whose
+sha256 differs from it. Only then is the folder moved into the run store, never over another run.
+An image is loaded without the tags it carries and tagged only once it proved to be the recorded one.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import queue
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Callable
+import threading
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, Any
 
+from reproexec.build import LABEL_HASH
 from reproexec.engine import Engine
 from reproexec.errors import RunError
-from reproexec.runstore import RUN_JSON, RunRecord, load_run
+from reproexec.fsutil import sha256_file
+from reproexec.runstore import MAX_RUN_JSON_BYTES, RUN_JSON, RunRecord, load_run, parse_run_json
 
 IMAGE_MEMBER = "image.tar"
-MAX_MEMBER_BYTES = int(os.environ.get("REPROEXEC_BUNDLE_MAX_MEMBER", 2 * 1024**3))  # run files
+MAX_MEMBER_BYTES = int(os.environ.get("REPROEXEC_BUNDLE_MAX_MEMBER", 8 * 1024**3))  # one run file
+MAX_BUNDLE_BYTES = int(os.environ.get("REPROEXEC_BUNDLE_MAX_BYTES", 16 * 1024**3))  # all run files
 MAX_IMAGE_BYTES = int(os.environ.get("REPROEXEC_BUNDLE_MAX_IMAGE", 32 * 1024**3))  # image.tar
 MAX_MEMBERS = 100_000
 
@@ -55,11 +65,11 @@ def export_run(record: RunRecord, out: Path, *, engine: Engine | None = None, wi
             with image_file:
                 engine.save(image, image_file)  # type: ignore[attr-defined]
         with tarfile.open(tmp, mode, format=tarfile.PAX_FORMAT) as tar:
-            for p in sorted(record.path.rglob("*")):
-                if p.is_symlink() or not p.is_file() or p.name.startswith("."):
-                    continue
-                arc = f"{record.run_id}/{p.relative_to(record.path).as_posix()}"
-                tar.add(p, arcname=arc, recursive=False, filter=_normalize)
+            for rel in [RUN_JSON, *sorted(record.data.get("artifacts") or {})]:
+                p = record.path / rel
+                if p.is_symlink() or not p.is_file():
+                    raise RunError(f"run {record.run_id}: {rel} is listed in run.json but is not a file", "the run folder was altered")
+                tar.add(p, arcname=f"{record.run_id}/{rel}", recursive=False, filter=_normalize)
                 files += 1
                 total += p.stat().st_size
             if image_file is not None:
@@ -119,32 +129,189 @@ def check_members(members: list[tarfile.TarInfo], source: str) -> str:
     return next(iter(tops))
 
 
-def import_bundle(
-    bundle: Path, runs_dir: Path, load_image: Callable[[IO[bytes]], object] | None = None
-) -> tuple[RunRecord, bool]:
-    """Check and unpack a bundle into the run store; return the run and whether it held an image.
+@dataclass(frozen=True)
+class ImportResult:
+    record: RunRecord
+    image: str | None  # the image id loaded (and checked), if the bundle held one
+    already_present: bool  # the same run (byte-identical run.json) was already in the store
 
-    A saved image is streamed to `load_image` (docker load) straight from the bundle, never copied
-    into the run store; without `load_image` it is skipped."""
+
+def import_bundle(bundle: Path, runs_dir: Path, engine: Callable[[], Engine] | None = None) -> ImportResult:
+    """Check a bundle as untrusted input, then add its run to the store (and load its image).
+
+    Before anything is written: every member safe (check_members), the run.json valid (schema,
+    id, paths, types), the files exactly those run.json lists (plus the image), the total size
+    within MAX_BUNDLE_BYTES and the free disk. The files are unpacked into a private folder and
+    their sha256 checked before the folder is moved into place; a run already in the store is
+    never overwritten (the same run is fine; a different run under the same id is refused). A
+    saved image is loaded without any of its own tags, accepted only if it is the image run.json
+    records (image id and content-hash label), and only then tagged `reproexec-env:<hash>`.
+    `engine` connects to Docker; it is called only when the bundle holds an image."""
     if not bundle.is_file():
         raise RunError(f"bundle {bundle} does not exist", "pass the .tar.gz written by `reproexec export`")
-    runs_dir.mkdir(parents=True, exist_ok=True)
     try:
         with tarfile.open(bundle, "r:*") as tar:
             members = tar.getmembers()
             run_id = check_members(members, str(bundle))
+            by_name = {m.name.rstrip("/"): m for m in members}
+            meta = by_name.get(f"{run_id}/{RUN_JSON}")
+            if meta is None or not meta.isreg():
+                raise RunError(f"bundle {bundle} has no {run_id}/{RUN_JSON}", "export the run again")
+            src = tar.extractfile(meta)
+            assert src is not None
+            raw = src.read(MAX_RUN_JSON_BYTES + 1)
+            record = parse_run_json(raw, f"{bundle}:{run_id}/{RUN_JSON}")
+            if record["run_id"] != run_id:
+                raise RunError(f"bundle {bundle}: run.json says run {record['run_id']!r}, the bundle holds {run_id!r}",
+                               "the bundle was altered; do not use it")  # fmt: skip
+            if record["status"] == "running":
+                raise RunError(f"bundle {bundle}: run {run_id} is still running", "export it again when it has finished")
+            image_member = by_name.get(f"{run_id}/{IMAGE_MEMBER}")
+            _check_listing(members, record, run_id, image_member, str(bundle))
+            _check_room(members, runs_dir, str(bundle))
             dest = runs_dir / run_id
-            image_member = next((m for m in members if m.name == f"{run_id}/{IMAGE_MEMBER}"), None)
-            if not dest.exists():
-                _unpack(tar, [m for m in members if m is not image_member], run_id, runs_dir, dest, str(bundle))
-            # Only a bundle whose run checked out gets its image loaded.
-            if image_member is not None and load_image is not None:
-                src = tar.extractfile(image_member)
-                assert src is not None
-                load_image(src)
-    except (tarfile.TarError, EOFError, OSError) as e:
-        raise RunError(f"bundle {bundle} cannot be read: {e}", "the file is damaged or not a tar archive") from None
-    return load_run(str(dest)), image_member is not None
+            present = (dest / RUN_JSON).is_file()
+            if present:
+                if sha256_file(dest / RUN_JSON, follow_symlinks=False) != hashlib.sha256(raw).hexdigest():
+                    raise RunError(
+                        f"a different run {run_id} is already in {runs_dir}; the bundle was not imported",
+                        f"import into another run store (--runs-dir), or remove {dest} if it should be replaced",
+                    )
+            else:
+                runs_dir.mkdir(parents=True, exist_ok=True)
+                _unpack(tar, [m for m in members if m.isreg() and m is not image_member], run_id, runs_dir, dest, str(bundle))
+            loaded = None
+            if image_member is not None:
+                if engine is None:
+                    raise RunError(f"bundle {bundle} holds an image but no Docker engine was given", "connect to Docker")
+                img = tar.extractfile(image_member)
+                assert img is not None
+                loaded = load_image_checked(engine(), img, record.get("image") or {}, str(bundle))
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+        raise RunError(f"bundle {bundle} cannot be read: {e or type(e).__name__}", "the file is damaged, truncated or not a tar archive") from None
+    return ImportResult(record=load_run(str(dest)), image=loaded, already_present=present)
+
+
+def _check_listing(members: list[tarfile.TarInfo], record: dict, run_id: str, image: tarfile.TarInfo | None,
+                   source: str) -> None:  # fmt: skip
+    listed = {f"{run_id}/{rel}" for rel in record.get("artifacts") or {}} | {f"{run_id}/{RUN_JSON}"}
+    if image is not None:
+        listed.add(image.name)
+    files = {m.name for m in members if m.isreg()}
+    extra = sorted(files - listed)
+    if extra:
+        raise RunError(
+            f"bundle {source} holds files its run.json does not list; nothing was imported",
+            "only import bundles made by `reproexec export`",
+            details=[f"{n!r}: not listed in run.json" for n in extra[:20]],
+        )
+    if image is not None and not record.get("image"):
+        raise RunError(f"bundle {source} holds an image but its run.json records none", "the bundle was altered; do not use it")
+
+
+def _check_room(members: list[tarfile.TarInfo], runs_dir: Path, source: str) -> None:
+    total = sum(m.size for m in members if m.isreg() and not m.name.endswith(f"/{IMAGE_MEMBER}"))
+    if total > MAX_BUNDLE_BYTES:
+        raise RunError(
+            f"bundle {source} unpacks to {total:,} bytes (limit {MAX_BUNDLE_BYTES:,}); nothing was imported",
+            "raise REPROEXEC_BUNDLE_MAX_BYTES if you trust this bundle and expected runs this large",
+        )
+    probe = runs_dir
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if total + 64 * 1024**2 > free:
+        raise RunError(
+            f"bundle {source} needs {total:,} bytes but {probe} has {free:,} free; nothing was imported",
+            "free some space, or import into a run store on a bigger disk (--runs-dir)",
+        )
+
+
+def untagged_image_stream(src: IO[bytes]) -> Iterator[bytes]:
+    """The `docker save` archive in `src`, re-streamed without the names it would tag: RepoTags in
+    manifest.json emptied, the legacy `repositories` file dropped, OCI ref-name annotations removed.
+    So loading it can never move a tag that already points somewhere on this machine."""
+    chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=64)
+
+    class _Pipe(io.RawIOBase):
+        def writable(self) -> bool:
+            return True
+
+        def write(self, b: Any) -> int:
+            chunks.put(bytes(b))
+            return len(b)
+
+    def produce() -> None:
+        try:
+            with tarfile.open(fileobj=src, mode="r|") as inner, tarfile.open(fileobj=_Pipe(), mode="w|", format=tarfile.PAX_FORMAT) as out:
+                for m in inner:
+                    name = m.name.removeprefix("./")
+                    if name == "repositories":
+                        continue
+                    if name in ("manifest.json", "index.json") and m.isreg():
+                        f = inner.extractfile(m)
+                        assert f is not None
+                        data = _strip_names(name, f.read(16 * 1024**2 + 1))
+                        m.size = len(data)
+                        out.addfile(m, io.BytesIO(data))
+                    else:
+                        out.addfile(m, inner.extractfile(m) if m.isreg() else None)
+            chunks.put(None)
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            chunks.put(e)
+
+    worker = threading.Thread(target=produce, daemon=True)
+    worker.start()
+    while True:
+        item = chunks.get()
+        if item is None:
+            break
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+    worker.join()
+
+
+def _strip_names(name: str, data: bytes) -> bytes:
+    if len(data) > 16 * 1024**2:
+        raise RunError(f"the image's {name} is larger than 16 MiB", "this is not an image `docker save` wrote")
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        raise RunError(f"the image's {name} is not valid JSON", "this is not an image `docker save` wrote") from None
+    if name == "manifest.json" and isinstance(doc, list):
+        for entry in doc:
+            if isinstance(entry, dict):
+                entry["RepoTags"] = None
+    if name == "index.json" and isinstance(doc, dict):
+        for entry in doc.get("manifests") or []:
+            if isinstance(entry, dict) and isinstance(entry.get("annotations"), dict):
+                for key in ("io.containerd.image.name", "org.opencontainers.image.ref.name"):
+                    entry["annotations"].pop(key, None)
+    return json.dumps(doc).encode()
+
+
+def load_image_checked(engine: Engine, src: IO[bytes], expected: dict, source: str) -> str:
+    """Load a saved image untagged; keep it only if it is the recorded one; then tag it
+    `reproexec-env:<content hash>` unless that tag already exists. Returns the image id."""
+    want_id, want_hash = expected.get("id"), expected.get("content_hash")
+    ids = engine.load(untagged_image_stream(src))
+    if ids != [want_id]:
+        raise RunError(
+            f"the image in bundle {source} is not the one its run.json records ({want_id}); loaded: {', '.join(ids) or 'nothing'}",
+            "the bundle was altered; nothing was tagged. Do not use it (`reproexec gc` removes the untagged image)",
+        )
+    info = engine.image(want_id)
+    if info is None or info.labels.get(LABEL_HASH) != want_hash:
+        raise RunError(
+            f"the image in bundle {source} lacks the recorded content hash {want_hash}",
+            "the bundle was altered; nothing was tagged. Do not use it",
+        )
+    tag = expected["tag"]
+    if engine.image(tag) is None:
+        repository, _, version = tag.partition(":")
+        engine.tag(want_id, repository, version)
+    return want_id
 
 
 def _unpack(tar: tarfile.TarFile, members: list[tarfile.TarInfo], run_id: str, runs_dir: Path, dest: Path, source: str) -> None:
@@ -153,34 +320,29 @@ def _unpack(tar: tarfile.TarFile, members: list[tarfile.TarInfo], run_id: str, r
     try:
         for m in members:
             target = staging / m.name
-            if m.isdir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
             target.parent.mkdir(parents=True, exist_ok=True)
             src = tar.extractfile(m)
             assert src is not None
             with open(target, "xb") as f:  # "x": never through anything already there
                 shutil.copyfileobj(src, f, 1 << 20)
         _check_artifacts(staging / run_id, source)
-        os.replace(staging / run_id, dest)
+        try:
+            os.rename(staging / run_id, dest)  # fails if dest appeared meanwhile (never replaced)
+        except OSError as e:
+            raise RunError(f"run {run_id} appeared in {runs_dir} during the import: {e.strerror}", "import it again") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
 def _check_artifacts(folder: Path, source: str) -> None:
-    try:
-        record = json.loads((folder / RUN_JSON).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        raise RunError(f"bundle {source} has no readable {RUN_JSON}", "export the run again") from None
+    record = json.loads((folder / RUN_JSON).read_bytes())
     expected: dict[str, str] = record.get("artifacts") or {}
     bad = []
     for rel, digest in sorted(expected.items()):
         p = folder / rel
         if not p.is_file():
             bad.append(f"{rel}: missing")
-            continue
-        with open(p, "rb") as f:
-            if hashlib.file_digest(f, "sha256").hexdigest() != digest:
-                bad.append(f"{rel}: sha256 differs from run.json")
+        elif sha256_file(p, follow_symlinks=False) != digest:
+            bad.append(f"{rel}: sha256 differs from run.json")
     if bad:
         raise RunError(f"bundle {source} does not match its own run.json", "the bundle was altered; do not use it", details=bad[:20])

@@ -19,14 +19,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reproexec.runstore import RECORDS
+
 IDENTICAL, WITHIN, DIFFERS = "identical", "within tolerance", "differs"
 EXIT_CODES = {IDENTICAL: 0, WITHIN: 10, DIFFERS: 11}
 _IGNORED = {"step", "epoch", "epochs", "total_steps", "elapsed_s", "event"}
-# What reproexec itself writes into a bring-your-own run's folder; the rest is the entrypoint's.
-_RECORDS = {
-    "run.json", "config.yaml", "config.resolved.json", "requirements.lock", "Dockerfile", "manifest.json",
-    "code.patch", "code.tar", "environment.json", "report.html", "comparison.json", "comparison.html",
-}  # fmt: skip
+# What reproexec writes into a bring-your-own run's folder (and the environment it captured, which
+# differs by machine by design); the rest is the entrypoint's. stdout.log is the entrypoint's output.
+_RECORDS = (RECORDS - {"stdout.log"}) | {"environment.json"}
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,12 @@ Paths in the config (lockfile, dataset snapshot, weights) are relative to the co
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
 
 from reproexec.errors import ConfigError
 
@@ -22,13 +23,38 @@ _NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _SHA256_RE = r"^[0-9a-f]{64}$"
 # Debian package pins: name=version, as `apt-get install` takes them.
 _APT_PIN_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+=[A-Za-z0-9.+:~-]+$")
+_SIZE_RE = r"^[0-9]{1,12}[bkmg]$"
+_UNITS = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+MAX_CONFIG_BYTES = 1024**2
 
-PositiveInt = Annotated[int, Field(ge=1)]
+# Integers are integers: `true`, `1.0` or `1e20` are refused, not coerced (StrictInt).
+PositiveInt = Annotated[StrictInt, Field(ge=1)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+# torchvision's classification models (`torchvision.models.list_models(module=torchvision.models)`,
+# torchvision 0.29); tests/unit/test_config.py checks the list against the installed torchvision.
+CLASSIFICATION_ARCHS = frozenset("""
+alexnet convnext_base convnext_large convnext_small convnext_tiny densenet121 densenet161 densenet169
+densenet201 efficientnet_b0 efficientnet_b1 efficientnet_b2 efficientnet_b3 efficientnet_b4 efficientnet_b5
+efficientnet_b6 efficientnet_b7 efficientnet_v2_l efficientnet_v2_m efficientnet_v2_s googlenet inception_v3
+maxvit_t mnasnet0_5 mnasnet0_75 mnasnet1_0 mnasnet1_3 mobilenet_v2 mobilenet_v3_large mobilenet_v3_small
+regnet_x_16gf regnet_x_1_6gf regnet_x_32gf regnet_x_3_2gf regnet_x_400mf regnet_x_800mf regnet_x_8gf
+regnet_y_128gf regnet_y_16gf regnet_y_1_6gf regnet_y_32gf regnet_y_3_2gf regnet_y_400mf regnet_y_800mf
+regnet_y_8gf resnet101 resnet152 resnet18 resnet34 resnet50 resnext101_32x8d resnext101_64x4d
+resnext50_32x4d shufflenet_v2_x0_5 shufflenet_v2_x1_0 shufflenet_v2_x1_5 shufflenet_v2_x2_0 squeezenet1_0
+squeezenet1_1 swin_b swin_s swin_t swin_v2_b swin_v2_s swin_v2_t vgg11 vgg11_bn vgg13 vgg13_bn vgg16
+vgg16_bn vgg19 vgg19_bn vit_b_16 vit_b_32 vit_h_14 vit_l_16 vit_l_32 wide_resnet101_2 wide_resnet50_2
+""".split())
+
+
+def size_bytes(text: str) -> int:
+    """'8g' → bytes (the units Docker takes: b, k, m, g)."""
+    return int(text[:-1]) * _UNITS[text[-1]]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    # Floats are finite: .inf and .nan are refused everywhere.
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
 
 
 class EnvSection(_Section):
@@ -69,6 +95,17 @@ class DataSection(_Section):
     )
     subset: PositiveInt | None = Field(None, description="Use a seeded subset of this many training images.")
 
+    @field_validator("train_dir", "val_dir")
+    @classmethod
+    def _inside_snapshot(cls, v: str | None) -> str | None:
+        # Training reads only what was verified: a sub-folder of the snapshot, nothing beside it.
+        if v is None:
+            return v
+        parts = v.replace("\\", "/").split("/")
+        if v.startswith(("/", "~")) or any(p in ("", ".", "..") for p in parts) or "\0" in v:
+            raise ValueError("must be a plain folder path inside the snapshot (no '..', no absolute path)")
+        return v
+
     @model_validator(mode="after")
     def _split_declared(self) -> DataSection:
         if self.format == "imagefolder" and self.val_dir is None and self.val_fraction is None:
@@ -84,14 +121,27 @@ class WeightsRef(_Section):
 
 
 class ModelSection(_Section):
-    arch: str = Field("resnet18", description="torchvision classification model name.")
-    num_classes: int = Field(10, ge=2)
+    arch: str = Field(
+        "resnet18",
+        description="torchvision classification model name.",
+        json_schema_extra={"enum": sorted(CLASSIFICATION_ARCHS)},
+    )
+    num_classes: StrictInt = Field(10, ge=2, le=1_000_000)
     weights: WeightsRef | None = None
+
+    @field_validator("arch")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in CLASSIFICATION_ARCHS:
+            near = difflib.get_close_matches(v, sorted(CLASSIFICATION_ARCHS), n=3)
+            hint = f"; did you mean {', '.join(near)}?" if near else ""
+            raise ValueError(f"not a torchvision classification model{hint} (`reproexec config schema` lists them)")
+        return v
 
 
 class RandomCrop(_Section):
     size: tuple[PositiveInt, PositiveInt]
-    padding: int = Field(0, ge=0)
+    padding: StrictInt = Field(0, ge=0, le=4096)
 
 
 class ColorJitter(_Section):
@@ -119,7 +169,7 @@ class SchedulerSection(_Section):
     name: Literal["none", "cosine", "step"] = "cosine"
     step_size: PositiveInt = Field(10, description="step: epochs between decays.")
     gamma: float = Field(0.1, gt=0.0, le=1.0)
-    warmup_epochs: int = Field(0, ge=0)
+    warmup_epochs: StrictInt = Field(0, ge=0)
 
 
 class TrainSection(_Section):
@@ -131,7 +181,7 @@ class TrainSection(_Section):
     weight_decay: float = Field(5e-4, ge=0.0)
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     scheduler: SchedulerSection = SchedulerSection()
-    num_workers: int = Field(0, ge=0)
+    num_workers: StrictInt = Field(0, ge=0, le=256)
     eval_every: PositiveInt = 1
     selection_metric: Literal["val_acc", "val_loss"] = "val_acc"
     max_steps: PositiveInt | None = Field(None, description="Stop after this many optimizer steps.")
@@ -144,24 +194,61 @@ class DeterminismSection(_Section):
         description="strict: deterministic algorithms, cuDNN benchmark off, fail on ops without a "
         "deterministic implementation. relaxed: faster, and recorded as such in the run.",
     )
-    threads: PositiveInt = Field(1, description="torch intra-op threads; part of the numerics.")
+    threads: PositiveInt = Field(1, le=1024, description="torch intra-op threads; part of the numerics.")
     cpu_capability: Literal["default", "avx2", "avx512"] = Field(
         "avx2", description="ATEN_CPU_CAPABILITY: the CPU kernels' SIMD level; part of the numerics."
     )
     cublas_workspace_config: Literal[":4096:8", ":16:8"] = ":4096:8"
 
 
+MIN_MEMORY = "128m"
+MIN_SHM = "1m"
+
+
 class ResourcesSection(_Section):
-    cpus: float | None = Field(None, gt=0, description="CPU quota for the run container.")
-    cpuset: str | None = Field(None, pattern=r"^[0-9]+([-,][0-9]+)*$", description="e.g. '0' or '0-1'.")
-    memory: str = Field("8g", pattern=r"^[0-9]+[bkmg]$")
-    shm_size: str = Field("1g", pattern=r"^[0-9]+[bkmg]$", description="/dev/shm for DataLoader workers.")
-    pids_limit: int = Field(4096, ge=64)
+    """Checked here for form; `reproexec run` also checks cpus and cpuset against the host."""
+
+    cpus: float | None = Field(None, gt=0, le=4096, description="CPU quota for the run container.")
+    cpuset: str | None = Field(None, pattern=r"^[0-9]{1,4}(-[0-9]{1,4})?(,[0-9]{1,4}(-[0-9]{1,4})?)*$",
+                               description="CPUs the run may use, e.g. '0' or '0-1' or '0,2'.")  # fmt: skip
+    memory: str = Field("8g", pattern=_SIZE_RE, description=f"Memory limit (b, k, m or g; at least {MIN_MEMORY}).")
+    shm_size: str = Field("1g", pattern=_SIZE_RE, description="/dev/shm for DataLoader workers.")
+    pids_limit: StrictInt = Field(4096, ge=64, le=4_194_304)
+
+    @field_validator("cpuset")
+    @classmethod
+    def _ranges(cls, v: str | None) -> str | None:
+        for part in (v or "").split(","):
+            a, _, b = part.partition("-")
+            if b and int(b) < int(a):
+                raise ValueError(f"range {part!r} runs backwards (write it low-high)")
+        return v
+
+    @field_validator("memory")
+    @classmethod
+    def _memory_floor(cls, v: str) -> str:
+        if size_bytes(v) < size_bytes(MIN_MEMORY):
+            raise ValueError(f"at least {MIN_MEMORY} (Python and torch alone need more), e.g. '8g'")
+        return v
+
+    @field_validator("shm_size")
+    @classmethod
+    def _shm_floor(cls, v: str) -> str:
+        if size_bytes(v) < size_bytes(MIN_SHM):
+            raise ValueError(f"at least {MIN_SHM}, e.g. '1g'")
+        return v
+
+    def cpu_list(self) -> set[int]:
+        out: set[int] = set()
+        for part in (self.cpuset or "").split(","):
+            if part:
+                a, _, b = part.partition("-")
+                out.update(range(int(a), int(b or a) + 1))
+        return out
 
 
 class OutputSection(_Section):
-    runs_dir: str = Field("runs", description="Run store, relative to the config file's folder.")
-    sample_predictions: int = Field(16, ge=0, le=256)
+    sample_predictions: StrictInt = Field(16, ge=0, le=256)
 
 
 class SmokeSection(_Section):
@@ -175,7 +262,7 @@ class SmokeSection(_Section):
 
 class Config(_Section):
     name: str = Field(..., pattern=_NAME_RE, description="Config name; part of every run id.")
-    seed: int = Field(1337, ge=0, lt=2**32)
+    seed: StrictInt = Field(1337, ge=0, lt=2**32)
     env: EnvSection = EnvSection()
     data: DataSection
     model: ModelSection = ModelSection()
@@ -188,7 +275,7 @@ class Config(_Section):
     entrypoint: list[str] | None = Field(
         None, min_length=1, description="Bring your own training command instead of the built-in trainer."
     )
-    tolerance: dict[str, float] = Field(
+    tolerance: dict[str, Annotated[float, Field(ge=0.0)]] = Field(
         default_factory=dict, description="metric → absolute tolerance used by `reproexec rerun`."
     )
 
@@ -215,6 +302,8 @@ class LoadedConfig(BaseModel):
 def load_config(path: str | Path) -> LoadedConfig:
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES:,} bytes", "a config is a short YAML file")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist", "pass the path of a config.yaml") from None
@@ -225,10 +314,18 @@ def load_config(path: str | Path) -> LoadedConfig:
 
 
 def parse_yaml(text: str, source: str) -> dict[str, Any]:
+    """YAML → a mapping. Anchors and aliases (&x / *x) are refused: they add nothing a config needs
+    (the resolved config writes every value out anyway) and nested aliases expand exponentially
+    (a 436-byte "billion laughs" file)."""
     import yaml
 
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_loader())  # noqa: S506 - a SafeLoader subclass
+    except _AliasRefused as e:
+        raise ConfigError(
+            f"{source}: YAML anchors and aliases are not allowed ({e})",
+            "write the values out where they are used",
+        ) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -240,6 +337,28 @@ def parse_yaml(text: str, source: str) -> dict[str, Any]:
             "start from examples/digits/config.yaml",
         )
     return raw
+
+
+class _AliasRefused(Exception):
+    pass
+
+
+@functools.cache
+def _loader() -> Any:
+    import yaml  # only when a config is parsed: keeps `reproexec --help` fast
+
+    class NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise _AliasRefused(f"alias *{event.anchor} at line {event.start_mark.line + 1}")
+            event = self.peek_event()
+            anchor = getattr(event, "anchor", None)
+            if anchor is not None:
+                raise _AliasRefused(f"anchor &{anchor} at line {event.start_mark.line + 1}")
+            return super().compose_node(parent, index)
+
+    return NoAliasLoader
 
 
 def validate_config(raw: dict[str, Any], source: str = "config") -> Config:

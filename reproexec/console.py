@@ -15,8 +15,9 @@ from typing import Any
 from rich.console import Console
 
 # Piped output is not cut to 80 columns: ids and hashes must stay whole for other tools.
-out = Console(soft_wrap=True, highlight=False, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, soft_wrap=True, highlight=False)
+# emoji=False: a file named `a:x:b.png` prints as itself, not with an emoji in the middle.
+out = Console(soft_wrap=True, highlight=False, emoji=False, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, soft_wrap=True, highlight=False, emoji=False)
 
 
 def data(text: str) -> None:

@@ -8,12 +8,12 @@ imported lazily, inside `DockerEngine`, so `reproexec --help` never pays for it.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from reproexec.errors import BuildError, EngineError
+from reproexec.errors import BuildError, EngineError, ReproexecError
 
 LogFn = Callable[[str], None]
 
@@ -37,6 +37,13 @@ class ImageInfo:
     repo_digests: tuple[str, ...]
     labels: Mapping[str, str] = field(default_factory=dict)
     size: int = 0
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    id: str
+    state: str  # created | running | exited | ...
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,9 @@ class ContainerSpec:
     cpuset: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     name: str | None = None
+    # Keep the container's stdin attached to this process; the in-container guard stops the run
+    # when it closes (this process died). Only for commands run under reproexec.runtime.guard.
+    guard_stdin: bool = False
 
 
 @dataclass(frozen=True)
@@ -82,7 +92,7 @@ class RunHandle(Protocol):
     def lines(self) -> Iterator[str]: ...
     def wait(self) -> Exit: ...
     def stop(self, timeout: int = 10) -> None: ...
-    def remove(self) -> None: ...
+    def remove(self) -> None: ...  # removes the container / reaps the process; idempotent
 
 
 class Engine(Protocol):
@@ -92,7 +102,7 @@ class Engine(Protocol):
     def image(self, reference: str) -> ImageInfo | None: ...
     def pull(self, reference: str) -> ImageInfo: ...
     def import_rootfs(self, tar_path: Path, repository: str, tag: str, changes: Sequence[str]) -> str: ...
-    def load(self, source: Path | IO[bytes]) -> list[str]: ...
+    def load(self, source: Path | IO[bytes] | Iterable[bytes]) -> list[str]: ...
     def tag(self, image_id: str, repository: str, tag: str) -> None: ...
     def remove_image(self, reference: str) -> None: ...
     def save(self, reference: str, out: IO[bytes]) -> None: ...
@@ -107,7 +117,10 @@ class Engine(Protocol):
     ) -> str: ...
     def run_capture(self, image: str, command: Sequence[str], *, network: bool = False) -> ContainerResult: ...
     def start(self, spec: ContainerSpec) -> RunHandle: ...
+    def containers(self, label: str) -> list[ContainerInfo]: ...
+    def remove_container(self, ref: str) -> None: ...
     def has_nvidia_runtime(self) -> bool: ...
+    def cpu_count(self) -> int: ...
 
 
 class DockerEngine:
@@ -174,8 +187,9 @@ class DockerEngine:
             raise EngineError(f"Docker did not create {repository}:{tag} from {tar_path}: {status[-300:]}")
         return info.id
 
-    def load(self, source: Path | IO[bytes]) -> list[str]:
-        """`docker load` from a file path or a readable stream (e.g. a member of a bundle)."""
+    def load(self, source: Path | IO[bytes] | Iterable[bytes]) -> list[str]:
+        """`docker load` from a file path, a readable stream or an iterator of chunks (streamed);
+        returns the ids (or names) Docker reports."""
         try:
             if isinstance(source, Path):
                 with open(source, "rb") as f:
@@ -184,6 +198,10 @@ class DockerEngine:
                 images = self._client.images.load(source)
         except self._errors.DockerException as e:
             raise EngineError(f"Docker could not load the image from {source}: {_first_line(e)}") from None
+        except Exception as e:  # e.g. the stream's producer refused the archive
+            if isinstance(e, ReproexecError):
+                raise
+            raise EngineError(f"Docker could not load the image: {type(e).__name__}: {_first_line(e)}") from None
         return [img.id for img in images]
 
     def tag(self, image_id: str, repository: str, tag: str) -> None:
@@ -271,89 +289,146 @@ class DockerEngine:
         runtimes = self.info().get("Runtimes") or {}
         return "nvidia" in runtimes
 
+    def cpu_count(self) -> int:
+        """CPUs of the Docker host (what --cpuset-cpus may name: 0..N-1)."""
+        return int(self.info().get("NCPU") or 0)
+
     def start(self, spec: ContainerSpec) -> DockerRun:
         """Create and start a hardened container: no network, no capabilities, no new privileges,
-        read-only root filesystem with a private /tmp, limits on pids, memory, CPU and /dev/shm."""
+        read-only root filesystem with a private /tmp, limits on pids, memory, CPU and /dev/shm.
+
+        The container's stdin stays attached to this process for the whole run (`DockerRun.close`
+        lets go of it). If this process dies, even by SIGKILL, the engine closes that stdin and the
+        guard inside the container (reproexec.runtime.guard) stops the run by itself.
+        A container that exists but could not be started (an error, Ctrl-C, SIGTERM) is removed
+        again by its name before the exception goes on."""
         import docker.types
 
+        api = self._api
         device_requests = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])] if spec.gpus else None
-        kwargs: dict[str, Any] = {}
+        limits: dict[str, Any] = {}
         if spec.memory:
-            kwargs["mem_limit"] = spec.memory
-            kwargs["memswap_limit"] = spec.memory  # no swap: an OOM is an OOM, not a slow run
+            limits["mem_limit"] = spec.memory
+            limits["memswap_limit"] = spec.memory  # no swap: an OOM is an OOM, not a slow run
         if spec.cpus:
-            kwargs["nano_cpus"] = int(spec.cpus * 1e9)
+            limits["nano_cpus"] = int(spec.cpus * 1e9)
         if spec.cpuset:
-            kwargs["cpuset_cpus"] = spec.cpuset
+            limits["cpuset_cpus"] = spec.cpuset
+        host_config = api.create_host_config(
+            mounts=[docker.types.Mount(m.target, m.source, type="bind", read_only=m.read_only) for m in spec.mounts],
+            network_mode=None if spec.network else "none",
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            read_only=True,
+            init=True,  # a real PID 1 forwards SIGTERM, so `stop` ends the run at once
+            tmpfs={"/tmp": "rw,nosuid,nodev,size=1g"},
+            pids_limit=spec.pids_limit,
+            shm_size=spec.shm_size,
+            device_requests=device_requests,
+            **limits,
+        )
+        created: str | None = None
         try:
-            container = self._client.containers.create(
+            created = api.create_container(
                 spec.image,
                 command=list(spec.command),
-                mounts=[
-                    docker.types.Mount(m.target, m.source, type="bind", read_only=m.read_only) for m in spec.mounts
-                ],
                 environment=dict(spec.environment),
                 user=spec.user,
                 working_dir=spec.workdir,
                 network_disabled=not spec.network,
-                network_mode=None if spec.network else "none",
-                cap_drop=["ALL"],
-                security_opt=["no-new-privileges"],
-                read_only=True,
-                init=True,  # a real PID 1 forwards SIGTERM, so `stop` ends the trainer at once
-                tmpfs={"/tmp": "rw,nosuid,nodev,size=1g"},
-                pids_limit=spec.pids_limit,
-                shm_size=spec.shm_size,
-                device_requests=device_requests,
                 labels=dict(spec.labels),
                 name=spec.name,
-                detach=True,
-                **kwargs,
-            )
-            container.start()
+                stdin_open=spec.guard_stdin,  # with detach=False this also sets StdinOnce
+                detach=False,
+                host_config=host_config,
+            )["Id"]
+            stdin = api.attach_socket(created, params={"stdin": 1, "stream": 1}) if spec.guard_stdin else None
+            api.start(created)
+        except BaseException as e:
+            self._remove_quietly(created or spec.name)
+            if isinstance(e, self._errors.APIError):
+                raise EngineError(f"Docker could not start the run container: {e.explanation}") from None
+            raise
+        return DockerRun(api, created, stdin)
+
+    def containers(self, label: str) -> list[ContainerInfo]:
+        """Every container (running or not) that carries `label`, with its labels and state."""
+        try:
+            found = self._api.containers(all=True, filters={"label": label})
         except self._errors.APIError as e:
-            raise EngineError(f"Docker could not start the run container: {e.explanation}") from None
-        return DockerRun(container)
+            raise EngineError(f"Docker could not list containers: {e.explanation}") from None
+        return [ContainerInfo(id=c["Id"], state=c.get("State", ""), labels=dict(c.get("Labels") or {})) for c in found]
+
+    def remove_container(self, ref: str) -> None:
+        """Stop and remove a container at once (SIGKILL); a missing one is not an error."""
+        self._remove_quietly(ref)
+
+    def _remove_quietly(self, ref: str | None) -> None:
+        if not ref:
+            return
+        try:
+            self._api.remove_container(ref, force=True)
+        except Exception:  # already gone (or never created)
+            pass
+
+
+# A line longer than this is cut: the host keeps no unbounded buffer of what a container prints.
+MAX_LINE_BYTES = 1 << 20
 
 
 class DockerRun:
-    """A started run container."""
+    """A started run container (low-level API: no extra inspect per call)."""
 
-    def __init__(self, container: Any) -> None:
-        self._c = container
-        self.id = container.id
+    def __init__(self, api: Any, container_id: str, stdin: Any = None) -> None:
+        self._api = api
+        self.id = container_id
+        self._stdin = stdin
 
     def lines(self) -> Iterator[str]:
         buf = b""
-        for chunk in self._c.logs(stream=True, follow=True, stdout=True, stderr=True):
+        for chunk in self._api.logs(self.id, stream=True, follow=True, stdout=True, stderr=True):
             buf += chunk
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
+            while b"\n" in buf or len(buf) > MAX_LINE_BYTES:
+                cut = buf.find(b"\n")
+                if cut < 0 or cut > MAX_LINE_BYTES:
+                    line, buf = buf[:MAX_LINE_BYTES], buf[MAX_LINE_BYTES:]
+                else:
+                    line, buf = buf[:cut], buf[cut + 1 :]
                 yield line.decode("utf-8", "replace")
         if buf:
             yield buf.decode("utf-8", "replace")
 
     def wait(self) -> Exit:
-        status = self._c.wait()
-        self._c.reload()
-        state = self._c.attrs.get("State", {})
+        status = self._api.wait(self.id)
+        state = (self._api.inspect_container(self.id) or {}).get("State", {})
+        error = status.get("Error")
         return Exit(
             code=int(status.get("StatusCode", 1)),
             oom_killed=bool(state.get("OOMKilled")),
-            error=(status.get("Error") or {}).get("Message", "") if isinstance(status.get("Error"), dict) else "",
+            error=error.get("Message", "") if isinstance(error, dict) else "",
         )
 
     def stop(self, timeout: int = 10) -> None:
         try:
-            self._c.stop(timeout=timeout)
+            self._api.stop(self.id, timeout=timeout)
         except Exception:  # already gone
             pass
 
     def remove(self) -> None:
+        self.close()
         try:
-            self._c.remove(force=True)
+            self._api.remove_container(self.id, force=True)
         except Exception:
             pass
+
+    def close(self) -> None:
+        """Let go of the container's stdin (the run is over, or being stopped on purpose)."""
+        if self._stdin is not None:
+            try:
+                self._stdin.close()
+            except Exception:
+                pass
+            self._stdin = None
 
 
 def _image_info(data: Mapping[str, Any]) -> ImageInfo:

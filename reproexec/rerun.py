@@ -17,7 +17,8 @@ from reproexec.engine import Engine
 from reproexec.envdiff import Difference, diff_env, view_of_run_dir
 from reproexec.errors import RunError
 from reproexec.run import EventFn, RunOptions, RunOutcome, execute_run
-from reproexec.runstore import RUN_JSON, RunRecord, load_run, write_json_atomic, write_text_atomic
+from reproexec.fsutil import write_atomic, write_json_atomic
+from reproexec.runstore import RUN_JSON, RunRecord, load_run
 from reproexec.wheels import sha256_file
 
 
@@ -35,13 +36,7 @@ def locate(ref: str, runs_dir: Path, engine: Engine | None) -> RunRecord:
 
     p = Path(ref)
     if p.is_file():
-        record, had_image = import_bundle(p, runs_dir, load_image=engine.load if engine is not None else None)
-        image = record.data.get("image") or {}
-        if had_image and engine is not None:
-            info = engine.image(image.get("tag", ""))
-            if info is None or info.labels.get("org.reproexec.content-hash") != image.get("content_hash"):
-                raise RunError(f"the image in bundle {p} is not the recorded {image.get('tag')}", "export the run again --with-image")
-        return record
+        return import_bundle(p, runs_dir, (lambda: engine) if engine is not None else None).record
     return load_run(ref, runs_dir)
 
 
@@ -122,7 +117,7 @@ def _record(original: RunRecord, outcome: RunOutcome, comparison: Comparison | N
         "env_diff": [d.__dict__ for d in diffs],
     }
     write_json_atomic(run_dir / "comparison.json", data)
-    write_text_atomic(run_dir / "comparison.html", render_comparison(data))
+    write_atomic(run_dir / "comparison.html", render_comparison(data))
     record = json.loads((run_dir / RUN_JSON).read_text(encoding="utf-8"))
     record["rerun_of"] = original.run_id
     record["verdict"] = comparison.verdict if comparison else None

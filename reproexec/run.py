@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import signal
-import socket
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,24 +25,38 @@ from reproexec import __version__
 from reproexec.codebox import CODE_TAR, CodeState, capture_code, require_clean, write_code_tar
 from reproexec.config import LoadedConfig
 from reproexec.engine import ContainerSpec, Engine, Exit, Mount, RunHandle
-from reproexec.errors import ConfigError, EngineError, RunError
+from reproexec.errors import ConfigError, EngineError, Interrupted, ReproexecError, RunError
+from reproexec.fsutil import is_disk_full, write_atomic, write_json_atomic
+from reproexec.outputs import Intake, make_staging, remove_tree, take_outputs
 from reproexec.runstore import (
+    RECORDS,
+    RESERVE,
     RUN_JSON,
+    RUN_SCHEMA,
+    STAGING,
     artifact_hashes,
     create_run_dir,
     make_run_id,
     now_iso,
-    write_json_atomic,
-    write_text_atomic,
+    owner_is_gone,
+    this_process,
 )
 
 Runtime = Literal["docker", "local"]
 EventFn = Callable[[dict[str, Any]], None]
 DATA_MOUNT = "/data"
 RUN_MOUNT = "/run"
+CONFIG_MOUNT = "/reproexec/config.json"
 CODE_DIR = "/code"
 WEIGHTS_MOUNT = "/weights/model.pt"
 LOG_FILE = "stdout.log"
+MAX_LOG_BYTES = int(os.environ.get("REPROEXEC_MAX_LOG_BYTES", 256 * 1024**2))
+RESERVE_BYTES = 256 * 1024  # set aside at the start, given back for the final run.json
+# The image's unprivileged user (Dockerfile.cpu `USER`): root's runs run as this, never as uid 0.
+SANDBOX_UID = SANDBOX_GID = 10001
+LABEL_RUN = "org.reproexec.run-id"
+LABEL_RUN_DIR = "org.reproexec.run-dir"
+LABEL_OWNER = "org.reproexec.owner"
 
 
 @dataclass(frozen=True)
@@ -65,6 +79,7 @@ class RunOutcome:
     status: str
     reason: str | None
     summary: dict[str, Any]
+    signum: int | None = None  # interrupted: the signal that stopped it (SIGINT or SIGTERM)
 
     @property
     def succeeded(self) -> bool:
@@ -129,6 +144,9 @@ def prepare_run(loaded: LoadedConfig, opts: RunOptions, engine: Engine | None, o
     report.raise_for_problems()
     manifest = report.manifest  # the one just verified, not the file read again
     assert manifest is not None
+    if not cfg.entrypoint:
+        check_classes(cfg, [f.relpath for f in manifest.files])
+    check_host(cfg, opts, engine)
     weights = _verified_weights(loaded)
 
     image: dict[str, Any] | None = None
@@ -161,6 +179,61 @@ def prepare_run(loaded: LoadedConfig, opts: RunOptions, engine: Engine | None, o
         loaded, code, data_dir, manifest, report.manifest_id, image, dockerfile, env, fingerprint, weights,
         code_rels, code_tar,
     )  # fmt: skip
+
+
+def check_classes(cfg: Any, relpaths: list[str]) -> None:
+    """model.num_classes against the classes the verified snapshot holds (imagefolder: the folders
+    under train_dir that hold files; cifar10: ten)."""
+    d = cfg.data
+    if d.format == "cifar10":
+        classes = [str(i) for i in range(10)]
+    else:
+        prefix = d.train_dir.rstrip("/").split("/")
+        classes = sorted({p.split("/")[len(prefix)] for p in relpaths
+                          if p.split("/")[: len(prefix)] == prefix and len(p.split("/")) > len(prefix) + 1})  # fmt: skip
+        if not classes:
+            raise ConfigError(
+                f"data.train_dir = {d.train_dir!r}: the snapshot has no class folders there",
+                f"put the training images in {d.train_dir}/<class name>/ and snapshot again, or fix data.train_dir",
+            )
+    if len(classes) != cfg.model.num_classes:
+        shown = ", ".join(classes[:12]) + (", ..." if len(classes) > 12 else "")
+        raise ConfigError(
+            f"model.num_classes = {cfg.model.num_classes}, but the dataset has {len(classes)} classes ({shown})",
+            f"set model.num_classes: {len(classes)}",
+        )
+
+
+def check_host(cfg: Any, opts: RunOptions, engine: Engine | None) -> None:
+    """resources.cpus and resources.cpuset against the CPUs where the run will run."""
+    r = cfg.resources
+    if opts.runtime == "docker" and engine is not None:
+        cpus, where = set(range(engine.cpu_count())), "the Docker host"
+    else:
+        cpus, where = set(os.sched_getaffinity(0)), "this process"
+    missing = sorted(r.cpu_list() - cpus)
+    if missing:
+        raise ConfigError(
+            f"resources.cpuset = {r.cpuset!r} names CPU {', '.join(map(str, missing[:8]))}, which {where} does not have "
+            f"(it has {_ranges(sorted(cpus))})",
+            f"use CPUs from {_ranges(sorted(cpus))}, or leave resources.cpuset out",
+        )
+    if r.cpus is not None and r.cpus > len(cpus):
+        raise ConfigError(
+            f"resources.cpus = {r.cpus}, but {where} has {len(cpus)} CPUs",
+            f"use at most {len(cpus)}, or leave resources.cpus out",
+        )
+
+
+def _ranges(cpus: list[int]) -> str:
+    out, start = [], None
+    for i, c in enumerate(cpus):
+        if start is None:
+            start = c
+        if i + 1 == len(cpus) or cpus[i + 1] != c + 1:
+            out.append(str(start) if start == c else f"{start}-{c}")
+            start = None
+    return ",".join(out) or "none"
 
 
 def _byo_code(loaded: LoadedConfig, opts: RunOptions, code: CodeState) -> tuple[list[str] | None, Path | None]:
@@ -244,58 +317,172 @@ def execute_run(
     on_event: EventFn = lambda e: None,
     on_log: Callable[[str], None] = lambda s: None,
 ) -> RunOutcome:
-    cfg = loaded.config
-    prep = prepare_run(loaded, opts, engine, on_log)
+    """Prepare (nothing is written if that fails), then run in a fresh run folder whose run.json
+    tells the truth at every moment. SIGINT/SIGTERM at any point end as `interrupted` with no
+    container left; the outcome says which signal (the CLI exits 128 + N)."""
+    with _sigterm_raises():
+        if engine is not None:
+            for line in reap_orphans(engine):
+                on_log(line)
+        prep = prepare_run(loaded, opts, engine, on_log)
+        return _execute(prep, opts, engine, on_event, on_log)
+
+
+def _execute(prep: Prepared, opts: RunOptions, engine: Engine | None, on_event: EventFn,
+             on_log: Callable[[str], None]) -> RunOutcome:  # fmt: skip
+    cfg = prep.loaded.config
     arch = "custom" if cfg.entrypoint else cfg.model.arch
-    run_id, run_dir = create_run_dir(opts.runs_dir, make_run_id(arch, opts.name or cfg.name, prep.fingerprint))
-    _hand_over(run_dir, opts.user)
-    record = _initial_record(run_id, prep, opts)
-    try:
-        _write_inputs(run_dir, prep)
-        write_json_atomic(run_dir / RUN_JSON, record)
-        handle = _start(prep, opts, run_dir, engine)
-    except BaseException as e:
-        _finish(run_dir, record, "failed", f"could not start: {e}", None, owner=opts.user)
-        raise
-    record["runtime"]["handle"] = handle.id
-    write_json_atomic(run_dir / RUN_JSON, record)
-
-    status, reason = "failed", None
+    record = _initial_record(prep, opts)
+    run_id, run_dir = open_run_folder(opts.runs_dir, make_run_id(arch, opts.name or cfg.name, prep.fingerprint), record)
+    staging = opts.runs_dir / STAGING / run_id
+    handle: RunHandle | None = None
     exit_info: Exit | None = None
+    problem: BaseException | None = None
     try:
-        with _sigterm_as_interrupt():
-            _stream(handle, run_dir / LOG_FILE, on_event)
-            exit_info = handle.wait()
-    except KeyboardInterrupt:
-        on_log("interrupted: stopping the run")
-        handle.stop()
-        status, reason = "interrupted", "stopped by the user (Ctrl-C / SIGTERM)"
-    except Exception as e:  # e.g. the engine went away mid-run: say so in run.json, then report it
-        handle.stop()
-        handle.remove()
-        _finish(run_dir, record, "failed", f"reproexec lost the run: {type(e).__name__}: {e}", None, owner=opts.user)
+        make_staging(staging, _ids(record["runtime"]["user"]))
+        _write_inputs(run_dir, prep)
+        handle = _start(prep, opts, run_id, run_dir, staging, engine)
+        record["runtime"]["handle"] = handle.id
+        write_json_atomic(run_dir / RUN_JSON, record)
+        record["log"] = _stream(handle, run_dir / LOG_FILE, on_event)
+        exit_info = handle.wait()
+    except BaseException as e:  # noqa: BLE001 - every way out is recorded, then re-raised or returned
+        problem = e
+    with _signals_held():  # from here on the run is wrapped up whatever arrives
+        if problem is not None:
+            on_log(f"stopping the run: {_describe(problem)}")
+        if handle is not None:
+            if exit_info is None:
+                handle.stop()
+            handle.remove()
+        status, reason, intake = _conclude(prep, run_dir, staging, exit_info, problem, record)
+        status, reason = _finish(run_dir, record, status, reason, exit_info, intake, owner=_ids(record["files_owner"]))
+        remove_tree(staging)
+    if problem is not None and _signum(problem) is None and not is_disk_full(problem):
+        raise problem  # the run says failed with the reason; the error (or a bug's traceback) says it too
+    return RunOutcome(run_id=run_id, run_dir=run_dir, status=status, reason=reason,
+                      summary=record.get("summary") or {}, signum=_signum(problem))  # fmt: skip
+
+
+def _conclude(prep: Prepared, run_dir: Path, staging: Path, exit_info: Exit | None, problem: BaseException | None,
+              record: dict[str, Any]) -> tuple[str, str | None, Intake | None]:  # fmt: skip
+    """Take in what the run wrote (as untrusted input) and decide its status and reason."""
+    intake: Intake | None = None
+    intake_error: OSError | None = None
+    try:
+        if staging.is_dir():
+            intake = take_outputs(staging, run_dir, owner=_ids(record["files_owner"]), reserved=RECORDS)
+    except OSError as e:
+        intake_error = e
+    if intake_error is not None and is_disk_full(intake_error) and problem is None:
+        problem = intake_error
+    if problem is not None:
+        signum = _signum(problem)
+        if signum is not None:
+            return "interrupted", f"stopped by {signal.Signals(signum).name}" + (
+                " (Ctrl-C)" if signum == signal.SIGINT else ""), intake  # fmt: skip
+        if is_disk_full(problem):
+            return "failed", f"disk full: {problem}", intake
+        what = problem.message if isinstance(problem, ReproexecError) else f"{type(problem).__name__}: {problem}"
+        if record["runtime"]["handle"] is None:
+            return "failed", f"could not start: {what}", intake
+        return "failed", f"reproexec lost the run: {what}", intake
+    assert exit_info is not None
+    if intake_error is not None:
+        return "failed", f"the run's outputs could not be taken in: {intake_error}", intake
+    status, reason = _verdict(exit_info, run_dir, byo=bool(prep.loaded.config.entrypoint))
+    if intake is not None and intake.unsafe and status == "succeeded":
+        first = intake.refused[0]
+        status, reason = "failed", (
+            f"unsafe outputs refused ({len(intake.refused)}): {first['path']}: {first['why']}; see run.json outputs.refused"
+        )
+    return status, reason, intake
+
+
+def _describe(e: BaseException) -> str:
+    signum = _signum(e)
+    if signum is not None:
+        return signal.Signals(signum).name
+    return f"{type(e).__name__}: {e}"
+
+
+def _signum(e: BaseException | None) -> int | None:
+    if isinstance(e, KeyboardInterrupt):
+        return int(signal.SIGINT)
+    if isinstance(e, Interrupted):
+        return e.signum
+    return None
+
+
+def open_run_folder(runs_dir: Path, run_id: str, record: dict[str, Any]) -> tuple[str, Path]:
+    """Claim the run's folder, write its first run.json and set aside room for the last one.
+
+    If the disk cannot hold even that, the folder is removed again and the run never starts."""
+    run_id, run_dir = create_run_dir(runs_dir, run_id)
+    record["run_id"] = run_id
+    try:
+        write_json_atomic(run_dir / RUN_JSON, record)
+        fd = os.open(run_dir / RESERVE, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, RESERVE_BYTES)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        if is_disk_full(e):
+            free = shutil.disk_usage(runs_dir).free
+            raise RunError(
+                f"disk full: {runs_dir} has {free:,} bytes free, not enough to start a run; nothing was written",
+                "free some space (or point --runs-dir / REPROEXEC_RUNS at a bigger disk) and run again",
+            ) from None
         raise
+    return run_id, run_dir
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """SIGTERM raises Interrupted(SIGTERM) like Ctrl-C raises KeyboardInterrupt (main thread only)."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Interrupted(signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: the caller owns signals
+        yield
+        return
+    try:
+        yield
     finally:
-        handle.remove()
-
-    summary = _read_json(run_dir / "summary.json")
-    if exit_info is not None:
-        status, reason = _verdict(exit_info, run_dir, summary, byo=bool(cfg.entrypoint))
-    _finish(run_dir, record, status, reason, exit_info, owner=opts.user)
-    return RunOutcome(run_id=run_id, run_dir=run_dir, status=status, reason=reason, summary=summary or {})
+        signal.signal(signal.SIGTERM, previous)
 
 
-def _initial_record(run_id: str, prep: Prepared, opts: RunOptions) -> dict[str, Any]:
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM while a run is wrapped up; one that arrived meanwhile is delivered after."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    try:
+        before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    except (ValueError, OSError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+def _initial_record(prep: Prepared, opts: RunOptions) -> dict[str, Any]:
     cfg = prep.loaded.config
     return {
-        "schema": 1,
-        "run_id": run_id,
+        "schema": RUN_SCHEMA,
+        "run_id": None,  # set when the folder is claimed
         "status": "running",
         "reason": None,
         "started_at": now_iso(),
         "finished_at": None,
         "reproexec_version": __version__,
-        "owner": {"host": socket.gethostname(), "pid": os.getpid()},
+        "owner": this_process(),
         "config": {"path": str(prep.loaded.path), "name": cfg.name, "sha256": _sha(prep.loaded.path.read_bytes())},
         "code": prep.code.record(),
         "data": {
@@ -308,9 +495,11 @@ def _initial_record(run_id: str, prep: Prepared, opts: RunOptions) -> dict[str, 
         "runtime": {
             "kind": opts.runtime,
             "gpu": opts.gpu,
-            "user": opts.user or _invoking_user(),
+            "user": container_user(opts.user),  # who the run's process is
+            "container": None,
             "handle": None,
         },
+        "files_owner": opts.user or f"{os.getuid()}:{os.getgid()}",  # who the run folder belongs to
         "randomness": {
             "seed": cfg.seed,
             "determinism": cfg.determinism.model_dump(),
@@ -323,65 +512,89 @@ def _initial_record(run_id: str, prep: Prepared, opts: RunOptions) -> dict[str, 
     }
 
 
+def container_user(user: str | None) -> str:
+    """uid:gid of the run's process: never 0. Root's runs use the image's unprivileged user."""
+    if user is not None:
+        uid, gid = _ids(user)
+        if uid == 0 or gid == 0:
+            raise ConfigError(
+                f"--user {user}: a run never runs as root (uid or gid 0)",
+                "pass an unprivileged UID:GID, or leave --user out (root's runs use 10001:10001)",
+            )
+        return user
+    if os.geteuid() == 0:
+        return f"{SANDBOX_UID}:{SANDBOX_GID}"
+    return f"{os.getuid()}:{os.getgid()}"
+
+
+def _ids(user: str) -> tuple[int, int]:
+    uid, gid = (int(x) for x in user.split(":"))
+    return uid, gid
+
+
 def _write_inputs(run_dir: Path, prep: Prepared) -> None:
     """What went in: config (as written and resolved), lockfile, Dockerfile, manifest, code patch."""
     cfg = prep.loaded.config
-    shutil.copyfile(prep.loaded.path, run_dir / "config.yaml")
+    write_atomic(run_dir / "config.yaml", prep.loaded.path.read_bytes())
     write_json_atomic(run_dir / "config.resolved.json", cfg.resolved())
     lock = prep.loaded.resolve(cfg.env.lockfile)
     if lock.is_file():
-        shutil.copyfile(lock, run_dir / "requirements.lock")
+        write_atomic(run_dir / "requirements.lock", lock.read_bytes())
     if prep.dockerfile:
-        write_text_atomic(run_dir / "Dockerfile", prep.dockerfile)
-    write_text_atomic(run_dir / "manifest.json", prep.manifest.to_json())
+        write_atomic(run_dir / "Dockerfile", prep.dockerfile)
+    write_atomic(run_dir / "manifest.json", prep.manifest.to_json())
     if prep.code.patch:
-        write_text_atomic(run_dir / "code.patch", prep.code.patch)
+        write_atomic(run_dir / "code.patch", prep.code.patch)
     if prep.code_tar is not None:
         shutil.copyfile(prep.code_tar, run_dir / CODE_TAR)
     elif prep.code_rels is not None:
         write_code_tar(Path(prep.code.root), prep.code_rels, run_dir / CODE_TAR)
 
 
-def _start(prep: Prepared, opts: RunOptions, run_dir: Path, engine: Engine | None) -> RunHandle:
+def _start(prep: Prepared, opts: RunOptions, run_id: str, run_dir: Path, staging: Path,
+           engine: Engine | None) -> RunHandle:  # fmt: skip
+    """Start the run's process. It sees the dataset (read-only), its resolved config (read-only)
+    and the staging folder (its only writable place); never the run folder."""
     cfg = prep.loaded.config
     env = dict(prep.env)
     if opts.runtime == "local":
         from reproexec.localrun import LocalRun
 
         if cfg.entrypoint:
-            env.update(REPROEXEC_RUN_DIR=str(run_dir), REPROEXEC_DATA_DIR=str(prep.data_dir))
-            command = [sys.executable, "-m", "reproexec.runtime.byo", "--out", str(run_dir), "--", *cfg.entrypoint]
+            env.update(REPROEXEC_RUN_DIR=str(staging), REPROEXEC_DATA_DIR=str(prep.data_dir))
+            command = [sys.executable, "-m", "reproexec.runtime.byo", "--out", str(staging), "--", *cfg.entrypoint]
             cwd = Path(prep.code.root)
         else:
             command = _trainer_command(
-                sys.executable, str(run_dir / "config.resolved.json"), str(prep.data_dir), str(run_dir), opts.gpu
+                sys.executable, str(run_dir / "config.resolved.json"), str(prep.data_dir), str(staging), opts.gpu
             )
             if prep.weights:
                 command += ["--weights", str(prep.weights)]
-            cwd = run_dir
-        return LocalRun(command, {**os.environ, **env}, cwd=cwd)
+            cwd = staging
+        return LocalRun(command, {**os.environ, **env}, cwd=cwd, cpuset=cfg.resources.cpuset)
 
     assert engine is not None and prep.image is not None
     image = prep.image["tag"]
     workdir = None
+    mounts = [Mount(str(prep.data_dir), DATA_MOUNT, read_only=True), Mount(str(staging), RUN_MOUNT, read_only=False)]
     if cfg.entrypoint:
         image = code_image(engine, prep, run_dir)
         workdir = CODE_DIR
         env.update(REPROEXEC_RUN_DIR=RUN_MOUNT, REPROEXEC_DATA_DIR=DATA_MOUNT)
         command = ["python", "-m", "reproexec.runtime.byo", "--out", RUN_MOUNT, "--", *cfg.entrypoint]
     else:
-        command = _trainer_command("python", f"{RUN_MOUNT}/config.resolved.json", DATA_MOUNT, RUN_MOUNT, opts.gpu)
-    mounts = [Mount(str(prep.data_dir), DATA_MOUNT, read_only=True), Mount(str(run_dir), RUN_MOUNT, read_only=False)]
-    if prep.weights and not cfg.entrypoint:
-        mounts.append(Mount(str(prep.weights), WEIGHTS_MOUNT, read_only=True))
-        command += ["--weights", WEIGHTS_MOUNT]
+        mounts.append(Mount(str(run_dir / "config.resolved.json"), CONFIG_MOUNT, read_only=True))
+        command = _trainer_command("python", CONFIG_MOUNT, DATA_MOUNT, RUN_MOUNT, opts.gpu)
+        if prep.weights:
+            mounts.append(Mount(str(prep.weights), WEIGHTS_MOUNT, read_only=True))
+            command += ["--weights", WEIGHTS_MOUNT]
     r = cfg.resources
     spec = ContainerSpec(
         image=image,
-        command=tuple(command),
+        command=("python", "-m", "reproexec.runtime.guard", "--", *command),
         mounts=tuple(mounts),
         environment=env,
-        user=opts.user or _invoking_user(),
+        user=container_user(opts.user),
         workdir=workdir,
         network=False,
         gpus=opts.gpu,
@@ -390,7 +603,9 @@ def _start(prep: Prepared, opts: RunOptions, run_dir: Path, engine: Engine | Non
         memory=r.memory,
         cpus=r.cpus,
         cpuset=r.cpuset,
-        labels={"org.reproexec.run-id": run_dir.name},
+        labels={LABEL_RUN: run_id, LABEL_RUN_DIR: str(run_dir), LABEL_OWNER: json.dumps(this_process())},
+        name=f"reproexec-{run_id}-{secrets.token_hex(4)}",
+        guard_stdin=True,
     )
     return engine.start(spec)
 
@@ -406,10 +621,9 @@ def code_image(engine: Engine, prep: Prepared, run_dir: Path) -> str:
     import dataclasses
     import tempfile
 
+    from reproexec.codebox import read_code_tar
     from reproexec.context import ContextEntry, write_context
     from reproexec.wheels import cache_dir
-
-    from reproexec.codebox import read_code_tar
 
     assert prep.image is not None
     entries = [dataclasses.replace(e, arcname=f"code/{e.arcname}") for e in read_code_tar(run_dir / CODE_TAR)]
@@ -426,106 +640,149 @@ def code_image(engine: Engine, prep: Prepared, run_dir: Path) -> str:
     return tag
 
 
-def _stream(handle: RunHandle, log_path: Path, on_event: EventFn) -> None:
-    with open(log_path, "a", encoding="utf-8") as log:
+def _stream(handle: RunHandle, log_path: Path, on_event: EventFn) -> dict[str, Any]:
+    """Copy the run's output to stdout.log (the host writes it; at most MAX_LOG_BYTES) and turn its
+    JSON event lines into progress. Returns what run.json says about the log."""
+    written = dropped = 0
+    with open(log_path, "x", encoding="utf-8", errors="replace") as log:
         for line in handle.lines():
-            log.write(line + "\n")
-            log.flush()
+            if written + len(line) + 1 <= MAX_LOG_BYTES:
+                log.write(line + "\n")
+                log.flush()
+                written += len(line) + 1
+            else:
+                dropped += 1
             if line.startswith("{"):
                 try:
                     event = json.loads(line)
-                except json.JSONDecodeError:
+                except (json.JSONDecodeError, RecursionError):
                     event = None
                 if isinstance(event, dict) and "event" in event:
                     on_event(event)
                     continue
             on_event({"event": "output", "line": line})
+    return {"bytes": written, "lines_dropped": dropped, "limit": MAX_LOG_BYTES}
 
 
-def _verdict(exit_info: Exit, run_dir: Path, summary: dict | None, *, byo: bool) -> tuple[str, str | None]:
+def _verdict(exit_info: Exit, run_dir: Path, *, byo: bool) -> tuple[str, str | None]:
     if exit_info.oom_killed:
         return "failed", "out of memory: the container was killed by the kernel (raise resources.memory)"
     if exit_info.code != 0:
+        tail = _tail(run_dir / LOG_FILE, 3)
+        if any("No space left on device" in ln or "[Errno 28]" in ln for ln in tail):
+            return "failed", f"disk full: the run could not write its outputs (exit code {exit_info.code}: {tail[-1]})"
         err = _read_json(run_dir / "error.json")
-        if err and err.get("message"):
-            return "failed", f"exit code {exit_info.code}: {err['message']}"
+        if err and isinstance(err.get("message"), str) and err["message"]:
+            return "failed", f"exit code {exit_info.code}: {err['message'][:2000]}"
         if exit_info.code == 137:
             return "failed", "exit code 137: the process was killed (SIGKILL: docker kill, or out of memory)"
         if exit_info.code == 143:
             return "failed", "exit code 143: the process was terminated (SIGTERM)"
-        tail = _tail(run_dir / LOG_FILE, 1)
-        return "failed", f"exit code {exit_info.code}" + (f": {tail[0]}" if tail else "")
-    if not byo and summary is None:
+        return "failed", f"exit code {exit_info.code}" + (f": {tail[-1][:2000]}" if tail else "")
+    if not byo and _read_json(run_dir / "summary.json") is None:
         return "failed", "the trainer exited 0 but wrote no summary.json"
     return "succeeded", None
 
 
-def _finish(
-    run_dir: Path, record: dict[str, Any], status: str, reason: str | None, exit_info: Exit | None, *, owner: str | None
-) -> None:
-    """Collect artifacts, render the report, and write the final run.json last."""
-    record.update(status=status, reason=reason, finished_at=now_iso())
+def _finish(run_dir: Path, record: dict[str, Any], status: str, reason: str | None, exit_info: Exit | None,
+            intake: Intake | None, *, owner: tuple[int, int]) -> tuple[str, str | None]:  # fmt: skip
+    """Render the report and write the final run.json last. On a full disk the room set aside when
+    the run started is given back first, so run.json always says how the run ended."""
+    record.update(finished_at=now_iso())
     record["exit"] = None if exit_info is None else {"code": exit_info.code, "oom_killed": exit_info.oom_killed}
+    record["outputs"] = intake.record() if intake is not None else None
     summary = _read_json(run_dir / "summary.json")
-    record["metrics"] = (summary or {}).get("final")
     record["summary"] = summary
+    record["metrics"] = (summary or {}).get("final") if isinstance(summary, dict) else None
     environment = _read_json(run_dir / "environment.json")
     if environment:
         record["environment"] = {k: environment.get(k) for k in ("python", "torch", "cuda", "cpu", "os", "threads")}
+    (run_dir / RESERVE).unlink(missing_ok=True)
     try:
         from reproexec.report import render_report
 
-        write_text_atomic(run_dir / "report.html", render_report(run_dir, record))
+        record.update(status=status, reason=reason)
+        write_atomic(run_dir / "report.html", render_report(run_dir, record))
     except Exception as e:  # a report problem must never hide the run's true status
         record["report_error"] = f"{type(e).__name__}: {e}"
-    record["artifacts"] = artifact_hashes(run_dir)
+        (run_dir / "report.html").unlink(missing_ok=True)
+        if is_disk_full(e) and status == "succeeded":
+            status, reason = "failed", f"disk full: {e}"
+    record.update(status=status, reason=reason)
+    known = intake.files if intake is not None else {}
+    record["artifacts"] = artifact_hashes(run_dir, known=known)
     write_json_atomic(run_dir / RUN_JSON, record)
     _hand_over(run_dir, owner)
+    return status, reason
 
 
-def _hand_over(run_dir: Path, user: str | None) -> None:
-    """With an explicit --user (root running for someone else), the whole run folder is theirs."""
-    if not user or os.geteuid() != 0:
+def _hand_over(run_dir: Path, owner: tuple[int, int]) -> None:
+    """The records reproexec wrote belong to the run's owner (root running for someone else)."""
+    if os.geteuid() != 0 or owner == (0, 0):
         return
-    uid, gid = (int(x) for x in user.split(":"))
-    for p in [run_dir, *run_dir.rglob("*")]:
-        os.lchown(p, uid, gid)
+    for dirpath, dirnames, filenames in os.walk(run_dir):  # never follows links; lchown never does
+        for name in [*dirnames, *filenames]:
+            os.lchown(os.path.join(dirpath, name), *owner)
+    os.lchown(run_dir, *owner)
 
 
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+def reap_orphans(engine: Engine) -> list[str]:
+    """Remove run containers whose reproexec process is gone (killed, even by SIGKILL) and mark
+    their runs interrupted. Only this host's runs: a label names the owner process by host, boot,
+    pid and start time, so a reused pid is not mistaken for the owner."""
+    notes: list[str] = []
+    for c in engine.containers(LABEL_RUN):
+        try:
+            owner = json.loads(c.labels.get(LABEL_OWNER, ""))
+        except (json.JSONDecodeError, RecursionError):
+            continue
+        if not isinstance(owner, dict) or not owner_is_gone(owner):
+            continue
+        engine.remove_container(c.id)
+        run_id, run_dir = c.labels.get(LABEL_RUN, ""), Path(c.labels.get(LABEL_RUN_DIR, "/nonexistent"))
+        notes.append(f"removed the container of run {run_id}: the reproexec process that ran it (pid {owner.get('pid')}) is gone")
+        mark_interrupted(run_dir, c.id, owner)
+    return notes
 
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        yield
+
+def mark_interrupted(run_dir: Path, container_id: str, owner: dict[str, Any]) -> None:
+    """Finish a run whose owner died: run.json says interrupted, its staging folder is deleted."""
+    record = _read_json(run_dir / RUN_JSON)
+    if not record or record.get("status") != "running" or record.get("owner") != owner:
         return
+    if (record.get("runtime") or {}).get("handle") not in (None, container_id):
+        return
+    record.update(status="interrupted", finished_at=now_iso(),
+                  reason=f"reproexec (pid {owner.get('pid')}) was killed; a later reproexec removed its container")
+    (run_dir / RESERVE).unlink(missing_ok=True)
+    record["artifacts"] = artifact_hashes(run_dir)
+    write_json_atomic(run_dir / RUN_JSON, record)
+    remove_tree(run_dir.parent / STAGING / run_dir.name)
+
+
+def _read_json(path: Path, limit: int = 64 * 1024**2) -> dict[str, Any] | None:
+    """A JSON object from a file the run may have written: size-bounded, never through a link."""
     try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _invoking_user() -> str:
-    return f"{os.getuid()}:{os.getgid()}"
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            return None
+        doc = json.loads(data)
+    except (OSError, ValueError, RecursionError):
         return None
+    return doc if isinstance(doc, dict) else None
 
 
 def _tail(path: Path, n: int) -> list[str]:
     try:
-        return [ln for ln in path.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()][-n:]
+        with open(path, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 64 * 1024))
+            text = f.read().decode("utf-8", "replace")
     except OSError:
         return []
+    return [ln for ln in text.splitlines() if ln.strip()][-n:]
 
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-

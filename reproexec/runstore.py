@@ -10,7 +10,6 @@ the process that owned it is gone. Nothing here ever touches another run's folde
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import re
@@ -19,12 +18,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reproexec import __version__
 from reproexec.errors import RunError
+from reproexec.fsutil import sha256_file
 
 RUN_JSON = "run.json"
+RUN_SCHEMA = 1  # the run.json format this reproexec writes and reads
 RUNS_DIR_ENV = "REPROEXEC_RUNS"
+STAGING = ".staging"  # runs_dir/.staging/<run id>: where a run's process writes (see outputs.py)
+RESERVE = ".reserve"  # room set aside in a run folder for its final run.json
+# What reproexec itself writes at the top of a run folder; a run's process may not write these names.
+RECORDS = frozenset({
+    RUN_JSON, "config.yaml", "config.resolved.json", "requirements.lock", "Dockerfile", "manifest.json",
+    "code.patch", "code.tar", "stdout.log", "report.html", "comparison.json", "comparison.html", RESERVE,
+})  # fmt: skip
 _ID_PART = re.compile(r"[^A-Za-z0-9.-]+")
 FINAL = ("succeeded", "failed", "interrupted")
+MAX_RUN_JSON_BYTES = 16 * 1024**2
 
 
 def default_runs_dir() -> Path:
@@ -52,34 +62,60 @@ def create_run_dir(runs_dir: Path, run_id: str) -> tuple[str, Path]:
     raise RunError(f"too many runs named {run_id} in {runs_dir}", "pass --name to tell them apart")
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=True, default=str)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def now_iso() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def artifact_hashes(run_dir: Path) -> dict[str, str]:
-    """sha256 of every file in the run folder except run.json itself (which holds these)."""
+def artifact_hashes(run_dir: Path, known: dict[str, str] | None = None) -> dict[str, str]:
+    """sha256 of every file in the run folder except run.json itself (which holds these) and the
+    reserve; `known` are digests taken on the way in (outputs), not read again."""
+    known = known or {}
     out: dict[str, str] = {}
-    for p in sorted(run_dir.rglob("*")):
-        if p.is_file() and not p.is_symlink() and p.name != RUN_JSON and not p.name.startswith("."):
-            with open(p, "rb") as f:
-                out[p.relative_to(run_dir).as_posix()] = hashlib.file_digest(f, "sha256").hexdigest()
-    return out
+    for dirpath, dirnames, filenames in os.walk(run_dir):  # os.walk never descends into links
+        dirnames.sort()
+        for name in filenames:
+            p = Path(dirpath, name)
+            rel = p.relative_to(run_dir).as_posix()
+            if rel in (RUN_JSON, RESERVE) or p.is_symlink() or not p.is_file():
+                continue
+            out[rel] = known.get(rel) or sha256_file(p, follow_symlinks=False)
+    return dict(sorted(out.items()))
+
+
+def this_process() -> dict[str, Any]:
+    """Who owns a run: host, boot, pid and the pid's start time, so a reused pid is not the owner."""
+    return {"host": socket.gethostname(), "boot": _boot_id(), "pid": os.getpid(), "started": _start_ticks(os.getpid())}
+
+
+def owner_is_gone(owner: dict[str, Any]) -> bool:
+    """True only when this host can tell the owner process has exited (False when unsure)."""
+    if owner.get("host") != socket.gethostname() or not isinstance(owner.get("pid"), int):
+        return False  # another machine's run: cannot tell from here
+    if owner.get("boot") is not None and owner.get("boot") != _boot_id():
+        return True  # the machine rebooted since
+    try:
+        os.kill(owner["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):
+        return False
+    started = owner.get("started")
+    return started is not None and started != _start_ticks(owner["pid"])
+
+
+def _boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+def _start_ticks(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[19])  # field 22: starttime, after "pid (comm)"
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -91,21 +127,104 @@ class RunRecord:
     @property
     def status(self) -> str:
         status = self.data.get("status", "unknown")
-        if status == "running" and self._owner_gone():
+        owner = self.data.get("owner")
+        if status == "running" and isinstance(owner, dict) and owner_is_gone(owner):
             return "interrupted (stale)"
         return status
 
-    def _owner_gone(self) -> bool:
-        owner = self.data.get("owner") or {}
-        if owner.get("host") != socket.gethostname() or not owner.get("pid"):
-            return False  # cannot tell from here
-        try:
-            os.kill(int(owner["pid"]), 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
+
+RUN_ID_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
+
+
+def parse_run_json(data: bytes, source: str) -> dict[str, Any]:
+    """A run.json read back (from the store, or a bundle from elsewhere): size-bounded, parsed
+    without recursion blow-ups, and validated against the fields reproexec relies on. RunError
+    naming every problem otherwise."""
+    from pydantic import ValidationError
+
+    if len(data) > MAX_RUN_JSON_BYTES:
+        raise RunError(f"{source} is {len(data):,} bytes (limit {MAX_RUN_JSON_BYTES:,})", "this is not a run.json reproexec wrote")
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError) as e:
+        raise RunError(f"{source} is not valid JSON: {str(e)[:200]}", "this is not a run.json reproexec wrote") from None
+    try:
+        record = _run_json_model().model_validate(doc)
+    except ValidationError as e:
+        details = [f"{'.'.join(str(x) for x in err['loc']) or '(top level)'}: {err['msg']}" for err in e.errors(include_url=False)]
+        raise RunError(f"{source} is not a valid run.json", "this is not a run.json reproexec wrote (or it was altered)",
+                       details=details[:20]) from None
+    if record.schema_ != RUN_SCHEMA:
+        raise RunError(
+            f"{source} has schema {record.schema_}; this reproexec ({__version__}) reads schema {RUN_SCHEMA}",
+            "use the reproexec version that wrote it (run.json reproexec_version) or a newer one",
+        )
+    return doc
+
+
+def _run_json_model() -> Any:
+    from typing import Literal
+
+    from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
+
+    sha = Field(pattern=r"^[0-9a-f]{64}$")
+
+    class _Open(BaseModel):
+        model_config = ConfigDict(extra="allow")
+
+    class Image(_Open):
+        tag: str = Field(pattern=r"^reproexec-env:[0-9a-f]{64}$")
+        id: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
+        content_hash: str = sha
+
+    class Data(_Open):
+        snapshot: StrictStr
+        manifest_id: StrictStr
+
+    class RunJson(_Open):
+        schema_: StrictInt = Field(alias="schema")
+        run_id: str = Field(pattern=RUN_ID_RE)
+        status: Literal["running", "succeeded", "failed", "interrupted"]
+        reason: StrictStr | None = None
+        started_at: StrictStr
+        finished_at: StrictStr | None = None
+        reproexec_version: StrictStr
+        owner: dict[str, Any] | None = None
+        artifacts: dict[str, str] = {}
+        image: Image | None = None
+        data: Data | None = None
+        entrypoint: list[StrictStr] | None = None
+        metrics: dict[str, Any] | None = None
+        summary: dict[str, Any] | None = None
+
+        @field_validator("artifacts")
+        @classmethod
+        def _safe(cls, v: dict[str, str]) -> dict[str, str]:
+            bad = [k for k, d in v.items() if _relpath_problem(k) or not re.fullmatch(r"[0-9a-f]{64}", d)]
+            if bad:
+                raise ValueError(f"unsafe path or malformed sha256: {', '.join(repr(b) for b in bad[:5])}")
+            return v
+
+    return RunJson
+
+
+def _relpath_problem(rel: str) -> str | None:
+    parts = rel.split("/")
+    if not rel or rel.startswith("/") or "\\" in rel or "\0" in rel or any(p in ("", ".", "..") for p in parts):
+        return "not a plain relative path"
+    if any(ord(c) < 32 for c in rel):
+        return "control characters"
+    return None
+
+
+def read_run_json(path: Path) -> dict[str, Any]:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            data = f.read(MAX_RUN_JSON_BYTES + 1)
+    except OSError as e:
+        raise RunError(f"{path} cannot be read: {e.strerror or e}") from None
+    return parse_run_json(data, str(path))
 
 
 def load_run(ref: str, runs_dir: Path | None = None) -> RunRecord:
@@ -114,11 +233,8 @@ def load_run(ref: str, runs_dir: Path | None = None) -> RunRecord:
     candidates = [Path(ref), runs_dir / ref]
     for path in candidates:
         if (path / RUN_JSON).is_file():
-            try:
-                data = json.loads((path / RUN_JSON).read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError) as e:
-                raise RunError(f"{path / RUN_JSON} cannot be read: {e}") from None
-            return RunRecord(run_id=data.get("run_id", path.name), path=path.resolve(), data=data)
+            data = read_run_json(path / RUN_JSON)
+            return RunRecord(run_id=data["run_id"], path=path.resolve(), data=data)
     known = [r.run_id for r in list_runs(runs_dir)][-5:]
     raise RunError(
         f"no run {ref!r} in {runs_dir}",
@@ -135,8 +251,8 @@ def list_runs(runs_dir: Path | None = None) -> list[RunRecord]:
             f = path / RUN_JSON
             if f.is_file():
                 try:
-                    data = json.loads(f.read_text(encoding="utf-8"))
-                except (OSError, json.JSONDecodeError):
-                    data = {"status": "unreadable run.json"}
-                out.append(RunRecord(run_id=data.get("run_id", path.name), path=path, data=data))
-    return sorted(out, key=lambda r: (r.data.get("started_at", ""), r.run_id))
+                    data = read_run_json(f)
+                except RunError as e:
+                    data = {"status": f"unreadable run.json ({e.message.removeprefix(str(f)).strip()})", "started_at": ""}
+                out.append(RunRecord(run_id=str(data.get("run_id", path.name)), path=path, data=data))
+    return sorted(out, key=lambda r: (str(r.data.get("started_at", "")), r.run_id))

@@ -66,6 +66,18 @@ class FakeEngine:
             self.images[tag] = info
         return image_id
 
+    def cpu_count(self) -> int:
+        return 2
+
+    def containers(self, label: str) -> list:
+        return []
+
+    def remove_container(self, ref: str) -> None:
+        pass
+
+    def has_nvidia_runtime(self) -> bool:
+        return False
+
     def run_capture(self, image: str, command: Sequence[str], *, network: bool = False) -> ContainerResult:
         self.runs.append((image, list(command)))
         if "pip" in command and "freeze" in command:

@@ -2,28 +2,48 @@
 
 from __future__ import annotations
 
+import signal
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 from reproexec import __version__, console
-from reproexec.errors import ReproexecError
+from reproexec.errors import Interrupted, ReproexecError
 
 
 class ReproexecGroup(TyperGroup):
-    """Root group: a ReproexecError from any sub-command becomes one message and its exit code.
+    """Root group: the one place that turns errors into a message and an exit code.
 
-    Only ReproexecError is caught: typer's own Exit/Abort pass through untouched, and a genuine bug
-    still shows its traceback.
+    A ReproexecError from any sub-command becomes its message and its exit_code; Ctrl-C and SIGTERM
+    become `Interrupted` (130 / 143). Typer's own Exit/Abort pass through untouched, and a genuine
+    bug still shows its traceback.
     """
 
     def invoke(self, ctx: Any) -> Any:
+        previous = _sigterm_to_interrupted()
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            e: ReproexecError = Interrupted(signal.SIGINT)
+            console.error(str(e))
+            raise typer.Exit(e.exit_code) from None
         except ReproexecError as e:
             console.error(str(e))
             raise typer.Exit(e.exit_code) from None
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+
+def _sigterm_to_interrupted() -> Any:
+    def handler(signum: int, frame: Any) -> None:
+        raise Interrupted(signum)
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (e.g. a test runner's worker)
+        return None
 
 
 app = typer.Typer(

@@ -39,23 +39,11 @@ def import_(
 ) -> None:
     """Check a bundle (paths, links, sizes, hashes) and add its run to the run store; a saved image is
     loaded into Docker."""
-    from reproexec.bundle import IMAGE_MEMBER, import_bundle
+    from reproexec.bundle import import_bundle
+    from reproexec.engine import connect
 
-    load = None
-    if _has_member(bundle, IMAGE_MEMBER):
-        from reproexec.engine import connect
-
-        load = connect().load
-    record, image = import_bundle(bundle, runs_dir.resolve(), load_image=load)
-    console.success(f"imported run {record.run_id} into {record.path}" + (" (with its image)" if image else ""))
+    result = import_bundle(bundle, runs_dir.resolve(), connect)
+    record = result.record
+    state = "was already in the store" if result.already_present else f"imported into {record.path}"
+    console.success(f"run {record.run_id} {state}" + (f" (image {result.image[:19]} loaded and checked)" if result.image else ""))
     console.data(record.run_id)
-
-
-def _has_member(bundle: Path, member: str) -> bool:
-    import tarfile
-
-    try:
-        with tarfile.open(bundle, "r:*") as tar:
-            return any(m.name.endswith(f"/{member}") for m in tar.getmembers())
-    except (tarfile.TarError, OSError):
-        return False  # import_bundle reports it properly

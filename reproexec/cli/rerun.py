@@ -51,8 +51,9 @@ def rerun(
         )  # fmt: skip
     console.run_summary(result.outcome)
     console.rerun_verdict(result)
-    if not result.outcome.succeeded:
-        raise typer.Exit(130 if result.outcome.status == "interrupted" else 7)
+    from reproexec.cli.run import raise_for_outcome
+
+    raise_for_outcome(result.outcome)
     if result.comparison and result.comparison.exit_code:
         raise typer.Exit(result.comparison.exit_code)
 

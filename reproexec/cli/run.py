@@ -21,18 +21,20 @@ def run(
     ] = False,
     runs_dir: Annotated[Path, typer.Option(help="Run store.", envvar="REPROEXEC_RUNS")] = Path("runs"),
     user: Annotated[
-        str | None, typer.Option(help="UID:GID to run as and to own the run folder (when root runs for someone).")
+        str | None,
+        typer.Option(help="UID:GID to run as and to own the run folder (when root runs for someone); never 0."),
     ] = None,
 ) -> None:
     """Build or reuse the image, verify the data, train in the container, export one run folder."""
     from reproexec.config import load_config
     from reproexec.errors import ConfigError
-    from reproexec.run import RunOptions, check_options, execute_run
+    from reproexec.run import RunOptions, check_options, container_user, execute_run
 
     if runtime not in ("docker", "local"):
         raise ConfigError(f"--runtime {runtime!r} is not known", "use --runtime docker or --runtime local")
     if user is not None and not re.fullmatch(r"[0-9]+:[0-9]+", user):
         raise ConfigError(f"--user {user!r} is not UID:GID", "pass numbers, e.g. --user 1000:1000")
+    container_user(user)  # refuses a uid or gid of 0 before anything starts
     loaded = load_config(config)
     opts = RunOptions(gpu=gpu, name=name, runtime=runtime, require_clean=require_clean, runs_dir=runs_dir.resolve(), user=user)  # type: ignore[arg-type]
     check_options(loaded, opts)
@@ -44,7 +46,15 @@ def run(
     with console.run_progress() as on_event:
         outcome = execute_run(loaded, opts, engine=engine, on_event=on_event, on_log=console.info)
     console.run_summary(outcome)
-    if outcome.status == "interrupted":
-        raise typer.Exit(130)
-    if not outcome.succeeded:
-        raise typer.Exit(7)
+    raise_for_outcome(outcome)
+
+
+def raise_for_outcome(outcome: object) -> None:
+    """An interrupted run exits 128 + the signal, a failed one as a RunError (the one exit-code map)."""
+    from reproexec.errors import Interrupted, RunError
+
+    status, reason, run_dir = outcome.status, outcome.reason, outcome.run_dir  # type: ignore[attr-defined]
+    if status == "interrupted":
+        raise Interrupted(outcome.signum or 2, f"run {outcome.run_id} interrupted: {reason}")  # type: ignore[attr-defined]
+    if status != "succeeded":
+        raise RunError(f"run {outcome.run_id} failed: {reason}", f"read {run_dir / 'stdout.log'}; the run folder says the same in run.json")  # type: ignore[attr-defined]

@@ -78,10 +78,11 @@ def test_a_run_lost_mid_stream_is_marked_failed(tmp_path, demo_snapshot, monkeyp
     cfg = load_config(write_config(tmp_path, demo_snapshot))
     with pytest.raises(ConnectionError):
         run_mod.execute_run(cfg, run_mod.RunOptions(runtime="local", runs_dir=tmp_path / "runs"))
-    (run_dir,) = (tmp_path / "runs").iterdir()
+    (run_dir,) = [p for p in (tmp_path / "runs").iterdir() if not p.name.startswith(".")]
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "failed" and "engine went away" in record["reason"]
     assert BrokenHandle.stopped and BrokenHandle.removed
+    assert list((tmp_path / "runs" / ".staging").iterdir()) == []  # the staging folder is gone
 
 
 def _fake_byo_run(tmp_path, *, run_json_entrypoint, with_code_tar):
@@ -94,9 +95,10 @@ def _fake_byo_run(tmp_path, *, run_json_entrypoint, with_code_tar):
     run.mkdir(parents=True)
     (run / "config.resolved.json").write_text(json.dumps(cfg.config.resolved()))
     (run / "run.json").write_text(
-        json.dumps(
-            {"run_id": run.name, "status": "succeeded", "entrypoint": run_json_entrypoint, "data": {"snapshot": "d"}}
-        )
+        json.dumps({
+            "schema": 1, "run_id": run.name, "status": "succeeded", "started_at": "2026-01-01T00:00:00+00:00",
+            "reproexec_version": "0.1.0", "entrypoint": run_json_entrypoint, "data": {"snapshot": "d", "manifest_id": "m"},
+        })
     )
     (run / "train.py").write_text("print('not the code that ran')")
     if with_code_tar:

@@ -28,14 +28,41 @@ def test_a_run_whose_process_died_is_shown_as_stale(tmp_path):
         d = tmp_path / name
         d.mkdir()
         owner = {"host": socket.gethostname(), "pid": pid}
-        (d / "run.json").write_text(json.dumps({"run_id": name, "status": "running", "owner": owner}))
+        (d / "run.json").write_text(json.dumps(record(name, status="running", owner=owner)))
     status = {r.run_id: r.status for r in list_runs(tmp_path)}
     assert status == {"alive": "running", "dead": "interrupted (stale)"}
 
 
+def record(run_id, **changes):
+    return {"schema": 1, "run_id": run_id, "status": "succeeded", "started_at": "2026-11-24T10:00:00+00:00",
+            "reproexec_version": "0.1.0", **changes}  # fmt: skip
+
+
+def test_a_reused_pid_is_not_the_owner(tmp_path):
+    from reproexec.runstore import owner_is_gone, this_process
+
+    me = this_process()
+    assert not owner_is_gone(me)
+    assert owner_is_gone({**me, "started": me["started"] + 1})  # same pid, another process
+    assert owner_is_gone({**me, "boot": "another-boot"})
+    assert not owner_is_gone({**me, "host": "another-machine"})  # cannot tell from here
+
+
+def test_a_broken_run_json_is_listed_as_unreadable_and_does_not_break_the_list(tmp_path):
+    for name, doc in {"good": record("good"), "five": record("five", started_at=5), "list": [1]}.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "run.json").write_text(json.dumps(doc))
+    status = {r.path.name: r.status for r in list_runs(tmp_path)}
+    assert status["good"] == "succeeded"
+    assert status["five"] == status["list"] == "unreadable run.json (is not a valid run.json)"
+    with pytest.raises(RunError) as e:
+        load_run("five", tmp_path)
+    assert "started_at: Input should be a valid string" in e.value.details
+
+
 def test_unknown_run_lists_the_latest_ids(tmp_path):
     (tmp_path / "r1").mkdir()
-    (tmp_path / "r1" / "run.json").write_text(json.dumps({"run_id": "r1", "status": "succeeded"}))
+    (tmp_path / "r1" / "run.json").write_text(json.dumps(record("r1")))
     with pytest.raises(RunError) as e:
         load_run("nope", tmp_path)
     assert e.value.message == f"no run 'nope' in {tmp_path}" and "latest: r1" in e.value.hint
