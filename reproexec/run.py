@@ -251,8 +251,8 @@ def _byo_code(loaded: LoadedConfig, opts: RunOptions, code: CodeState) -> tuple[
         return None, opts.code_tar
     if opts.runtime != "docker":
         return None, None
-    runs = loaded.resolve(loaded.config.output.runs_dir)
-    return work_tree_files(code, exclude=[runs, opts.runs_dir]), None
+    # The run store in use, and a default `runs/` beside the config, are results, not code.
+    return work_tree_files(code, exclude=[opts.runs_dir, loaded.base_dir / "runs"]), None
 
 
 def _verified_weights(loaded: LoadedConfig) -> Path | None:

@@ -15,11 +15,25 @@ RunsDir = Annotated[Path, typer.Option(help="Run store.", envvar="REPROEXEC_RUNS
 
 @app.command("list")
 def list_(runs_dir: RunsDir = Path("runs")) -> None:
-    """One line per run: id, status, key metrics."""
+    """One line per run: id, status, key metrics. Containers of runs whose reproexec was killed are
+    removed and those runs marked interrupted."""
     from reproexec.runstore import list_runs
 
+    records = list_runs(runs_dir.resolve())
+    if any(r.status == "interrupted (stale)" and (r.data.get("runtime") or {}).get("kind") == "docker" for r in records):
+        from reproexec.errors import EngineError
+        from reproexec.run import reap_orphans
+
+        try:
+            from reproexec.engine import connect
+
+            for note in reap_orphans(connect()):
+                console.info(note)
+        except EngineError:
+            pass  # no engine here: the listing still says "interrupted (stale)"
+        records = list_runs(runs_dir.resolve())
     rows = []
-    for r in list_runs(runs_dir.resolve()):
+    for r in records:
         m = r.data.get("metrics") or {}
         rows.append([r.run_id, r.status, r.data.get("started_at", ""), _fmt(m.get("val_acc")), _fmt(m.get("val_loss"))])
     if not rows:

@@ -121,3 +121,59 @@ def test_rerun_of_a_byo_run_without_code_tar_says_why(tmp_path):
     assert r.exit_code == 7
     assert "used a bring-your-own entrypoint but has no code.tar" in r.stderr
     assert "apply code.patch" in r.stderr
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        ({"resources": {"cpuset": "63"}}, "resources.cpuset = '63' names CPU 63, which this process does not have"),
+        ({"resources": {"cpus": 1000}}, "resources.cpus = 1000.0, but this process has"),
+        ({"resources": {"memory": "1b"}}, "resources.memory = '1b': at least 128m"),
+        ({"resources": {"pids_limit": 1e20}}, "resources.pids_limit = 1e+20: Input should be a valid integer"),
+        ({"determinism": {"threads": 1e20}}, "determinism.threads = 1e+20: Input should be a valid integer"),
+        ({"model": {"arch": "os.system"}}, "model.arch = 'os.system': not a torchvision classification model"),
+        ({"model": {"num_classes": 3}}, "model.num_classes = 3, but the dataset has 10 classes (0, 1, 2, 3"),
+        ({"train": {"lr": float("inf")}}, "train.lr = inf: Input should be a finite number"),
+        ({"seed": True}, "seed = True: Input should be a valid integer"),
+        ({"data": {"train_dir": "../digits-v2/train"}}, "data.train_dir = '../digits-v2/train': must be a plain folder path"),
+    ],
+)
+def test_values_only_docker_or_the_trainer_would_reject_are_refused_before_a_run_folder(
+    tmp_path, demo_snapshot, overrides, expected
+):
+    cfg = write_config(tmp_path, demo_snapshot, **overrides)
+    runs = tmp_path / "runs"
+    r = runner.invoke(app, ["run", str(cfg), "--runtime", "local", "--runs-dir", str(runs)])
+    assert r.exit_code == 2, r.output
+    assert expected in r.stderr, r.stderr
+    assert not runs.exists()
+
+
+@pytest.mark.parametrize("user", ["0:0", "0:1000", "1000:0"])
+def test_a_run_never_runs_as_root(tmp_path, demo_snapshot, user):
+    cfg = write_config(tmp_path, demo_snapshot)
+    r = runner.invoke(app, ["run", str(cfg), "--user", user, "--runs-dir", str(tmp_path / "runs")])
+    assert r.exit_code == 2, r.output
+    assert f"--user {user}: a run never runs as root (uid or gid 0)" in r.stderr
+
+
+def test_a_billion_laughs_config_is_refused_at_once(tmp_path):
+    import time
+
+    laughs = ["name: x", 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for prev, cur in zip("abcdefgh", "bcdefghi"):
+        laughs.append(f"{cur}: &{cur} [{','.join([f'*{prev}'] * 9)}]")
+    path = tmp_path / "laughs.yaml"
+    path.write_text("\n".join(laughs) + "\n")
+    t0 = time.perf_counter()
+    r = runner.invoke(app, ["config", "show", str(path)])
+    assert r.exit_code == 2 and time.perf_counter() - t0 < 5  # a bound on a refusal, not a benchmark
+    assert "YAML anchors and aliases are not allowed (anchor &a at line 2)" in r.stderr
+
+
+def test_a_file_name_with_colons_prints_as_itself(tmp_path):
+    from reproexec import console
+
+    with console.err.capture() as cap:
+        console.error("a:x:b.png is missing")
+    assert "a:x:b.png" in cap.get()
