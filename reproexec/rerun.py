@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reproexec import __version__
 from reproexec.codebox import CODE_TAR
 from reproexec.compare import Comparison, compare_runs
 from reproexec.config import LoadedConfig, validate_config
@@ -43,8 +44,12 @@ def locate(ref: str, runs_dir: Path, engine: Engine | None) -> RunRecord:
 def replay_config(original: RunRecord, *, data: Path | None, cpuset: str | None) -> LoadedConfig:
     try:
         raw = json.loads((original.path / "config.resolved.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError, RecursionError) as e:
         raise RunError(f"run {original.run_id} has no readable config.resolved.json: {e}") from None
+    if not all(isinstance(x, dict) for x in (raw, raw.get("env"), raw.get("data"), raw.get("resources"))):
+        raise RunError(f"run {original.run_id}: config.resolved.json is not a resolved config", "the run folder was altered")
+    if isinstance(raw.get("output"), dict):
+        raw["output"].pop("runs_dir", None)  # written by reproexec < 0.1.1, never used
     raw["env"]["lockfile"] = "requirements.lock"  # the run's own copy
     recorded = (original.data.get("data") or {}).get("snapshot") if isinstance(original.data.get("data"), dict) else None
     if data is None and not isinstance(recorded, str):
@@ -72,6 +77,11 @@ def rerun(
     original = locate(ref, runs_dir, engine)
     if original.data.get("status") != "succeeded":
         raise RunError(f"run {original.run_id} did not succeed ({original.status}); there is nothing to compare with")
+    made_by = original.data.get("reproexec_version")
+    if made_by != __version__:
+        on_log(f"warning: run {original.run_id} was made by reproexec {made_by}, this is {__version__}: reproexec's "
+               "own wheel is part of the image, so a rebuilt image will not have the recorded tag "
+               "(bring the image with `export --with-image`, or rerun with reproexec " + str(made_by) + ")")  # fmt: skip
     loaded = replay_config(original, data=data, cpuset=cpuset)
     # What runs is decided by the replayed config; run.json must agree with it.
     if bool(loaded.config.entrypoint) != bool(original.data.get("entrypoint")):

@@ -44,9 +44,8 @@ def test_demo_run_succeeds_with_a_complete_run_folder(demo_runs):
         assert (run.run_dir / rel).is_file(), rel
     assert record["artifacts"] == artifact_hashes(run.run_dir)  # sha256 of every artifact, and true
     assert record["image"]["tag"].startswith("reproexec-env:") and record["image"]["id"].startswith("sha256:")
-    assert record["data"]["manifest_id"] == json.loads((run.run_dir / "summary.json").read_text()).get(
-        "manifest_id", record["data"]["manifest_id"]
-    )
+    manifest = json.loads((run.run_dir / "manifest.json").read_text())
+    assert record["data"]["files"] == len(manifest["files"]) == 1797  # the snapshot it verified
     assert record["randomness"]["environment"]["ATEN_CPU_CAPABILITY"] == "avx2"
     assert record["randomness"]["determinism"]["threads"] == 1
     assert record["code"]["kind"] == "folder" and record["code"]["tree_sha256"]
@@ -165,7 +164,7 @@ def test_ctrl_c_stops_the_container_and_marks_the_run_interrupted(docker_engine,
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out
     record = json.loads((run_dir / "run.json").read_text())
-    assert record["status"] == "interrupted" and "stopped by the user" in record["reason"]
+    assert record["status"] == "interrupted" and record["reason"] == "stopped by SIGINT (Ctrl-C)"
     assert not (run_dir / "summary.json").exists()
     assert _containers_of(run_dir) == ""
 
@@ -178,7 +177,8 @@ def test_a_killed_container_marks_the_run_failed_with_the_reason(docker_engine, 
     assert proc.returncode == 7, out
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "failed" and record["reason"].startswith("exit code 137")
-    assert "status          failed" in out or "failed" in out
+    assert f"status          failed: {record['reason']}" in out
+    assert f"error: run {run_dir.name} failed: {record['reason']}" in out
     assert _containers_of(run_dir) == ""
 
 
