@@ -44,8 +44,10 @@ def test_demo_run_succeeds_with_a_complete_run_folder(demo_runs):
         assert (run.run_dir / rel).is_file(), rel
     assert record["artifacts"] == artifact_hashes(run.run_dir)  # sha256 of every artifact, and true
     assert record["image"]["tag"].startswith("reproexec-env:") and record["image"]["id"].startswith("sha256:")
-    manifest = json.loads((run.run_dir / "manifest.json").read_text())
-    assert record["data"]["files"] == len(manifest["files"]) == 1797  # the snapshot it verified
+    from reproexec.data.manifest import load_manifest
+
+    manifest = load_manifest(run.run_dir / "manifest.json")  # the manifest it verified, kept in the run
+    assert record["data"]["manifest_id"] == manifest.manifest_id and record["data"]["files"] == manifest.count == 1797
     assert record["randomness"]["environment"]["ATEN_CPU_CAPABILITY"] == "avx2"
     assert record["randomness"]["determinism"]["threads"] == 1
     assert record["code"]["kind"] == "folder" and record["code"]["tree_sha256"]
