@@ -1,18 +1,24 @@
 """Compare two runs: identical, within tolerance, or where they differ.
 
-identical         the weights sha256 and every logged metric (each step's loss and lr, each
-                  epoch's metrics) are equal
-within tolerance  every metric is within its declared absolute tolerance (config `tolerance:` or
-                  `--tolerance metric=value`); a metric without one must be equal
-differs           otherwise: the first step (or epoch) and metric where the curves part
+identical         every logged metric (each step's and epoch's values, and a bring-your-own script's
+                  metrics/metrics.jsonl) is equal, the weights are equal, and for a bring-your-own
+                  run every result file is equal
+within tolerance  every difference is within its declared absolute tolerance (config `tolerance:` or
+                  `--tolerance name=value`; a name is a metric or a tensor, and may be a glob like
+                  `layer4.*` or `*`); anything without one must be equal
+differs           otherwise: the first step (or epoch, or file and tensor) where the runs part
 
-A bring-your-own entrypoint writes what it likes into its run folder, so for such runs every file
-it wrote (everything but reproexec's own records, stdout.log included) must also be byte-identical:
-a file that differs, or exists in one run only, is a difference ("file result.json").
+A bring-your-own entrypoint writes what it likes, so its files are sorted by the config's
+`output.results` and `output.logs` globs. Result files decide: equal bytes, or for checkpoints
+(.pt/.pth/.ckpt) equal tensors (a re-pickled but equal state dict is identical; a real difference
+names the first tensor and its largest absolute difference). Logs, and files in neither list, are
+compared too and reported ("stdout.log differs"), but never make the verdict `differs`: scripts
+print timings.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -24,6 +30,9 @@ from reproexec.runstore import RECORDS
 IDENTICAL, WITHIN, DIFFERS = "identical", "within tolerance", "differs"
 EXIT_CODES = {IDENTICAL: 0, WITHIN: 10, DIFFERS: 11}
 _IGNORED = {"step", "epoch", "epochs", "total_steps", "elapsed_s", "event"}
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+# metrics files compared row by row: (file under metrics/, the unit a row is at)
+METRIC_STREAMS = (("steps", "step"), ("epochs", "epoch"), ("metrics", "step"))
 # What reproexec writes into a bring-your-own run's folder (and the environment it captured, which
 # differs by machine by design); the rest is the entrypoint's. stdout.log is the entrypoint's output.
 _RECORDS = (RECORDS - {"stdout.log"}) | {"environment.json"}
@@ -46,10 +55,17 @@ class Comparison:
     out_of_tolerance: int = 0
     within_tolerance: int = 0
     compared_values: int = 0
-    compared_files: int = 0  # bring-your-own runs: output files compared by sha256
+    compared_files: int = 0  # bring-your-own runs: output files compared
     weights: tuple[str | None, str | None] = (None, None)
     final: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     tolerances: dict[str, float] = field(default_factory=dict)
+    # bring-your-own runs: every output file, {"name", "kind" (result|log|other), "status", "detail"}
+    files: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def unequal_logs(self) -> list[str]:
+        """Logs and unlisted files that differ: reported, never a reason for `differs`."""
+        return [f["name"] for f in self.files if f["kind"] != "result" and f["status"] != "identical"]
 
     @property
     def exit_code(self) -> int:
@@ -66,10 +82,10 @@ def compare_runs(a_dir: Path, b_dir: Path, tolerances: dict[str, float] | None =
     sa, sb = _json(a_dir / "summary.json") or {}, _json(b_dir / "summary.json") or {}
     c = Comparison(verdict=IDENTICAL, a=a_dir.name, b=b_dir.name, tolerances=tol)
     c.weights = (sa.get("weights_sha256"), sb.get("weights_sha256"))
-    fa, fb = sa.get("final") or {}, sb.get("final") or {}
+    fa, fb = final_metrics(a_dir), final_metrics(b_dir)
     c.final = {k: (fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb)) if not isinstance(fa.get(k, 0), (dict, list))}
 
-    for name, unit in (("steps", "step"), ("epochs", "epoch")):
+    for name, unit in METRIC_STREAMS:
         rows_a, rows_b = _jsonl(a_dir / "metrics" / f"{name}.jsonl"), _jsonl(b_dir / "metrics" / f"{name}.jsonl")
         for i in range(max(len(rows_a), len(rows_b))):
             ra = rows_a[i] if i < len(rows_a) else None
@@ -83,20 +99,14 @@ def compare_runs(a_dir: Path, b_dir: Path, tolerances: dict[str, float] | None =
                 c.compared_values += 1
                 if va == vb or (va is not None and vb is not None and math.isnan(va) and math.isnan(vb)):
                     continue
-                t = tol.get(key, tol.get(key.split(".")[0], 0.0))
-                if va is not None and vb is not None and abs(va - vb) <= t:
-                    c.within_tolerance += 1
-                    if c.verdict == IDENTICAL:
-                        c.verdict = WITHIN
+                if va is not None and vb is not None and abs(va - vb) <= tolerance_for(key, tol):
+                    _within(c)
                     continue
                 _mark(c, Divergence(where, key, va, vb))
     ra, rb = _json(a_dir / "run.json") or {}, _json(b_dir / "run.json") or {}
     if ra.get("entrypoint") or rb.get("entrypoint"):
-        oa, ob = _outputs(a_dir), _outputs(b_dir)
-        for name in sorted(set(oa) | set(ob)):
-            c.compared_files += 1
-            if oa.get(name) != ob.get(name):
-                _mark(c, Divergence(f"file {name}", "sha256", oa.get(name), ob.get(name)))
+        output = (_json(b_dir / "config.resolved.json") or {}).get("output") or {}
+        _compare_outputs(c, a_dir, b_dir, output.get("results") or [], output.get("logs") or [], tol)
     if c.weights[0] != c.weights[1] and c.verdict == IDENTICAL:
         # Every logged value equal but the weights not: the numbers moved below what was logged.
         c.verdict = WITHIN if tol else DIFFERS
@@ -105,23 +115,120 @@ def compare_runs(a_dir: Path, b_dir: Path, tolerances: dict[str, float] | None =
     return c
 
 
-def _outputs(folder: Path) -> dict[str, str]:
-    """Every file the entrypoint left in a run folder (any depth, dotfiles too) and its sha256:
-    all but reproexec's own records at the top level."""
-    import hashlib
-    import os
+def tolerance_for(name: str, tol: dict[str, float]) -> float:
+    """The tolerance of a metric or tensor: its own, its first dotted part's, else the first glob
+    that matches it (e.g. `layer4.*`, `*`); 0 when none is declared."""
+    if name in tol:
+        return tol[name]
+    if name.split(".")[0] in tol:
+        return tol[name.split(".")[0]]
+    for pattern, value in tol.items():
+        if fnmatch.fnmatchcase(name, pattern):
+            return value
+    return 0.0
 
-    out: dict[str, str] = {}
-    for p in sorted(folder.rglob("*")):
-        rel = p.relative_to(folder).as_posix()
-        if rel in _RECORDS:
+
+def final_metrics(run_dir: Path) -> dict[str, Any]:
+    """The run's final metrics: the built-in trainer's summary, else the last value of each metric a
+    bring-your-own script logged (metrics/metrics.jsonl)."""
+    summary = _json(run_dir / "summary.json") or {}
+    if isinstance(summary.get("final"), dict):
+        return summary["final"]
+    last: dict[str, Any] = {}
+    for row in _jsonl(run_dir / "metrics" / "metrics.jsonl"):
+        last.update(_numbers(row))
+    return last
+
+
+def classify(rel: str, results: list[str], logs: list[str]) -> str:
+    """result | log | other, by the config's globs (a glob with '/' matches the relative path,
+    one without matches the file name). Results win over logs."""
+
+    def hit(patterns: list[str]) -> bool:
+        return any(fnmatch.fnmatchcase(rel if "/" in p else rel.rsplit("/", 1)[-1], p) for p in patterns)
+
+    return "result" if hit(results) else "log" if hit(logs) else "other"
+
+
+def _compare_outputs(c: Comparison, a_dir: Path, b_dir: Path, results: list[str], logs: list[str],
+                     tol: dict[str, float]) -> None:  # fmt: skip
+    oa, ob = _outputs(a_dir), _outputs(b_dir)
+    for name in sorted(set(oa) | set(ob)):
+        c.compared_files += 1
+        kind = classify(name, results, logs)
+        status, detail = "identical", None
+        if name not in oa or name not in ob:
+            status, detail = "differs", f"only in the {'rerun' if name in ob else 'original'}"
+        elif oa[name] != ob[name]:
+            status, detail = "differs", "bytes differ"
+            if kind == "result" and name.endswith(CHECKPOINT_SUFFIXES):
+                status, detail = compare_checkpoints(a_dir / name, b_dir / name, tol)
+        c.files.append({"name": name, "kind": kind, "status": status, "detail": detail})
+        if kind != "result" or status == IDENTICAL:
             continue
-        if p.is_symlink():
-            out[rel] = f"symlink to {os.readlink(p)}"
-        elif p.is_file():
-            with open(p, "rb") as f:
-                out[rel] = hashlib.file_digest(f, "sha256").hexdigest()
-    return out
+        if status == WITHIN:
+            _within(c)
+        else:
+            _mark(c, Divergence(f"file {name}", detail or "sha256", oa.get(name), ob.get(name)))
+
+
+def compare_checkpoints(a: Path, b: Path, tol: dict[str, float]) -> tuple[str, str]:
+    """Two checkpoint files whose bytes differ, compared by what they hold: (status, detail)."""
+    try:
+        import torch
+    except ImportError:
+        return DIFFERS, "bytes differ (install torch on this machine to compare the tensors)"
+    try:
+        la = _leaves(torch.load(a, map_location="cpu", weights_only=True), "")
+        lb = _leaves(torch.load(b, map_location="cpu", weights_only=True), "")
+    except Exception as e:  # a file torch cannot read safely is compared by its bytes
+        return DIFFERS, f"bytes differ (not a checkpoint torch loads safely: {type(e).__name__})"
+    within = False
+    for key in sorted(set(la) | set(lb)):
+        if key not in la or key not in lb:
+            return DIFFERS, f"{key}: only in the {'rerun' if key in lb else 'original'}"
+        x, y = la[key], lb[key]
+        if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor):
+            if x.dtype != y.dtype or x.shape != y.shape:
+                return DIFFERS, f"{key}: {x.dtype}{list(x.shape)} vs {y.dtype}{list(y.shape)}"
+            if torch.equal(x, y) or (x.is_floating_point() and torch.equal(x.isnan(), y.isnan())
+                                     and torch.equal(x.nan_to_num(), y.nan_to_num())):  # fmt: skip
+                continue
+            diff = (x.double() - y.double()).abs().nan_to_num(nan=math.inf).max().item()
+            if diff <= tolerance_for(key, tol):
+                within = True
+                continue
+            return DIFFERS, f"tensor {key}: largest absolute difference {diff:.6g}"
+        if x != y:
+            return DIFFERS, f"{key}: {x!r} vs {y!r}"[:300]
+    return (WITHIN, "tensors within tolerance") if within else (IDENTICAL, "equal tensors (the files differ only in how they were written)")
+
+
+def _leaves(obj: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            out.update(_leaves(v, f"{prefix}{k}."))
+        return out
+    if isinstance(obj, (list, tuple)):
+        out = {}
+        for i, v in enumerate(obj):
+            out.update(_leaves(v, f"{prefix}{i}."))
+        return out
+    return {prefix.rstrip("."): obj}
+
+
+def _outputs(folder: Path) -> dict[str, str]:
+    """Every file the entrypoint left in a run folder (any depth, dotfiles too) and its sha256, from
+    run.json's artifacts (taken when the run ended): all but reproexec's own records."""
+    artifacts = (_json(folder / "run.json") or {}).get("artifacts") or {}
+    return {rel: digest for rel, digest in artifacts.items() if rel not in _RECORDS}
+
+
+def _within(c: Comparison) -> None:
+    c.within_tolerance += 1
+    if c.verdict == IDENTICAL:
+        c.verdict = WITHIN
 
 
 def _mark(c: Comparison, d: Divergence) -> None:
@@ -152,6 +259,7 @@ def _json(path: Path) -> dict[str, Any] | None:
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
     try:
-        return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
-    except (OSError, json.JSONDecodeError):
+        rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    except (OSError, ValueError, RecursionError):
         return []
+    return [r for r in rows if isinstance(r, dict)]

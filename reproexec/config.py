@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import functools
 import re
+import string
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -26,6 +27,10 @@ _APT_PIN_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+=[A-Za-z0-9.+:~-]+$")
 _SIZE_RE = r"^[0-9]{1,12}[bkmg]$"
 _UNITS = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 MAX_CONFIG_BYTES = 1024**2
+# What an entrypoint's arguments may name as ${VAR}; reproexec sets each for the command's process.
+ENTRYPOINT_VARS = ("REPROEXEC_DATA_DIR", "REPROEXEC_METRICS", "REPROEXEC_RUN_DIR", "REPROEXEC_SEED")
+BUILTIN_ONLY = ("model", "augment", "train", "smoke")  # sections a bring-your-own run does not use
+ENTRYPOINT_ONLY = (("determinism", "seed_entrypoint"), ("output", "results"), ("output", "logs"))
 
 # Integers are integers: `true`, `1.0` or `1e20` are refused, not coerced (StrictInt).
 PositiveInt = Annotated[StrictInt, Field(ge=1)]
@@ -199,6 +204,12 @@ class DeterminismSection(_Section):
         "avx2", description="ATEN_CPU_CAPABILITY: the CPU kernels' SIMD level; part of the numerics."
     )
     cublas_workspace_config: Literal[":4096:8", ":16:8"] = ":4096:8"
+    seed_entrypoint: bool = Field(
+        True,
+        description="Bring-your-own runs: seed the command's Python processes (random, NumPy, torch on CPU and "
+        "CUDA, DataLoader workers) from `seed` and apply `mode`, with no change to your files. Turn off only "
+        "if your script seeds itself.",
+    )
 
 
 MIN_MEMORY = "128m"
@@ -247,8 +258,22 @@ class ResourcesSection(_Section):
         return out
 
 
+DEFAULT_RESULTS = ("*.pt", "*.pth", "*.safetensors", "*.ckpt", "*.bin", "*.npy", "*.npz", "*.json", "*.jsonl", "*.csv")
+DEFAULT_LOGS = ("stdout.log", "*.log", "*.txt", "events.out.tfevents.*")
+
+
 class OutputSection(_Section):
     sample_predictions: StrictInt = Field(16, ge=0, le=256)
+    results: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_RESULTS),
+        description="Bring-your-own runs: globs (matched against the file name, or the relative path when the "
+        "glob has a '/') of the files that ARE the result; `reproexec rerun` decides its verdict by them.",
+    )
+    logs: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_LOGS),
+        description="Bring-your-own runs: globs of log files. A log that differs is reported, never a reason for "
+        "`differs` (scripts print timings). Files matching neither list are reported the same way.",
+    )
 
 
 class SmokeSection(_Section):
@@ -273,15 +298,42 @@ class Config(_Section):
     output: OutputSection = OutputSection()
     smoke: SmokeSection = SmokeSection()
     entrypoint: list[str] | None = Field(
-        None, min_length=1, description="Bring your own training command instead of the built-in trainer."
+        None,
+        min_length=1,
+        description="Bring your own training command instead of the built-in trainer. Arguments may use "
+        f"${{VAR}} (or $VAR) for {', '.join(ENTRYPOINT_VARS)}; $$ is a literal $.",
     )
     tolerance: dict[str, Annotated[float, Field(ge=0.0)]] = Field(
         default_factory=dict, description="metric → absolute tolerance used by `reproexec rerun`."
     )
 
+    @field_validator("entrypoint")
+    @classmethod
+    def _known_variables(cls, v: list[str] | None) -> list[str] | None:
+        for i, arg in enumerate(v or []):
+            template = string.Template(arg)
+            if not template.is_valid():
+                raise ValueError(f"argument {i} {arg!r} has a '$' that starts no variable (write $$ for a literal $)")
+            unknown = [n for n in template.get_identifiers() if n not in ENTRYPOINT_VARS]
+            if unknown:
+                raise ValueError(
+                    f"argument {i} {arg!r} uses ${{{unknown[0]}}}, which reproexec does not define "
+                    f"(it defines {', '.join(ENTRYPOINT_VARS)}; write $$ for a literal $)"
+                )
+        return v
+
     def resolved(self) -> dict[str, Any]:
-        """Every field, defaults included, as plain JSON-able data (what a run records)."""
-        return self.model_dump(mode="json")
+        """Every field that applies, defaults included, as plain JSON-able data (what a run records).
+        A bring-your-own run has no built-in model, augmentation, training or smoke settings."""
+        data = self.model_dump(mode="json")
+        if self.entrypoint:
+            for section in BUILTIN_ONLY:
+                data.pop(section)
+            data["output"].pop("sample_predictions")
+        else:
+            for section, key in ENTRYPOINT_ONLY:
+                data[section].pop(key)
+        return data
 
 
 class LoadedConfig(BaseModel):

@@ -171,11 +171,21 @@ def rerun_verdict(result: Any) -> None:
         colour = {"identical": "green", "within tolerance": "yellow"}.get(c.verdict, "red")
         out.print(f"[bold {colour}]{c.verdict}[/] (rerun of {result.original.run_id})")
         if c.compared_files:
-            out.print(f"compared {c.compared_files} file(s) the entrypoint wrote, byte for byte", markup=False)
+            results = sum(1 for f in c.files if f["kind"] == "result")
+            out.print(f"compared {c.compared_files} file(s) the entrypoint wrote: {results} result(s) decide, "
+                      "logs and other files are only reported", markup=False)  # fmt: skip
+        if c.unequal_logs:
+            out.print(f"logs that differ (not a difference of the results): {', '.join(c.unequal_logs)}", markup=False)
         if c.first_divergence:
             d = c.first_divergence
             out.print(f"first difference: {d.where}, {d.metric}: {d.a} (original) vs {d.b} (rerun)", markup=False)
-        if c.verdict != "identical":
-            table("final metrics", ["metric", "original", "rerun"], [[k, v[0], v[1]] for k, v in c.final.items()])
+        if c.verdict != "identical" or not c.final:
+            rows = [[k, v[0], v[1]] for k, v in c.final.items()]
+            if rows:
+                table("final metrics", ["metric", "original", "rerun"], rows)
+            else:
+                out.print("final metrics: none logged (a script can log them with reproexec.track.log)", markup=False)
     env_diff(result.original.run_id, result.outcome.run_id, result.env_diff)
+    for hint in result.hints:
+        out.print(f"hint: {hint}", markup=False)
     info(f"comparison page: {result.outcome.run_dir / 'comparison.html'}")

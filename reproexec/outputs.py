@@ -58,15 +58,18 @@ class Intake:
         return {"files": len(self.files), "bytes": self.bytes, "refused": self.refused, "links": self.links}
 
 
-def make_staging(staging: Path, owner: tuple[int, int] | None) -> Path:
+def make_staging(staging: Path, owner: tuple[int, int] | None, subdirs: tuple[str, ...] = ()) -> Path:
     """The folder the run's process may write, created fresh (never reused), owned by the uid:gid
-    the process runs as when the host is root, inside a parent only the host can enter."""
+    the process runs as when the host is root, inside a parent only the host can enter; `subdirs`
+    are made ready in it (e.g. metrics/ for $REPROEXEC_METRICS)."""
     parent = staging.parent
     parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(parent, 0o700)
     staging.mkdir(mode=0o700)
-    if owner is not None and os.geteuid() == 0:
-        os.chown(staging, *owner)
+    for folder in [staging, *(staging / s for s in subdirs)]:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        if owner is not None and os.geteuid() == 0:
+            os.chown(folder, *owner)
     return staging
 
 

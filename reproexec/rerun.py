@@ -29,6 +29,7 @@ class RerunResult:
     outcome: RunOutcome
     comparison: Comparison | None
     env_diff: list[Difference]
+    hints: list[str]  # why the runs may differ, when nothing in the environment says so
 
 
 def locate(ref: str, runs_dir: Path, engine: Engine | None) -> RunRecord:
@@ -111,11 +112,30 @@ def rerun(
     tol = {**loaded.config.tolerance, **(tolerances or {})}
     comparison = compare_runs(original.path, outcome.run_dir, tol) if outcome.succeeded else None
     diffs = diff_env(view_of_run_dir(original.path, original.run_id), view_of_run_dir(outcome.run_dir))
-    _record(original, outcome, comparison, diffs)
-    return RerunResult(original=original, outcome=outcome, comparison=comparison, env_diff=diffs)
+    hints = explain(loaded, comparison, diffs)
+    _record(original, outcome, comparison, diffs, hints)
+    return RerunResult(original=original, outcome=outcome, comparison=comparison, env_diff=diffs, hints=hints)
 
 
-def _record(original: RunRecord, outcome: RunOutcome, comparison: Comparison | None, diffs: list[Difference]) -> None:
+def explain(loaded: LoadedConfig, comparison: Comparison | None, diffs: list[Difference]) -> list[str]:
+    """What to look at when the runs differ and no difference of the environment can change numbers."""
+    if comparison is None or comparison.verdict != "differs" or any(d.numerics for d in diffs):
+        return []
+    cfg = loaded.config
+    if cfg.entrypoint and not cfg.determinism.seed_entrypoint:
+        return ["the script may be unseeded: determinism.seed_entrypoint is off in this run's config, so reproexec "
+                "did not seed random, NumPy or torch; seed them in the script, or turn the setting on"]  # fmt: skip
+    hints = ["nothing in the environment can explain it, so look at the run itself: time-dependent values "
+             "(dates, timings, elapsed seconds) written into a result file, randomness from outside random/NumPy/"
+             "torch (e.g. np.random.default_rng() or os.urandom without a seed), or threads racing over the order "
+             "of results"]  # fmt: skip
+    if cfg.entrypoint:
+        hints.append("a file that is a log, not a result, can be listed in output.logs so it is only reported")
+    return hints
+
+
+def _record(original: RunRecord, outcome: RunOutcome, comparison: Comparison | None, diffs: list[Difference],
+            hints: list[str]) -> None:  # fmt: skip
     """comparison.json and comparison.html beside the new run; run.json says what it reran."""
     from reproexec.report import render_comparison
 
@@ -125,6 +145,7 @@ def _record(original: RunRecord, outcome: RunOutcome, comparison: Comparison | N
         "rerun": outcome.run_id,
         "comparison": comparison.to_dict() if comparison else None,
         "env_diff": [d.__dict__ for d in diffs],
+        "hints": hints,
     }
     write_json_atomic(run_dir / "comparison.json", data)
     write_atomic(run_dir / "comparison.html", render_comparison(data))

@@ -14,6 +14,7 @@ import os
 import secrets
 import shutil
 import signal
+import string
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -50,6 +51,7 @@ CONFIG_MOUNT = "/reproexec/config.json"
 CODE_DIR = "/code"
 WEIGHTS_MOUNT = "/weights/model.pt"
 LOG_FILE = "stdout.log"
+METRICS_FILE = "metrics/metrics.jsonl"  # where reproexec.track writes ($REPROEXEC_METRICS)
 MAX_LOG_BYTES = int(os.environ.get("REPROEXEC_MAX_LOG_BYTES", 256 * 1024**2))
 RESERVE_BYTES = 256 * 1024  # set aside at the start, given back for the final run.json
 # The image's unprivileged user (Dockerfile.cpu `USER`): root's runs run as this, never as uid 0.
@@ -339,7 +341,7 @@ def _execute(prep: Prepared, opts: RunOptions, engine: Engine | None, on_event: 
     exit_info: Exit | None = None
     problem: BaseException | None = None
     try:
-        make_staging(staging, _ids(record["runtime"]["user"]))
+        make_staging(staging, _ids(record["runtime"]["user"]), ("metrics",) if cfg.entrypoint else ())
         _write_inputs(run_dir, prep)
         handle = _start(prep, opts, run_id, run_dir, staging, engine)
         record["runtime"]["handle"] = handle.id
@@ -561,8 +563,9 @@ def _start(prep: Prepared, opts: RunOptions, run_id: str, run_dir: Path, staging
         from reproexec.localrun import LocalRun
 
         if cfg.entrypoint:
-            env.update(REPROEXEC_RUN_DIR=str(staging), REPROEXEC_DATA_DIR=str(prep.data_dir))
-            command = [sys.executable, "-m", "reproexec.runtime.byo", "--out", str(staging), "--", *cfg.entrypoint]
+            env.update(entrypoint_env(cfg, str(staging), str(prep.data_dir)))
+            command = [sys.executable, "-m", "reproexec.runtime.byo", "--out", str(staging), "--",
+                       *expand_entrypoint(cfg.entrypoint, env)]  # fmt: skip
             cwd = Path(prep.code.root)
         else:
             command = _trainer_command(
@@ -580,8 +583,8 @@ def _start(prep: Prepared, opts: RunOptions, run_id: str, run_dir: Path, staging
     if cfg.entrypoint:
         image = code_image(engine, prep, run_dir)
         workdir = CODE_DIR
-        env.update(REPROEXEC_RUN_DIR=RUN_MOUNT, REPROEXEC_DATA_DIR=DATA_MOUNT)
-        command = ["python", "-m", "reproexec.runtime.byo", "--out", RUN_MOUNT, "--", *cfg.entrypoint]
+        env.update(entrypoint_env(cfg, RUN_MOUNT, DATA_MOUNT))
+        command = ["python", "-m", "reproexec.runtime.byo", "--out", RUN_MOUNT, "--", *expand_entrypoint(cfg.entrypoint, env)]
     else:
         mounts.append(Mount(str(run_dir / "config.resolved.json"), CONFIG_MOUNT, read_only=True))
         command = _trainer_command("python", CONFIG_MOUNT, DATA_MOUNT, RUN_MOUNT, opts.gpu)
@@ -608,6 +611,24 @@ def _start(prep: Prepared, opts: RunOptions, run_id: str, run_dir: Path, staging
         guard_stdin=True,
     )
     return engine.start(spec)
+
+
+def entrypoint_env(cfg: Any, run_dir: str, data_dir: str) -> dict[str, str]:
+    """What a bring-your-own command's process is told (config.ENTRYPOINT_VARS and the seeding hook's)."""
+    return {
+        "REPROEXEC_RUN_DIR": run_dir,
+        "REPROEXEC_DATA_DIR": data_dir,
+        "REPROEXEC_SEED": str(cfg.seed),
+        "REPROEXEC_METRICS": f"{run_dir}/{METRICS_FILE}",
+        "REPROEXEC_DETERMINISM": cfg.determinism.mode,
+        "REPROEXEC_SEED_HOOK": "1" if cfg.determinism.seed_entrypoint else "0",
+    }
+
+
+def expand_entrypoint(command: list[str], env: dict[str, str]) -> list[str]:
+    """${VAR} / $VAR in the arguments, as the process will see them ($$ is a literal $); the config
+    has already refused any variable reproexec does not define."""
+    return [string.Template(arg).substitute(env) for arg in command]
 
 
 def _trainer_command(python: str, config: str, data: str, out: str, gpu: bool) -> list[str]:
@@ -693,7 +714,12 @@ def _finish(run_dir: Path, record: dict[str, Any], status: str, reason: str | No
     record["outputs"] = intake.record() if intake is not None else None
     summary = _read_json(run_dir / "summary.json")
     record["summary"] = summary
-    record["metrics"] = (summary or {}).get("final") if isinstance(summary, dict) else None
+    if record.get("entrypoint"):
+        from reproexec.compare import final_metrics
+
+        record["metrics"] = final_metrics(run_dir) or None  # the last value of each metric the script logged
+    else:
+        record["metrics"] = (summary or {}).get("final")
     environment = _read_json(run_dir / "environment.json")
     if environment:
         record["environment"] = {k: environment.get(k) for k in ("python", "torch", "cuda", "cpu", "os", "threads")}

@@ -2,9 +2,11 @@
 
     python -m reproexec.runtime.byo --out RUN_DIR -- python train.py --epochs 2
 
-The host has already pinned the environment (seeds, threads, CPU dispatch level, cuBLAS) and set
-REPROEXEC_RUN_DIR / REPROEXEC_DATA_DIR. The user's process replaces this one (exec), so signals
-from `docker stop` reach it directly and its exit code is the run's.
+The host has already pinned the environment (threads, CPU dispatch level, cuBLAS, PYTHONHASHSEED)
+and set REPROEXEC_RUN_DIR, REPROEXEC_DATA_DIR, REPROEXEC_SEED and REPROEXEC_METRICS. Unless the
+config turned it off (REPROEXEC_SEED_HOOK=0), the start-up hook goes on PYTHONPATH here, so every
+Python process of the command is seeded without a change to the user's files (runtime/seedhook.py).
+The user's process replaces this one (exec): signals reach it directly, its exit code is the run's.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:  # an image without torch: still record what there is
         env = {"os": environment._os(), "cpu": environment._cpu(), "packages": environment._packages()}
     artifacts.write_json(args.out / "environment.json", env)
+    if os.environ.get("REPROEXEC_SEED_HOOK") == "1":
+        hook = str(Path(__file__).resolve().parent / "hook")
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (hook, os.environ.get("PYTHONPATH")) if p)
     sys.stdout.flush()
     try:
         os.execvp(command[0], command)

@@ -18,24 +18,10 @@ from typing import Any
 
 from reproexec.config import Config
 from reproexec.errors import RunError
+from reproexec.runtime.seeds import derive_seed, python_hash_seed  # noqa: F401  (re-exported)
 
 # The ATen dispatch names torch reports (`torch.backends.cpu.get_cpu_capability()`) for each config value.
 CPU_CAPABILITY_NAMES = {"default": "DEFAULT", "avx2": "AVX2", "avx512": "AVX512"}
-
-
-def derive_seed(seed: int, *parts: Any) -> int:
-    """A 63-bit seed from the run seed and a purpose path, e.g. (seed, "augment", epoch, index).
-
-    sha256 of the parts' repr, so it is the same in every process and on every platform (unlike
-    Python's `hash`, which PYTHONHASHSEED salts), and streams for different purposes never collide.
-    """
-    text = repr(("reproexec", int(seed), *parts)).encode()
-    return int.from_bytes(hashlib.sha256(text).digest()[:8], "big") >> 1
-
-
-def python_hash_seed(seed: int) -> str:
-    """PYTHONHASHSEED for a run: the run seed itself (the config bounds it to 0..2**32-1, as Python does)."""
-    return str(seed)
 
 
 def pinned_environment(config: Config) -> dict[str, str]:

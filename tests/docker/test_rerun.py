@@ -153,7 +153,7 @@ def test_byo_run_reruns_from_its_bundle_without_the_work_tree(docker_engine, bas
 
     work = tmp_path / "work"
     work.mkdir()
-    shutil.copy(REPO / "examples" / "byo" / "train.py", work / "train.py")
+    shutil.copy(REPO / "tests" / "scripts" / "example1.py", work / "train.py")
     cfg = write_config(work, demo_snapshot, name="example1", entrypoint=["python", "train.py"])
     run = execute_run(load_config(cfg), RunOptions(runs_dir=work / "runs"), engine=docker_engine)
     assert run.status == "succeeded", run.reason
@@ -171,7 +171,8 @@ def test_byo_run_reruns_from_its_bundle_without_the_work_tree(docker_engine, bas
     r = runner.invoke(app, ["rerun", str(bundle), "--runs-dir", str(store)])
     assert r.exit_code == 0, r.output + r.stderr
     assert f"identical (rerun of {run.run_id})" in r.stdout
-    assert "compared 2 file(s) the entrypoint wrote, byte for byte" in r.stdout  # stdout.log, result.json
+    # stdout.log (a log), result.json and the seeding record determinism.json (results)
+    assert "compared 3 file(s) the entrypoint wrote: 2 result(s) decide" in r.stdout
     new = next(p for p in store.iterdir() if p.name != run.run_id and not p.name.startswith("."))
     assert (new / "result.json").read_bytes() == result
     assert (new / "code.tar").read_bytes() == (store / run.run_id / "code.tar").read_bytes()

@@ -121,7 +121,7 @@ def test_container_is_sealed_and_files_belong_to_the_user(docker_engine, base_im
 
 
 def test_byo_entrypoint_example1_twice_prints_the_same_number(docker_engine, base_image, demo_snapshot, tmp_path):
-    shutil.copy(REPO / "examples" / "byo" / "train.py", tmp_path / "train.py")
+    shutil.copy(REPO / "tests" / "scripts" / "example1.py", tmp_path / "train.py")
     cfg = load_config(write_config(tmp_path, demo_snapshot, name="example1", entrypoint=["python", "train.py"]))
     opts = RunOptions(runs_dir=tmp_path / "runs")
     a, b = (execute_run(cfg, opts, engine=docker_engine) for _ in range(2))

@@ -43,27 +43,70 @@ def test_missing_steps_differ_where_the_shorter_run_ends(tmp_path):
     assert c.verdict == DIFFERS and c.first_divergence.where == "step 3"
 
 
-def make_byo_run(folder, outputs: dict[str, str], records: str = "r"):
-    for rel, text in {
-        "run.json": json.dumps({"entrypoint": ["python", "train.py"], "run_id": records}),
-        "config.yaml": records, "environment.json": records, "code.tar": records, "report.html": records,
-        **outputs,
-    }.items():  # fmt: skip
+def make_byo_run(folder, outputs: dict, records: str = "r", results=None, logs=None):
+    from reproexec.config import DEFAULT_LOGS, DEFAULT_RESULTS
+    from reproexec.runstore import artifact_hashes
+
+    for rel, content in {"config.yaml": records, "environment.json": records, "code.tar": records,
+                         "report.html": records, **outputs}.items():  # fmt: skip
         (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-        (folder / rel).write_text(text)
+        (folder / rel).write_bytes(content if isinstance(content, bytes) else content.encode())
+    output = {"results": list(results or DEFAULT_RESULTS), "logs": list(logs or DEFAULT_LOGS)}
+    (folder / "config.resolved.json").write_text(json.dumps({"output": output}))
+    record = {"entrypoint": ["python", "train.py"], "run_id": records, "artifacts": artifact_hashes(folder)}
+    (folder / "run.json").write_text(json.dumps(record))
     return folder
 
 
-def test_byo_runs_compare_every_file_the_entrypoint_wrote(tmp_path):
-    same = {"stdout.log": "42\n", "result.json": "{}", "eval/run.json": '{"acc": 0.91}', ".best": "0.91"}
+def test_byo_results_decide_and_logs_are_only_reported(tmp_path):
+    same = {"stdout.log": "42\n", "result.json": "{}", "eval/run.json": '{"acc": 0.91}', ".best.json": "0.91", "x.txt": "t"}
     a = make_byo_run(tmp_path / "a", same)
     c = compare_runs(a, make_byo_run(tmp_path / "b", same, records="other times and ids"))
-    assert c.verdict == IDENTICAL and c.compared_files == 4  # reproexec's own records are not outputs
-    for rel in same:  # any output, nested or hidden, that differs is a difference
-        c = compare_runs(a, make_byo_run(tmp_path / f"x{len(rel)}{rel[0]}", {**same, rel: "changed"}))
+    assert c.verdict == IDENTICAL and c.compared_files == 5  # reproexec's own records are not outputs
+    for rel in ("result.json", "eval/run.json", ".best.json"):  # any result, nested or hidden, that differs
+        c = compare_runs(a, make_byo_run(tmp_path / f"r{len(rel)}{rel[0]}", {**same, rel: "changed"}))
         assert c.verdict == DIFFERS and c.exit_code == 11 and c.first_divergence.where == f"file {rel}", rel
-    c = compare_runs(a, make_byo_run(tmp_path / "d", {**same, "extra.txt": "new"}))
-    assert c.verdict == DIFFERS and (c.first_divergence.where, c.first_divergence.a) == ("file extra.txt", None)
+    c = compare_runs(a, make_byo_run(tmp_path / "logs", {**same, "stdout.log": "42\n0.8 s/it\n", "x.txt": "u"}))
+    assert c.verdict == IDENTICAL and c.unequal_logs == ["stdout.log", "x.txt"]
+    c = compare_runs(a, make_byo_run(tmp_path / "d", {**same, "extra.json": "new"}))
+    assert c.verdict == DIFFERS and (c.first_divergence.where, c.first_divergence.a) == ("file extra.json", None)
+    # the config says what is a result: here only *.json under eval/
+    c = compare_runs(a, make_byo_run(tmp_path / "e", {**same, "result.json": "changed"}, results=["eval/*.json"]))
+    assert c.verdict == IDENTICAL and [f["name"] for f in c.files if f["status"] != "identical"] == ["result.json"]
+
+
+def test_checkpoints_are_compared_tensor_by_tensor(tmp_path):
+    import io
+
+    import torch
+
+    def saved(state, **kw):
+        buf = io.BytesIO()
+        torch.save(state, buf, **kw)
+        return buf.getvalue()
+
+    state = {"model": {"fc.weight": torch.arange(6.0).reshape(2, 3), "fc.bias": torch.zeros(2)}, "epoch": 3}
+    a = make_byo_run(tmp_path / "a", {"ckpt.pth": saved(state)})
+    repickled = saved({"epoch": 3, "model": {"fc.bias": torch.zeros(2), "fc.weight": torch.arange(6.0).reshape(2, 3)}})
+    assert repickled != saved(state)
+    c = compare_runs(a, make_byo_run(tmp_path / "b", {"ckpt.pth": repickled}))
+    assert c.verdict == IDENTICAL and c.files[0]["detail"].startswith("equal tensors")
+    moved = {"model": {**state["model"], "fc.weight": state["model"]["fc.weight"] + torch.tensor([[0, 0, 0], [0, 0.25, 0]])}, "epoch": 3}
+    c = compare_runs(a, make_byo_run(tmp_path / "c", {"ckpt.pth": saved(moved)}))
+    assert c.verdict == DIFFERS
+    assert c.first_divergence.metric == "tensor model.fc.weight: largest absolute difference 0.25"
+    assert compare_runs(a, make_byo_run(tmp_path / "d", {"ckpt.pth": saved(moved)}), {"model.fc.*": 0.3}).verdict == WITHIN
+
+
+def test_a_scripts_metrics_are_compared_row_by_row_and_give_the_final_metrics(tmp_path):
+    rows = [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5, "acc": 0.4}]
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    a = make_byo_run(tmp_path / "a", {"metrics/metrics.jsonl": text})
+    c = compare_runs(a, make_byo_run(tmp_path / "b", {"metrics/metrics.jsonl": text}))
+    assert c.verdict == IDENTICAL and c.final == {"acc": (0.4, 0.4), "loss": (1.5, 1.5)} and c.compared_values == 3
+    other = text.replace("1.5", "1.25")
+    c = compare_runs(a, make_byo_run(tmp_path / "c", {"metrics/metrics.jsonl": other}))
+    assert (c.verdict, c.first_divergence.where, c.first_divergence.metric) == (DIFFERS, "step 2", "loss")
 
 
 def test_env_diff_marks_what_can_change_numbers():

@@ -177,3 +177,23 @@ def test_a_file_name_with_colons_prints_as_itself(tmp_path):
     with console.err.capture() as cap:
         console.error("a:x:b.png is missing")
     assert "a:x:b.png" in cap.get()
+
+
+def test_an_unknown_variable_in_the_entrypoint_is_refused_before_a_run_folder(tmp_path, demo_snapshot):
+    cfg = write_config(tmp_path, demo_snapshot, entrypoint=["python", "train.py", "--out", "${REPROEXEC_OUT}"])
+    runs = tmp_path / "runs"
+    r = runner.invoke(app, ["run", str(cfg), "--runs-dir", str(runs)])
+    assert r.exit_code == 2, r.output
+    assert "argument 3 '${REPROEXEC_OUT}' uses ${REPROEXEC_OUT}, which reproexec does not define" in r.stderr
+    assert not runs.exists()
+
+
+def test_config_show_of_an_entrypoint_config_shows_only_what_applies(tmp_path, demo_snapshot):
+    import yaml
+
+    cfg = write_config(tmp_path, demo_snapshot, entrypoint=["python", "train.py"])
+    r = runner.invoke(app, ["config", "show", str(cfg)])
+    assert r.exit_code == 0, r.output
+    shown = yaml.safe_load(r.stdout)
+    assert not {"model", "augment", "train", "smoke"} & set(shown)
+    assert shown["determinism"]["seed_entrypoint"] is True and "results" in shown["output"]
