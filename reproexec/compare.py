@@ -90,7 +90,7 @@ def compare_runs(a_dir: Path, b_dir: Path, tolerances: dict[str, float] | None =
         for i in range(max(len(rows_a), len(rows_b))):
             ra = rows_a[i] if i < len(rows_a) else None
             rb = rows_b[i] if i < len(rows_b) else None
-            where = f"{unit} {(ra or rb or {}).get(unit, i + 1)}"
+            where = _where(ra or rb or {}, unit, i)
             if ra is None or rb is None:
                 _mark(c, Divergence(where, "(row missing)", ra is not None, rb is not None))
                 continue
@@ -113,6 +113,13 @@ def compare_runs(a_dir: Path, b_dir: Path, tolerances: dict[str, float] | None =
         if c.first_divergence is None:
             c.first_divergence = Divergence("weights", "weights_sha256", c.weights[0], c.weights[1])
     return c
+
+
+def _where(row: dict[str, Any], unit: str, i: int) -> str:
+    for key in (unit, "step", "epoch"):
+        if key in row:
+            return f"{key} {row[key]}"
+    return f"row {i + 1}"
 
 
 def tolerance_for(name: str, tol: dict[str, float]) -> float:

@@ -27,7 +27,7 @@ from reproexec.codebox import CODE_TAR, CodeState, capture_code, require_clean, 
 from reproexec.config import LoadedConfig
 from reproexec.engine import ContainerSpec, Engine, Exit, Mount, RunHandle
 from reproexec.errors import ConfigError, EngineError, Interrupted, ReproexecError, RunError
-from reproexec.fsutil import is_disk_full, write_atomic, write_json_atomic
+from reproexec.fsutil import is_disk_full, sha256_file, write_atomic, write_json_atomic
 from reproexec.outputs import Intake, make_staging, remove_tree, take_outputs
 from reproexec.runstore import (
     RECORDS,
@@ -342,6 +342,8 @@ def _execute(prep: Prepared, opts: RunOptions, engine: Engine | None, on_event: 
     problem: BaseException | None = None
     try:
         make_staging(staging, _ids(record["runtime"]["user"]), ("metrics",) if cfg.entrypoint else ())
+        if cfg.entrypoint:  # the command as its process sees it, ${VAR}s expanded
+            record["command"] = expand_entrypoint(cfg.entrypoint, _entrypoint_env(prep, opts, staging))
         _write_inputs(run_dir, prep)
         handle = _start(prep, opts, run_id, run_dir, staging, engine)
         record["runtime"]["handle"] = handle.id
@@ -563,7 +565,7 @@ def _start(prep: Prepared, opts: RunOptions, run_id: str, run_dir: Path, staging
         from reproexec.localrun import LocalRun
 
         if cfg.entrypoint:
-            env.update(entrypoint_env(cfg, str(staging), str(prep.data_dir)))
+            env.update(_entrypoint_env(prep, opts, staging))
             command = [sys.executable, "-m", "reproexec.runtime.byo", "--out", str(staging), "--",
                        *expand_entrypoint(cfg.entrypoint, env)]  # fmt: skip
             cwd = Path(prep.code.root)
@@ -583,7 +585,7 @@ def _start(prep: Prepared, opts: RunOptions, run_id: str, run_dir: Path, staging
     if cfg.entrypoint:
         image = code_image(engine, prep, run_dir)
         workdir = CODE_DIR
-        env.update(entrypoint_env(cfg, RUN_MOUNT, DATA_MOUNT))
+        env.update(_entrypoint_env(prep, opts, staging))
         command = ["python", "-m", "reproexec.runtime.byo", "--out", RUN_MOUNT, "--", *expand_entrypoint(cfg.entrypoint, env)]
     else:
         mounts.append(Mount(str(run_dir / "config.resolved.json"), CONFIG_MOUNT, read_only=True))
@@ -623,6 +625,12 @@ def entrypoint_env(cfg: Any, run_dir: str, data_dir: str) -> dict[str, str]:
         "REPROEXEC_DETERMINISM": cfg.determinism.mode,
         "REPROEXEC_SEED_HOOK": "1" if cfg.determinism.seed_entrypoint else "0",
     }
+
+
+def _entrypoint_env(prep: Prepared, opts: RunOptions, staging: Path) -> dict[str, str]:
+    if opts.runtime == "docker":
+        return entrypoint_env(prep.loaded.config, RUN_MOUNT, DATA_MOUNT)
+    return entrypoint_env(prep.loaded.config, str(staging), str(prep.data_dir))
 
 
 def expand_entrypoint(command: list[str], env: dict[str, str]) -> list[str]:
@@ -724,19 +732,20 @@ def _finish(run_dir: Path, record: dict[str, Any], status: str, reason: str | No
     if environment:
         record["environment"] = {k: environment.get(k) for k in ("python", "torch", "cuda", "cpu", "os", "threads")}
     (run_dir / RESERVE).unlink(missing_ok=True)
+    record.update(status=status, reason=reason)
+    record["artifacts"] = artifact_hashes(run_dir, known=intake.files if intake is not None else {})
     try:
         from reproexec.report import render_report
 
-        record.update(status=status, reason=reason)
         write_atomic(run_dir / "report.html", render_report(run_dir, record))
+        record["artifacts"]["report.html"] = sha256_file(run_dir / "report.html")
     except Exception as e:  # a report problem must never hide the run's true status
         record["report_error"] = f"{type(e).__name__}: {e}"
         (run_dir / "report.html").unlink(missing_ok=True)
+        record["artifacts"].pop("report.html", None)
         if is_disk_full(e) and status == "succeeded":
             status, reason = "failed", f"disk full: {e}"
     record.update(status=status, reason=reason)
-    known = intake.files if intake is not None else {}
-    record["artifacts"] = artifact_hashes(run_dir, known=known)
     write_json_atomic(run_dir / RUN_JSON, record)
     _hand_over(run_dir, owner)
     return status, reason

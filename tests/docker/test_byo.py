@@ -69,7 +69,11 @@ def test_the_same_script_unseeded_by_choice_differs_with_a_hint(docker_engine, b
     assert "not seeded by reproexec" in (run.run_dir / "report.html").read_text()
     r = runner.invoke(app, ["rerun", run.run_id, "--runs-dir", str(work / "runs")])
     assert r.exit_code == 11, r.output + r.stderr
-    assert "differs" in r.stdout and "first difference: file checkpoint.pth, tensor model." in r.stdout
+    assert "differs (rerun of" in r.stdout
+    assert "first difference: epoch 0, train_loss:" in r.stdout  # the script's own metrics part first
+    comparison = json.loads(next((work / "runs").glob("*/comparison.json")).read_text())["comparison"]
+    (ckpt,) = [f for f in comparison["files"] if f["name"] == "checkpoint.pth"]
+    assert ckpt["status"] == "differs" and ckpt["detail"].startswith("tensor model.")
     assert "hint: the script may be unseeded: determinism.seed_entrypoint is off" in r.stdout
 
 
