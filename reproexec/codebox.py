@@ -161,24 +161,12 @@ def work_tree_files(code: CodeState, *, exclude: list[Path] = ()) -> list[str]:
 def write_code_tar(root: Path, rels: list[str], path: Path) -> None:
     """A normalized tar of the files (sorted, mtime 0, owner 0), streamed from disk and written
     atomically: the same files give the same bytes."""
-    import tempfile
-
     from reproexec.context import ContextEntry, write_context
+    from reproexec.fsutil import open_atomic, sha256_file
 
-    entries = []
-    for rel in rels:
-        with open(root / rel, "rb") as f:
-            entries.append(ContextEntry.from_file(rel, root / rel, hashlib.file_digest(f, "sha256").hexdigest()))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write_context(entries, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    entries = [ContextEntry.from_file(rel, root / rel, sha256_file(root / rel)) for rel in rels]
+    with open_atomic(path) as f:
+        write_context(entries, f)
 
 
 def read_code_tar(path: Path) -> list[ContextEntry]:

@@ -9,31 +9,31 @@ runtime's third-party libraries, so the trainer inside the container uses it too
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, BinaryIO
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
-def write_atomic(path: Path | str, data: bytes | str, *, mode: int = 0o644) -> None:
-    """Replace `path` with `data` atomically and durably (see the module docstring)."""
+@contextlib.contextmanager
+def open_atomic(path: Path | str, *, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """A binary file that becomes `path` when the block ends without an error (see the module
+    docstring); on an error, nothing replaces `path` and the temporary file is gone."""
     path = Path(path)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, mode)
     try:
-        try:
-            view = memoryview(payload)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -42,6 +42,12 @@ def write_atomic(path: Path | str, data: bytes | str, *, mode: int = 0o644) -> N
             pass
         raise
     fsync_dir(path.parent)
+
+
+def write_atomic(path: Path | str, data: bytes | str, *, mode: int = 0o644) -> None:
+    """Replace `path` with `data` atomically and durably (see the module docstring)."""
+    with open_atomic(path, mode=mode) as f:
+        f.write(data.encode("utf-8") if isinstance(data, str) else data)
 
 
 def fsync_dir(folder: Path | str) -> None:

@@ -18,9 +18,8 @@ from reproexec.engine import Engine
 from reproexec.envdiff import Difference, diff_env, view_of_run_dir
 from reproexec.errors import RunError
 from reproexec.run import EventFn, RunOptions, RunOutcome, execute_run
-from reproexec.fsutil import write_atomic, write_json_atomic
+from reproexec.fsutil import sha256_file, write_atomic, write_json_atomic
 from reproexec.runstore import RUN_JSON, RunRecord, load_run
-from reproexec.wheels import sha256_file
 
 
 @dataclass

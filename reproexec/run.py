@@ -128,8 +128,6 @@ def prepare_run(loaded: LoadedConfig, opts: RunOptions, engine: Engine | None, o
         require_clean(code)
     code_rels, code_tar = _byo_code(loaded, opts, code) if cfg.entrypoint else (None, None)
     if code_tar is not None:  # a BYO rerun runs the original's code.tar: that is its code state
-        from reproexec.wheels import sha256_file
-
         patch = code_tar.parent / "code.patch"
         code = CodeState(
             kind="code.tar",
@@ -262,8 +260,6 @@ def _verified_weights(loaded: LoadedConfig) -> Path | None:
     ref = loaded.config.model.weights
     if ref is None:
         return None
-    from reproexec.wheels import sha256_file
-
     path = loaded.resolve(ref.path)
     if not path.is_file():
         raise ConfigError(f"model.weights.path {path} does not exist", "point it at a local state_dict file (never downloaded)")

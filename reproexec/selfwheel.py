@@ -15,7 +15,8 @@ import tempfile
 from pathlib import Path
 
 from reproexec.errors import BuildError
-from reproexec.wheels import Wheel, cache_dir, sha256_file
+from reproexec.fsutil import sha256_file
+from reproexec.wheels import Wheel, cache_dir
 
 # What goes into the wheel (pyproject's packages + force-include + readme).
 _TOP_FILES = ("pyproject.toml", "README.md", "Dockerfile.cpu", "Dockerfile.cuda")

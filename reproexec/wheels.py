@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from reproexec.errors import BuildError, LockError
+from reproexec.fsutil import sha256_file, write_atomic
 from reproexec.lock import Lockfile
 
 
@@ -89,7 +90,7 @@ def ensure_wheels(
             return wheels
     wheels = _download(lock, target, cache, on_log)
     index.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(index, json.dumps([{**asdict(w), "path": str(w.path)} for w in wheels], indent=1))
+    write_atomic(index, json.dumps([{**asdict(w), "path": str(w.path)} for w in wheels], indent=1))
     return wheels
 
 
@@ -166,13 +167,4 @@ def verify_wheels(wheels: Iterable[Wheel]) -> None:
         )
 
 
-def sha256_file(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 

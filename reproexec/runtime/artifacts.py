@@ -16,20 +16,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-
-def _tmp(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+from reproexec.fsutil import write_atomic
 
 
 def write_bytes(path: Path, data: bytes) -> str:
-    """Atomic write; returns the content's sha256."""
+    """Atomic write (fsutil.write_atomic), creating the folder; returns the content's sha256."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp(path)
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, data)
     return hashlib.sha256(data).hexdigest()
 
 

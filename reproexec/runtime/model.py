@@ -11,14 +11,7 @@ import torch
 
 from reproexec.config import Config
 from reproexec.errors import ConfigError, RunError
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+from reproexec.fsutil import sha256_file
 
 
 def state_dict_sha256(state: dict[str, Any]) -> str:
@@ -75,7 +68,7 @@ def load_pinned_weights(model: torch.nn.Module, path: Path, sha256: str) -> None
     """Verify the file's sha256 before torch reads a byte of it; then load tensors only."""
     if not path.is_file():
         raise RunError(f"model.weights.path {path} does not exist", "pass the weights file (--weights) or fix the path")
-    actual = file_sha256(path)
+    actual = sha256_file(path)
     if actual != sha256:
         raise RunError(
             f"model.weights: {path} has sha256 {actual}, but the config pins {sha256}",
