@@ -40,12 +40,33 @@ def render_report(run_dir: Path, record: dict[str, Any]) -> str:
         script_metrics=_script_metrics(run_dir) if byo else None,
         outputs=_outputs(run_dir, record) if byo else [],
         seeding=_seeding(run_dir) if byo else None,
+        timing=_timing_bars(record.get("timing")),
         final_metrics=sorted((k, v) for k, v in final.items() if not isinstance(v, (dict, list))),
         epochs=epochs,
         epoch_columns=columns,
         images=[(name, caption) for name, caption in IMAGES if (run_dir / name).is_file()],
         config_text=config_path.read_text(encoding="utf-8") if config_path.is_file() else "",
     )
+
+
+_COLOURS = ("#8c8c8c", "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7")
+
+
+def _timing_bars(timing: Any) -> dict[str, Any] | None:
+    """One bar: the host's phases, with the process's life split into the trainer's own work and
+    the rest (start-up and exit of the process)."""
+    if not isinstance(timing, dict) or not isinstance(timing.get("phases_s"), list):
+        return None
+    parts: list[tuple[str, float]] = []
+    for name, sec in [p for p in timing["phases_s"] if isinstance(p, list) and len(p) == 2]:
+        if name == "run" and isinstance(timing.get("trainer_wall_s"), (int, float)):
+            parts += [("process start-up and exit", max(0.0, sec - timing["trainer_wall_s"])),
+                      ("training (the trainer's own)", timing["trainer_wall_s"])]  # fmt: skip
+        elif isinstance(sec, (int, float)):
+            parts.append((name, float(sec)))
+    total = sum(sec for _, sec in parts) or 1.0
+    bars = [(name, sec, round(100 * sec / total, 2), _COLOURS[i % len(_COLOURS)]) for i, (name, sec) in enumerate(parts)]
+    return {"bars": bars, "wall": timing.get("wall_s", total), "outside": timing.get("outside_trainer_s")}
 
 
 def _outputs(run_dir: Path, record: dict[str, Any]) -> list[tuple[str, str, str]]:

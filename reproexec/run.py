@@ -16,6 +16,7 @@ import shutil
 import signal
 import string
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -88,6 +89,40 @@ class RunOutcome:
         return self.status == "succeeded"
 
 
+class Clock:
+    """Where a run's time goes: named phases of the host's own work, in seconds (run.json `timing`)."""
+
+    def __init__(self, *, since_process_start: bool = False) -> None:
+        """since_process_start: the command line's own clock, whose wall time starts with the process
+        (interpreter, imports, config) — recorded as the phase "startup"."""
+        self.phases: dict[str, float] = {}
+        self.t0 = time.perf_counter()
+        self.age0 = process_age() if since_process_start else None
+        if self.age0 is not None:
+            self.phases["startup"] = self.age0
+
+    def wall(self) -> float:
+        return time.perf_counter() - self.t0 + (self.age0 or 0.0)
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phases[name] = self.phases.get(name, 0.0) + time.perf_counter() - t0
+
+
+def process_age() -> float | None:
+    """Seconds since this process started (Linux: /proc), or None where that cannot be read."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, IndexError, ValueError):
+        return None
+    return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+
+
 @dataclass
 class Prepared:
     """Everything checked and decided before a run folder exists."""
@@ -105,6 +140,7 @@ class Prepared:
     # BYO runs in Docker: the work-tree files that go into code.tar, or (rerun) the code.tar to copy
     code_rels: list[str] | None = None
     code_tar: Path | None = None
+    clock: Clock | None = None
 
 
 def check_options(loaded: LoadedConfig, opts: RunOptions) -> None:
@@ -117,16 +153,19 @@ def check_options(loaded: LoadedConfig, opts: RunOptions) -> None:
         )
 
 
-def prepare_run(loaded: LoadedConfig, opts: RunOptions, engine: Engine | None, on_log: Callable[[str], None]) -> Prepared:
+def prepare_run(loaded: LoadedConfig, opts: RunOptions, engine: Engine | None, on_log: Callable[[str], None],
+                clock: Clock | None = None) -> Prepared:  # fmt: skip
     from reproexec.data.manifest import verify_snapshot
     from reproexec.runtime.seeding import pinned_environment
 
+    clock = clock or Clock()
     cfg = loaded.config
     check_options(loaded, opts)
-    code = capture_code(loaded.base_dir, exclude=[opts.runs_dir])
-    if opts.require_clean:
-        require_clean(code)
-    code_rels, code_tar = _byo_code(loaded, opts, code) if cfg.entrypoint else (None, None)
+    with clock.phase("code"):
+        code = capture_code(loaded.base_dir, exclude=[opts.runs_dir])
+        if opts.require_clean:
+            require_clean(code)
+        code_rels, code_tar = _byo_code(loaded, opts, code) if cfg.entrypoint else (None, None)
     if code_tar is not None:  # a BYO rerun runs the original's code.tar: that is its code state
         patch = code_tar.parent / "code.patch"
         code = CodeState(
@@ -140,7 +179,8 @@ def prepare_run(loaded: LoadedConfig, opts: RunOptions, engine: Engine | None, o
     data_dir = (opts.data_dir or loaded.resolve(cfg.data.snapshot)).resolve()
     manifest_path = loaded.resolve(cfg.data.manifest) if cfg.data.manifest else None
     on_log(f"verifying dataset {data_dir}")
-    report = verify_snapshot(data_dir, manifest_path)
+    with clock.phase("verify"):
+        report = verify_snapshot(data_dir, manifest_path)
     report.raise_for_problems()
     manifest = report.manifest  # the one just verified, not the file read again
     assert manifest is not None
@@ -159,7 +199,8 @@ def prepare_run(loaded: LoadedConfig, opts: RunOptions, engine: Engine | None, o
                 "install the NVIDIA driver and nvidia-container-toolkit, run "
                 "`nvidia-ctk runtime configure --runtime=docker`, restart dockerd; or run without --gpu",
             )
-        image, dockerfile = _ensure_image(loaded, opts, engine, on_log)
+        with clock.phase("image"):
+            image, dockerfile = _ensure_image(loaded, opts, engine, on_log)
 
     env = pinned_environment(cfg)
     fingerprint = hashlib.sha256(
@@ -177,7 +218,7 @@ def prepare_run(loaded: LoadedConfig, opts: RunOptions, engine: Engine | None, o
     ).hexdigest()
     return Prepared(
         loaded, code, data_dir, manifest, report.manifest_id, image, dockerfile, env, fingerprint, weights,
-        code_rels, code_tar,
+        code_rels, code_tar, clock,
     )  # fmt: skip
 
 
@@ -314,15 +355,19 @@ def execute_run(
     engine: Engine | None = None,
     on_event: EventFn = lambda e: None,
     on_log: Callable[[str], None] = lambda s: None,
+    clock: Clock | None = None,
 ) -> RunOutcome:
     """Prepare (nothing is written if that fails), then run in a fresh run folder whose run.json
     tells the truth at every moment. SIGINT/SIGTERM at any point end as `interrupted` with no
-    container left; the outcome says which signal (the CLI exits 128 + N)."""
+    container left; the outcome says which signal (the CLI exits 128 + N). `clock` collects where
+    the time goes (run.json `timing`)."""
     with _sigterm_raises():
+        clock = clock or Clock()
         if engine is not None:
-            for line in reap_orphans(engine):
-                on_log(line)
-        prep = prepare_run(loaded, opts, engine, on_log)
+            with clock.phase("reap"):
+                for line in reap_orphans(engine):
+                    on_log(line)
+        prep = prepare_run(loaded, opts, engine, on_log, clock)
         return _execute(prep, opts, engine, on_event, on_log)
 
 
@@ -333,21 +378,26 @@ def _execute(prep: Prepared, opts: RunOptions, engine: Engine | None, on_event: 
     record = _initial_record(prep, opts)
     run_id, run_dir = open_run_folder(opts.runs_dir, make_run_id(arch, opts.name or cfg.name, prep.fingerprint), record)
     staging = opts.runs_dir / STAGING / run_id
+    clock = prep.clock or Clock()
     handle: RunHandle | None = None
     exit_info: Exit | None = None
     problem: BaseException | None = None
     try:
-        make_staging(staging, _ids(record["runtime"]["user"]), ("metrics",) if cfg.entrypoint else ())
-        if cfg.entrypoint:  # the command as its process sees it, ${VAR}s expanded
-            record["command"] = expand_entrypoint(cfg.entrypoint, _entrypoint_env(prep, opts, staging))
-        _write_inputs(run_dir, prep)
-        handle = _start(prep, opts, run_id, run_dir, staging, engine)
-        record["runtime"]["handle"] = handle.id
-        write_json_atomic(run_dir / RUN_JSON, record)
-        record["log"] = _stream(handle, run_dir / LOG_FILE, on_event)
-        exit_info = handle.wait()
+        with clock.phase("inputs"):
+            make_staging(staging, _ids(record["runtime"]["user"]), ("metrics",) if cfg.entrypoint else ())
+            if cfg.entrypoint:  # the command as its process sees it, ${VAR}s expanded
+                record["command"] = expand_entrypoint(cfg.entrypoint, _entrypoint_env(prep, opts, staging))
+            _write_inputs(run_dir, prep)
+        with clock.phase("start"):
+            handle = _start(prep, opts, run_id, run_dir, staging, engine)
+            record["runtime"]["handle"] = handle.id
+            write_json_atomic(run_dir / RUN_JSON, record)
+        with clock.phase("run"):  # the process's life: start-up, training, exit
+            record["log"] = _stream(handle, run_dir / LOG_FILE, on_event)
+            exit_info = handle.wait()
     except BaseException as e:  # noqa: BLE001 - every way out is recorded, then re-raised or returned
         problem = e
+    t_finish = time.perf_counter()
     with _signals_held():  # from here on the run is wrapped up whatever arrives
         if problem is not None:
             on_log(f"stopping the run: {_describe(problem)}")
@@ -356,6 +406,8 @@ def _execute(prep: Prepared, opts: RunOptions, engine: Engine | None, on_event: 
                 handle.stop()
             handle.remove()
         status, reason, intake = _conclude(prep, run_dir, staging, exit_info, problem, record)
+        clock.phases["finish"] = time.perf_counter() - t_finish  # the report and run.json follow at once
+        record["timing"] = _timing(clock, run_dir)
         status, reason = _finish(run_dir, record, status, reason, exit_info, intake, owner=_ids(record["files_owner"]))
         remove_tree(staging)
     if problem is not None and _signum(problem) is None and not is_disk_full(problem):
@@ -397,6 +449,21 @@ def _conclude(prep: Prepared, run_dir: Path, staging: Path, exit_info: Exit | No
             f"unsafe outputs refused ({len(intake.refused)}): {first['path']}: {first['why']}; see run.json outputs.refused"
         )
     return status, reason, intake
+
+
+def _timing(clock: Clock, run_dir: Path) -> dict[str, Any]:
+    """Where the time went: the host's phases, the trainer's own (timing.json), and what is neither."""
+    wall = clock.wall()
+    phases = [[k, round(v, 3)] for k, v in clock.phases.items()]  # in the order they happened
+    phases.append(["other", round(max(0.0, wall - sum(clock.phases.values())), 3)])
+    trainer = _read_json(run_dir / "timing.json") or {}
+    out: dict[str, Any] = {"phases_s": phases, "wall_s": round(wall, 3)}
+    trainer_wall = trainer.get("wall_s")
+    if isinstance(trainer_wall, (int, float)):
+        out["trainer_wall_s"] = round(float(trainer_wall), 3)
+        out["outside_trainer_s"] = round(wall - float(trainer_wall), 3)
+        out["process_overhead_s"] = round(clock.phases.get("run", 0.0) - float(trainer_wall), 3)  # start-up + exit
+    return out
 
 
 def _describe(e: BaseException) -> str:

@@ -28,23 +28,25 @@ def run(
     """Build or reuse the image, verify the data, train in the container, export one run folder."""
     from reproexec.config import load_config
     from reproexec.errors import ConfigError
-    from reproexec.run import RunOptions, check_options, container_user, execute_run
+    from reproexec.run import Clock, RunOptions, check_options, container_user, execute_run
 
+    clock = Clock(since_process_start=True)
     if runtime not in ("docker", "local"):
         raise ConfigError(f"--runtime {runtime!r} is not known", "use --runtime docker or --runtime local")
     if user is not None and not re.fullmatch(r"[0-9]+:[0-9]+", user):
         raise ConfigError(f"--user {user!r} is not UID:GID", "pass numbers, e.g. --user 1000:1000")
-    container_user(user)  # refuses a uid or gid of 0 before anything starts
-    loaded = load_config(config)
-    opts = RunOptions(gpu=gpu, name=name, runtime=runtime, require_clean=require_clean, runs_dir=runs_dir.resolve(), user=user)  # type: ignore[arg-type]
-    check_options(loaded, opts)
-    engine = None
-    if runtime == "docker":
-        from reproexec.engine import connect
+    with clock.phase("config"):
+        container_user(user)  # refuses a uid or gid of 0 before anything starts
+        loaded = load_config(config)
+        opts = RunOptions(gpu=gpu, name=name, runtime=runtime, require_clean=require_clean, runs_dir=runs_dir.resolve(), user=user)  # type: ignore[arg-type]
+        check_options(loaded, opts)
+        engine = None
+        if runtime == "docker":
+            from reproexec.engine import connect
 
-        engine = connect()
+            engine = connect()
     with console.run_progress() as on_event:
-        outcome = execute_run(loaded, opts, engine=engine, on_event=on_event, on_log=console.info)
+        outcome = execute_run(loaded, opts, engine=engine, on_event=on_event, on_log=console.info, clock=clock)
     console.run_summary(outcome)
     raise_for_outcome(outcome)
 

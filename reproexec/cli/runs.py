@@ -63,8 +63,15 @@ def show(run_id: Annotated[str, typer.Argument(help="Run id or run folder.")], r
     for k, v in sorted(((d.get("metrics") or {}).items())):
         if not isinstance(v, (dict, list)):
             pairs.append((k, _fmt(v)))
-    if d.get("summary"):
+    if isinstance(d.get("summary"), dict):
         pairs.append(("weights sha256", d["summary"].get("weights_sha256")))
+    timing = d.get("timing") if isinstance(d.get("timing"), dict) else {}
+    if isinstance(timing.get("phases_s"), list):
+        phases = ", ".join(f"{p[0]} {p[1]:.2f}" for p in timing["phases_s"] if isinstance(p, list) and len(p) == 2
+                           and isinstance(p[1], (int, float)))  # fmt: skip
+        pairs.append(("time (s)", f"{timing.get('wall_s')} in all: {phases}"))
+        if timing.get("outside_trainer_s") is not None:
+            pairs.append(("outside the trainer (s)", timing["outside_trainer_s"]))
     console.key_values(pairs)
 
 
