@@ -25,10 +25,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reproexec.errors import VERDICT_EXIT_CODES
 from reproexec.runstore import RECORDS
 
 IDENTICAL, WITHIN, DIFFERS = "identical", "within tolerance", "differs"
-EXIT_CODES = {IDENTICAL: 0, WITHIN: 10, DIFFERS: 11}
+EXIT_CODES = VERDICT_EXIT_CODES
 _IGNORED = {"step", "epoch", "epochs", "total_steps", "elapsed_s", "event"}
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 # metrics files compared row by row: (file under metrics/, the unit a row is at)

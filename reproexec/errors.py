@@ -1,10 +1,15 @@
-"""One error base for everything reproexec refuses to do.
+"""One error base for everything reproexec refuses to do, and the one map of exit codes.
 
 Every error carries a message (what is wrong, naming the field, file or value) and a hint (how to
-fix it). The CLI is the only place that turns them into text and an exit code.
+fix it). The CLI's root group (cli/app.py) is the only place that turns them into text and an
+exit code: 2 config, 3 lockfile, 4 data, 5 engine, 6 build, 7 run, 128 + N a signal (130 Ctrl-C,
+143 SIGTERM). `reproexec rerun` ends with its verdict: 0 identical, 10 within tolerance, 11 differs.
 """
 
 from __future__ import annotations
+
+
+VERDICT_EXIT_CODES = {"identical": 0, "within tolerance": 10, "differs": 11}
 
 
 class ReproexecError(Exception):
