@@ -189,3 +189,23 @@ def rerun_verdict(result: Any) -> None:
     for hint in result.hints:
         out.print(f"hint: {hint}", markup=False)
     info(f"comparison page: {result.outcome.run_dir / 'comparison.html'}")
+
+
+def size(n: int | float) -> str:
+    """Bytes for people: 6.1 GB, 824 MB, 12 kB (decimal units, as Docker prints them)."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"  # not reached
+
+
+def gc_plan(plan: Any, *, dry_run: bool) -> None:
+    rows = [["remove" if dry_run else "removing", i.ref[:80], size(i.size), i.why] for i in plan.remove]
+    rows += [["keep", i.ref[:80], size(i.size), i.why] for i in plan.keep]
+    if not rows:
+        info("no reproexec images on this engine")
+        return
+    table(None, ["", "image", "size", "why"], rows)
+    verb = "would free" if dry_run else "frees"
+    info(f"{len(plan.remove)} image(s) to remove; {verb} up to {size(plan.bytes)} (images share layers)")

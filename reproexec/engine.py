@@ -37,6 +37,7 @@ class ImageInfo:
     repo_digests: tuple[str, ...]
     labels: Mapping[str, str] = field(default_factory=dict)
     size: int = 0
+    created: int = 0  # seconds since the epoch
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,8 @@ class Engine(Protocol):
     def import_rootfs(self, tar_path: Path, repository: str, tag: str, changes: Sequence[str]) -> str: ...
     def load(self, source: Path | IO[bytes] | Iterable[bytes]) -> list[str]: ...
     def tag(self, image_id: str, repository: str, tag: str) -> None: ...
-    def remove_image(self, reference: str) -> None: ...
+    def remove_image(self, reference: str, *, force: bool = True) -> None: ...
+    def list_images(self, *, repository: str | None = None, dangling: bool = False, label: str | None = None) -> list[ImageInfo]: ...
     def save(self, reference: str, out: IO[bytes]) -> None: ...
     def build(
         self,
@@ -207,11 +209,34 @@ class DockerEngine:
     def tag(self, image_id: str, repository: str, tag: str) -> None:
         self._api.tag(image_id, repository, tag)
 
-    def remove_image(self, reference: str) -> None:
+    def remove_image(self, reference: str, *, force: bool = True) -> None:
+        """Remove an image (and its untagged parents). Without force, Docker refuses one a
+        container uses; that refusal is raised as EngineError."""
         try:
-            self._api.remove_image(reference, force=True)
+            self._api.remove_image(reference, force=force)
         except self._errors.ImageNotFound:
             pass
+        except self._errors.APIError as e:
+            raise EngineError(f"Docker did not remove {reference}: {e.explanation}") from None
+
+    def list_images(self, *, repository: str | None = None, dangling: bool = False, label: str | None = None) -> list[ImageInfo]:
+        """Images of a repository (all its tags), or untagged leaf images (dangling), optionally
+        only those carrying `label`."""
+        filters: dict[str, Any] = {}
+        if dangling:
+            filters["dangling"] = True
+        if label:
+            filters["label"] = label
+        try:
+            found = self._api.images(name=repository, filters=filters or None)
+        except self._errors.APIError as e:
+            raise EngineError(f"Docker could not list images: {e.explanation}") from None
+        return [
+            ImageInfo(id=i["Id"], tags=tuple(t for t in (i.get("RepoTags") or ()) if t != "<none>:<none>"),
+                      repo_digests=tuple(i.get("RepoDigests") or ()), labels=dict(i.get("Labels") or {}),
+                      size=int(i.get("Size") or 0), created=int(i.get("Created") or 0))
+            for i in found
+        ]  # fmt: skip
 
     def save(self, reference: str, out: IO[bytes]) -> None:
         for chunk in self._api.get_image(reference):
@@ -439,7 +464,7 @@ def _image_info(data: Mapping[str, Any]) -> ImageInfo:
         repo_digests=tuple(data.get("RepoDigests") or ()),
         labels=dict(config.get("Labels") or {}),
         size=int(data.get("Size") or 0),
-    )
+    )  # `Created` of inspect is an ISO date; listings give seconds (ImageInfo.created)
 
 
 def _first_line(e: BaseException) -> str:

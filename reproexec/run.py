@@ -389,7 +389,7 @@ def _execute(prep: Prepared, opts: RunOptions, engine: Engine | None, on_event: 
                 record["command"] = expand_entrypoint(cfg.entrypoint, _entrypoint_env(prep, opts, staging))
             _write_inputs(run_dir, prep)
         with clock.phase("start"):
-            handle = _start(prep, opts, run_id, run_dir, staging, engine)
+            handle, record["runtime"]["image"] = _start(prep, opts, run_id, run_dir, staging, engine)
             record["runtime"]["handle"] = handle.id
             write_json_atomic(run_dir / RUN_JSON, record)
         with clock.phase("run"):  # the process's life: start-up, training, exit
@@ -619,9 +619,10 @@ def _write_inputs(run_dir: Path, prep: Prepared) -> None:
 
 
 def _start(prep: Prepared, opts: RunOptions, run_id: str, run_dir: Path, staging: Path,
-           engine: Engine | None) -> RunHandle:  # fmt: skip
-    """Start the run's process. It sees the dataset (read-only), its resolved config (read-only)
-    and the staging folder (its only writable place); never the run folder."""
+           engine: Engine | None) -> tuple[RunHandle, str | None]:  # fmt: skip
+    """Start the run's process; returns it and the image it runs in (None: local). It sees the
+    dataset (read-only), its resolved config (read-only) and the staging folder (its only writable
+    place); never the run folder."""
     cfg = prep.loaded.config
     env = dict(prep.env)
     if opts.runtime == "local":
@@ -639,7 +640,7 @@ def _start(prep: Prepared, opts: RunOptions, run_id: str, run_dir: Path, staging
             if prep.weights:
                 command += ["--weights", str(prep.weights)]
             cwd = staging
-        return LocalRun(command, {**os.environ, **env}, cwd=cwd, cpuset=cfg.resources.cpuset)
+        return LocalRun(command, {**os.environ, **env}, cwd=cwd, cpuset=cfg.resources.cpuset), None
 
     assert engine is not None and prep.image is not None
     image = prep.image["tag"]
@@ -675,7 +676,7 @@ def _start(prep: Prepared, opts: RunOptions, run_id: str, run_dir: Path, staging
         name=f"reproexec-{run_id}-{secrets.token_hex(4)}",
         guard_stdin=True,
     )
-    return engine.start(spec)
+    return engine.start(spec), image
 
 
 def entrypoint_env(cfg: Any, run_dir: str, data_dir: str) -> dict[str, str]:

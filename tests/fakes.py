@@ -20,6 +20,7 @@ class FakeEngine:
         self.runs: list[tuple[str, list[str]]] = []
         self.freeze = ""
         self.fail_build: str | None = None
+        self.removed: list[str] = []
 
     def add_image(self, ref: str, image_id: str | None = None, labels: Mapping[str, str] | None = None) -> ImageInfo:
         image_id = image_id or "sha256:" + hashlib.sha256(ref.encode()).hexdigest()
@@ -48,8 +49,25 @@ class FakeEngine:
     def tag(self, image_id: str, repository: str, tag: str) -> None:
         self.images[f"{repository}:{tag}"] = self.images[image_id]
 
-    def remove_image(self, reference: str) -> None:
-        self.images.pop(reference, None)
+    def remove_image(self, reference: str, *, force: bool = True) -> None:
+        self.removed.append(reference)
+        gone = self.images.get(reference)
+        self.images = {k: v for k, v in self.images.items() if k != reference and v is not gone}
+
+    def list_images(self, *, repository=None, dangling=False, label=None) -> list:
+        seen, out = set(), []
+        for ref, info in self.images.items():
+            if info.id in seen:
+                continue
+            if repository and not any(t.startswith(repository + ":") for t in info.tags):
+                continue
+            if dangling and info.tags:
+                continue
+            if label and label not in info.labels:
+                continue
+            seen.add(info.id)
+            out.append(info)
+        return out
 
     def build(self, context: IO[bytes], *, tag, labels, network_mode, on_log=None) -> str:
         with tarfile.open(fileobj=context, mode="r|") as tar:

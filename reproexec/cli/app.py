@@ -74,7 +74,7 @@ def _root(
 
 def _register() -> None:
     # Each module defines its commands; importing them here keeps this file a table of contents.
-    from reproexec.cli import base, build, bundle, config, data, lock, rerun, run, runs, smoke
+    from reproexec.cli import base, build, bundle, config, data, gc, lock, rerun, run, runs, smoke
 
     app.add_typer(base.app, name="base")
     app.add_typer(config.app, name="config")
@@ -88,6 +88,7 @@ def _register() -> None:
     app.command("import")(bundle.import_)
     app.command("rerun")(rerun.rerun)
     app.add_typer(rerun.env_app, name="env")
+    app.command("gc")(gc.gc)
 
 
 _register()

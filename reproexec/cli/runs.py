@@ -35,11 +35,12 @@ def list_(runs_dir: RunsDir = Path("runs")) -> None:
     rows = []
     for r in records:
         m = r.data.get("metrics") or {}
-        rows.append([r.run_id, r.status, r.data.get("started_at", ""), _fmt(m.get("val_acc")), _fmt(m.get("val_loss"))])
+        rows.append([r.run_id, r.status, r.data.get("started_at", ""), _fmt(m.get("val_acc")), _fmt(m.get("val_loss")),
+                     console.size(_disk(r.path))])  # fmt: skip
     if not rows:
         console.info(f"no runs in {runs_dir.resolve()}")
         return
-    console.table(None, ["run id", "status", "started", "val_acc", "val_loss"], rows)
+    console.table(None, ["run id", "status", "started", "val_acc", "val_loss", "disk"], rows)
 
 
 @app.command("show")
@@ -73,6 +74,19 @@ def show(run_id: Annotated[str, typer.Argument(help="Run id or run folder.")], r
         if timing.get("outside_trainer_s") is not None:
             pairs.append(("outside the trainer (s)", timing["outside_trainer_s"]))
     console.key_values(pairs)
+
+
+def _disk(path: Path) -> int:
+    import os
+
+    total = 0
+    for dirpath, _, filenames in os.walk(path):
+        for name in filenames:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+            except OSError:
+                pass
+    return total
 
 
 def _rand(d: dict) -> str:

@@ -74,7 +74,7 @@ def test_a_run_lost_mid_stream_is_marked_failed(tmp_path, demo_snapshot, monkeyp
         def remove(self):
             BrokenHandle.removed = True
 
-    monkeypatch.setattr(run_mod, "_start", lambda *a, **k: BrokenHandle())
+    monkeypatch.setattr(run_mod, "_start", lambda *a, **k: (BrokenHandle(), None))
     cfg = load_config(write_config(tmp_path, demo_snapshot))
     with pytest.raises(ConnectionError):
         run_mod.execute_run(cfg, run_mod.RunOptions(runtime="local", runs_dir=tmp_path / "runs"))

@@ -1,0 +1,87 @@
+"""`reproexec gc`: the disk reproexec's images take, and giving back what no run needs.
+
+reproexec's images are the run images (`reproexec-env:<hash>`), the bring-your-own code images
+(`reproexec-code:<hash>`) and what their builds leave behind: Docker's classic builder keeps the
+install stage of every run image (the wheels and the environment, about 9 GB for the demo) as an
+untagged image. A run in the store refers to its run image and, for a bring-your-own run, its
+code image; those are never removed. The rest is removed, newest first kept with --keep-last N.
+Left-over build stages are found by the label every image built on a `reproexec base bootstrap`
+base inherits; stages of builds on other bases are left alone (`docker image prune` takes them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reproexec.engine import Engine
+from reproexec.runstore import list_runs
+
+REPOSITORIES = ("reproexec-env", "reproexec-code")
+STAGE_LABEL = "org.reproexec.base.suite"  # set on a bootstrapped base, inherited by every stage built on it
+
+
+@dataclass(frozen=True)
+class GcItem:
+    ref: str  # the tag, or the id of an untagged build stage
+    id: str
+    size: int
+    created: int
+    why: str
+
+
+@dataclass
+class GcPlan:
+    remove: list[GcItem] = field(default_factory=list)
+    keep: list[GcItem] = field(default_factory=list)
+
+    @property
+    def bytes(self) -> int:
+        return sum(i.size for i in self.remove)
+
+
+def referenced_images(runs_dir: Path) -> set[str]:
+    """Every image tag and id a run in the store refers to."""
+    refs: set[str] = set()
+    for run in list_runs(runs_dir):
+        image = run.data.get("image") if isinstance(run.data.get("image"), dict) else {}
+        runtime = run.data.get("runtime") if isinstance(run.data.get("runtime"), dict) else {}
+        refs |= {v for v in (image.get("tag"), image.get("id"), runtime.get("image")) if isinstance(v, str)}
+    return refs
+
+
+def plan_gc(engine: Engine, runs_dir: Path, *, keep_last: int = 0) -> GcPlan:
+    refs = referenced_images(runs_dir)
+    plan = GcPlan()
+    tagged = [i for repo in REPOSITORIES for i in engine.list_images(repository=repo)]
+    unused: list[GcItem] = []
+    for info in tagged:
+        for tag in info.tags:
+            if not tag.startswith(tuple(f"{r}:" for r in REPOSITORIES)):
+                continue
+            item = GcItem(tag, info.id, info.size, info.created, "")
+            if tag in refs or info.id in refs:
+                plan.keep.append(_why(item, "a run in the store uses it"))
+            else:
+                unused.append(item)
+    unused.sort(key=lambda i: i.created, reverse=True)
+    plan.keep += [_why(i, f"one of the {keep_last} newest (--keep-last)") for i in unused[:keep_last]]
+    plan.remove += [_why(i, "no run in the store uses it") for i in unused[keep_last:]]
+    for info in engine.list_images(dangling=True, label=STAGE_LABEL):
+        plan.remove.append(GcItem(info.id, info.id, info.size, info.created, "an untagged build stage"))
+    return plan
+
+
+def apply_gc(engine: Engine, plan: GcPlan) -> list[str]:
+    """Remove what the plan says; returns what could not be removed (e.g. a container uses it)."""
+    problems = []
+    for item in plan.remove:
+        try:
+            engine.remove_image(item.ref, force=False)
+        except Exception as e:  # the engine's message says why (in use, has children, ...)
+            problems.append(f"{item.ref}: {e}")
+    return problems
+
+
+def _why(item: GcItem, why: str) -> GcItem:
+    return GcItem(item.ref, item.id, item.size, item.created, why)
