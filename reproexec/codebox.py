@@ -1,8 +1,12 @@
-"""The Code box: which code a run used.
+"""The Code box: which code a run used. A `CodeState` is one of three kinds:
 
-In a git work tree: the commit, and every uncommitted change as a patch (tracked changes from
-`git diff HEAD --binary`, untracked files as new-file diffs), so `git apply` on the commit restores
-the exact tree. Outside git: a sha256 over the folder's files. The run store itself is left out.
+- "git": in a git work tree, the commit, and every uncommitted change as a patch (tracked changes
+  from `git diff HEAD --binary`, untracked files as new-file diffs), so `git apply` on the commit
+  restores the exact tree;
+- "folder": outside git, a sha256 over the folder's files;
+- "code.tar": a rerun of a bring-your-own run runs the original run's code.tar (see below), and
+  that file is its code.
+The run store itself is left out.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ MAX_UNTRACKED_BYTES = 5_000_000  # larger untracked files are listed, not copied
 
 @dataclass(frozen=True)
 class CodeState:
-    kind: str  # "git" | "folder"
+    kind: str  # "git" | "folder" | "code.tar"
     root: str
     commit: str | None = None
     branch: str | None = None
@@ -84,6 +88,19 @@ def capture_code(folder: Path, *, exclude: list[Path] = ()) -> CodeState:
         patch=patch,
         untracked=sorted(untracked),
         skipped_untracked=sorted(skipped),
+    )
+
+
+def code_of_tar(code_tar: Path) -> CodeState:
+    """The code state of a rerun that runs an earlier run's code.tar (and its code.patch record)."""
+    from reproexec.fsutil import sha256_file
+
+    patch = code_tar.parent / "code.patch"
+    return CodeState(
+        kind="code.tar",
+        root=str(code_tar.parent),
+        tree_sha256=sha256_file(code_tar),
+        patch=patch.read_text(encoding="utf-8") if patch.is_file() else "",
     )
 
 

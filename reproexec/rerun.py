@@ -17,7 +17,7 @@ from reproexec.config import LoadedConfig, validate_config
 from reproexec.engine import Engine
 from reproexec.envdiff import Difference, diff_env, view_of_run_dir
 from reproexec.errors import RunError
-from reproexec.run import EventFn, RunOptions, RunOutcome, execute_run
+from reproexec.run import EventFn, Replay, RunOptions, RunOutcome, execute_run
 from reproexec.fsutil import sha256_file, write_atomic, write_json_atomic
 from reproexec.runstore import RUN_JSON, RunRecord, load_run
 
@@ -103,9 +103,11 @@ def rerun(
         gpu=gpu,
         runtime=runtime,  # type: ignore[arg-type]
         runs_dir=runs_dir,
-        expect_image=original.data.get("image") if runtime == "docker" else None,
-        expect_dockerfile=dockerfile.read_text(encoding="utf-8") if dockerfile.is_file() else None,
-        code_tar=code_tar,
+        replay=Replay(
+            image=original.data.get("image") if runtime == "docker" else None,
+            dockerfile=dockerfile.read_text(encoding="utf-8") if dockerfile.is_file() else None,
+            code_tar=code_tar,
+        ),
     )
     outcome = execute_run(loaded, opts, engine=engine, on_event=on_event, on_log=on_log)
     tol = {**loaded.config.tolerance, **(tolerances or {})}

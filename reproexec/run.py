@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from reproexec import __version__
-from reproexec.codebox import CODE_TAR, CodeState, capture_code, require_clean, write_code_tar
+from reproexec.codebox import CODE_TAR, CodeState, capture_code, code_of_tar, require_clean, write_code_tar
 from reproexec.config import LoadedConfig
 from reproexec.engine import ContainerSpec, Engine, Exit, Mount, RunHandle
 from reproexec.errors import ConfigError, EngineError, Interrupted, ReproexecError, RunError
@@ -63,6 +63,15 @@ LABEL_OWNER = "org.reproexec.owner"
 
 
 @dataclass(frozen=True)
+class Replay:
+    """What a run must reuse instead of deciding afresh (a rerun; a sweep's cells share an image)."""
+
+    image: dict[str, Any] | None = None  # the recorded image (tag, content hash, hash inputs): reused or rebuilt to it
+    dockerfile: str | None = None  # its Dockerfile, recorded beside it
+    code_tar: Path | None = None  # a bring-your-own run's code.tar, instead of the work tree
+
+
+@dataclass(frozen=True)
 class RunOptions:
     gpu: bool = False
     name: str | None = None
@@ -71,9 +80,8 @@ class RunOptions:
     runs_dir: Path = Path("runs")
     user: str | None = None  # uid:gid for the container; default: the invoking user's
     data_dir: Path | None = None  # dataset snapshot; default: the config's data.snapshot
-    expect_image: dict[str, Any] | None = None  # rerun: the recorded image (tag, content hash, inputs)
-    expect_dockerfile: str | None = None
-    code_tar: Path | None = None  # rerun of a BYO run: its code.tar instead of the work tree
+    replay: Replay = Replay()
+
 
 @dataclass(frozen=True)
 class RunOutcome:
@@ -167,13 +175,7 @@ def prepare_run(loaded: LoadedConfig, opts: RunOptions, engine: Engine | None, o
             require_clean(code)
         code_rels, code_tar = _byo_code(loaded, opts, code) if cfg.entrypoint else (None, None)
     if code_tar is not None:  # a BYO rerun runs the original's code.tar: that is its code state
-        patch = code_tar.parent / "code.patch"
-        code = CodeState(
-            kind="code.tar",
-            root=str(code_tar.parent),
-            tree_sha256=sha256_file(code_tar),
-            patch=patch.read_text(encoding="utf-8") if patch.is_file() else "",
-        )
+        code = code_of_tar(code_tar)
 
     # Data box: full sha256 verification before anything starts.
     data_dir = (opts.data_dir or loaded.resolve(cfg.data.snapshot)).resolve()
@@ -282,14 +284,14 @@ def _byo_code(loaded: LoadedConfig, opts: RunOptions, code: CodeState) -> tuple[
     (rerun) the original run's code.tar, checked now. A local BYO run runs in the work tree itself."""
     from reproexec.codebox import read_code_tar, work_tree_files
 
-    if opts.code_tar is not None:
+    if opts.replay.code_tar is not None:
         if opts.runtime != "docker":
             raise ConfigError(
                 "a bring-your-own run is rerun in Docker only (its code comes from the run's code.tar)",
                 "drop --runtime local",
             )
-        read_code_tar(opts.code_tar)  # refuse a bad one before any run folder exists
-        return None, opts.code_tar
+        read_code_tar(opts.replay.code_tar)  # refuse a bad one before any run folder exists
+        return None, opts.replay.code_tar
     if opts.runtime != "docker":
         return None, None
     # The run store in use, and a default `runs/` beside the config, are results, not code.
@@ -320,12 +322,12 @@ def _ensure_image(
     from reproexec.build import build_image, plan_build
     from reproexec.imagespec import input_differences
 
-    expected = opts.expect_image
+    expected = opts.replay.image
     if expected:
         info = engine.image(expected["tag"])
         if info is not None:  # still here, or loaded from a --with-image bundle
             on_log(f"image {expected['tag']} (the recorded one, reused)")
-            return {**expected, "id": info.id, "reused": True}, opts.expect_dockerfile or ""
+            return {**expected, "id": info.id, "reused": True}, opts.replay.dockerfile or ""
     plan = plan_build(loaded, engine, gpu=opts.gpu, on_log=on_log)
     if expected and plan.content_hash != expected["content_hash"]:
         raise RunError(
@@ -618,45 +620,45 @@ def _write_inputs(run_dir: Path, prep: Prepared) -> None:
         write_code_tar(Path(prep.code.root), prep.code_rels, run_dir / CODE_TAR)
 
 
+def _process(prep: Prepared, opts: RunOptions, run_dir: Path, staging: Path) -> tuple[list[str], dict[str, str]]:
+    """The run's command line and environment, one recipe for both runtimes: in Docker the paths are
+    the container's mount points, locally the host's own."""
+    cfg = prep.loaded.config
+    local = opts.runtime == "local"
+    python = sys.executable if local else "python"
+    out, data = (str(staging), str(prep.data_dir)) if local else (RUN_MOUNT, DATA_MOUNT)
+    env = dict(prep.env)
+    if cfg.entrypoint:
+        env.update(_entrypoint_env(prep, opts, staging))
+        return [python, "-m", "reproexec.runtime.byo", "--out", out, "--", *expand_entrypoint(cfg.entrypoint, env)], env
+    config = str(run_dir / "config.resolved.json") if local else CONFIG_MOUNT
+    command = [python, "-m", "reproexec.runtime.train", "--config", config, "--data", data, "--out", out,
+               "--device", "cuda" if opts.gpu else "cpu"]  # fmt: skip
+    if prep.weights:
+        command += ["--weights", str(prep.weights) if local else WEIGHTS_MOUNT]
+    return command, env
+
+
 def _start(prep: Prepared, opts: RunOptions, run_id: str, run_dir: Path, staging: Path,
            engine: Engine | None) -> tuple[RunHandle, str | None]:  # fmt: skip
     """Start the run's process; returns it and the image it runs in (None: local). It sees the
     dataset (read-only), its resolved config (read-only) and the staging folder (its only writable
     place); never the run folder."""
     cfg = prep.loaded.config
-    env = dict(prep.env)
+    command, env = _process(prep, opts, run_dir, staging)
     if opts.runtime == "local":
         from reproexec.localrun import LocalRun
 
-        if cfg.entrypoint:
-            env.update(_entrypoint_env(prep, opts, staging))
-            command = [sys.executable, "-m", "reproexec.runtime.byo", "--out", str(staging), "--",
-                       *expand_entrypoint(cfg.entrypoint, env)]  # fmt: skip
-            cwd = Path(prep.code.root)
-        else:
-            command = _trainer_command(
-                sys.executable, str(run_dir / "config.resolved.json"), str(prep.data_dir), str(staging), opts.gpu
-            )
-            if prep.weights:
-                command += ["--weights", str(prep.weights)]
-            cwd = staging
+        cwd = Path(prep.code.root) if cfg.entrypoint else staging
         return LocalRun(command, {**os.environ, **env}, cwd=cwd, cpuset=cfg.resources.cpuset), None
 
     assert engine is not None and prep.image is not None
-    image = prep.image["tag"]
-    workdir = None
     mounts = [Mount(str(prep.data_dir), DATA_MOUNT, read_only=True), Mount(str(staging), RUN_MOUNT, read_only=False)]
-    if cfg.entrypoint:
-        image = code_image(engine, prep, run_dir)
-        workdir = CODE_DIR
-        env.update(_entrypoint_env(prep, opts, staging))
-        command = ["python", "-m", "reproexec.runtime.byo", "--out", RUN_MOUNT, "--", *expand_entrypoint(cfg.entrypoint, env)]
-    else:
+    if not cfg.entrypoint:
         mounts.append(Mount(str(run_dir / "config.resolved.json"), CONFIG_MOUNT, read_only=True))
-        command = _trainer_command("python", CONFIG_MOUNT, DATA_MOUNT, RUN_MOUNT, opts.gpu)
         if prep.weights:
             mounts.append(Mount(str(prep.weights), WEIGHTS_MOUNT, read_only=True))
-            command += ["--weights", WEIGHTS_MOUNT]
+    image = code_image(engine, prep, run_dir) if cfg.entrypoint else prep.image["tag"]
     r = cfg.resources
     spec = ContainerSpec(
         image=image,
@@ -664,7 +666,7 @@ def _start(prep: Prepared, opts: RunOptions, run_id: str, run_dir: Path, staging
         mounts=tuple(mounts),
         environment=env,
         user=container_user(opts.user),
-        workdir=workdir,
+        workdir=CODE_DIR if cfg.entrypoint else None,
         network=False,
         gpus=opts.gpu,
         pids_limit=r.pids_limit,
@@ -701,11 +703,6 @@ def expand_entrypoint(command: list[str], env: dict[str, str]) -> list[str]:
     """${VAR} / $VAR in the arguments, as the process will see them ($$ is a literal $); the config
     has already refused any variable reproexec does not define."""
     return [string.Template(arg).substitute(env) for arg in command]
-
-
-def _trainer_command(python: str, config: str, data: str, out: str, gpu: bool) -> list[str]:
-    return [python, "-m", "reproexec.runtime.train", "--config", config, "--data", data, "--out", out,
-            "--device", "cuda" if gpu else "cpu"]  # fmt: skip
 
 
 def code_image(engine: Engine, prep: Prepared, run_dir: Path) -> str:
