@@ -40,3 +40,38 @@ def test_cuda_strict_refuses_nondeterministic_backward(digits, tmp_path):
     proc = run_fresh(cfg, digits, tmp_path / "run", extra=["--device", "cuda"])
     assert proc.returncode == 7, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "model 'alexnet' on cuda uses adaptive_avg_pool2d_backward_cuda" in proc.stderr
+
+
+CUDA_SCRIPT = """
+import os, torch, torch.nn as nn
+from torch.utils.data import DataLoader, TensorDataset
+x, y = torch.randn(512, 3, 16, 16), torch.randint(0, 10, (512,))          # unseeded on purpose
+loader = DataLoader(TensorDataset(x, y), batch_size=64, shuffle=True, num_workers=2)
+model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 14 * 14, 10)).cuda()
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+for xb, yb in loader:
+    opt.zero_grad()
+    nn.functional.cross_entropy(model(xb.cuda()), yb.cuda()).backward()
+    opt.step()
+torch.save(model.state_dict(), os.path.join(os.environ["REPROEXEC_RUN_DIR"], "model.pt"))
+"""
+
+
+def test_an_unseeded_cuda_script_is_seeded_by_the_start_up_hook(digits, tmp_path):
+    """Bring-your-own on CUDA (local runtime): the hook seeds torch's CUDA generators too, so an
+    unseeded script with DataLoader workers gives byte-identical weights twice."""
+    import yaml
+
+    from reproexec.compare import compare_runs
+    from reproexec.config import load_config
+    from reproexec.run import RunOptions, execute_run
+
+    (tmp_path / "train.py").write_text(CUDA_SCRIPT)
+    cfg = {"name": "cuda-byo", "data": {"snapshot": str(digits)}, "entrypoint": ["python", "train.py"]}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    loaded = load_config(tmp_path / "config.yaml")
+    runs = [execute_run(loaded, RunOptions(runtime="local", runs_dir=tmp_path / "runs")) for _ in range(2)]
+    assert [r.status for r in runs] == ["succeeded", "succeeded"], [r.reason for r in runs]
+    a, b = ((r.run_dir / "model.pt").read_bytes() for r in runs)
+    assert a == b
+    assert compare_runs(runs[0].run_dir, runs[1].run_dir).verdict == "identical"
