@@ -57,7 +57,7 @@ torch.save(model.state_dict(), os.path.join(os.environ["REPROEXEC_RUN_DIR"], "mo
 """
 
 
-def test_an_unseeded_cuda_script_is_seeded_by_the_start_up_hook(digits, tmp_path):
+def test_an_unseeded_cuda_script_is_seeded_by_the_start_up_hook(tmp_path):
     """Bring-your-own on CUDA (local runtime): the hook seeds torch's CUDA generators too, so an
     unseeded script with DataLoader workers gives byte-identical weights twice."""
     import yaml
@@ -66,8 +66,11 @@ def test_an_unseeded_cuda_script_is_seeded_by_the_start_up_hook(digits, tmp_path
     from reproexec.config import load_config
     from reproexec.run import RunOptions, execute_run
 
+    from reproexec.data.demo import write_digits_demo
+
+    snapshot = write_digits_demo(tmp_path / "digits-v1").root
     (tmp_path / "train.py").write_text(CUDA_SCRIPT)
-    cfg = {"name": "cuda-byo", "data": {"snapshot": str(digits)}, "entrypoint": ["python", "train.py"]}
+    cfg = {"name": "cuda-byo", "data": {"snapshot": str(snapshot)}, "entrypoint": ["python", "train.py"]}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     loaded = load_config(tmp_path / "config.yaml")
     runs = [execute_run(loaded, RunOptions(runtime="local", runs_dir=tmp_path / "runs")) for _ in range(2)]
