@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -44,12 +45,12 @@ def run(
     from reproexec.sweep.core import SweepOptions, dry_run as plan_view, prepare, run_sweep
 
     opts = SweepOptions(executor=executor, parallel=parallel, runs_dir=runs_dir.resolve(), sweeps_dir=sweeps_dir.resolve())  # type: ignore[arg-type]
-    engine = connect()
+    engine = functools.cache(connect)  # connected only once the sweep file and the executor passed
     plan = prepare(sweep_file, opts, engine, on_log=console.info)
     if dry_run:
         console.sweep_plan(plan_view(plan, opts))
         return
-    outcome = run_sweep(plan, opts, engine, on_log=console.info)
+    outcome = run_sweep(plan, opts, engine(), on_log=console.info)
     console.sweep_result(outcome.record, outcome.report, outcome.sweep_dir)
     if outcome.status == "interrupted":
         raise typer.Exit(130)

@@ -45,8 +45,11 @@ class SweepOutcome:
         return self.record["status"]
 
 
-def prepare(path: Path, opts: SweepOptions, engine: Engine, on_log: LogFn = lambda s: None) -> SweepPlan:
-    """Everything that can refuse the sweep, before any image is built or any cell runs."""
+def prepare(
+    path: Path, opts: SweepOptions, connect: Callable[[], Engine], on_log: LogFn = lambda s: None
+) -> SweepPlan:
+    """Everything that can refuse the sweep, before any image is built or any cell runs: the sweep
+    file and every cell, the executor, then (with the engine) each image's tag and the data."""
     if opts.executor not in ("local", "slurm"):
         raise ConfigError(f"--executor {opts.executor!r} is not known", "use --executor local or --executor slurm")
     spec = load_sweep(path)
@@ -58,7 +61,7 @@ def prepare(path: Path, opts: SweepOptions, engine: Engine, on_log: LogFn = lamb
         from reproexec.sweep.local import cpu_slots
 
         cpu_slots(opts.parallel)
-    return plan_sweep(spec, engine, runs_dir=opts.runs_dir, on_log=on_log)
+    return plan_sweep(spec, connect(), runs_dir=opts.runs_dir, on_log=on_log)
 
 
 def dry_run(plan: SweepPlan, opts: SweepOptions) -> dict[str, Any]:

@@ -145,19 +145,18 @@ def validate_sweep(raw: dict[str, Any], path: Path, text: str = "") -> SweepSpec
     # What can be checked without a valid sweep file is checked anyway, so one pass shows everything.
     variants = raw.get("variants") if isinstance(raw.get("variants"), dict) else {}
     seeds = raw.get("seeds") if isinstance(raw.get("seeds"), list) else []
-    if sweep is not None:
-        if len(set(sweep.seeds)) != len(sweep.seeds):
-            dupes = sorted({s for s in sweep.seeds if sweep.seeds.count(s) > 1})
-            errors.append(f"seeds: {dupes} appear more than once (each seed pairs one cell per variant)")
-        if sweep.baseline not in sweep.variants:
-            errors.append(
-                f"baseline = {sweep.baseline!r}: not a variant; the variants are {', '.join(sweep.variants)}"
-                " (add an empty variant `{}` to compare against the base config itself)"
-            )
-        if sweep.metric not in METRICS:
-            errors.append(
-                f"metric = {sweep.metric!r}: the trainer does not log it; choose one of {', '.join(METRICS)}"
-            )
+    if len(set(map(repr, seeds))) != len(seeds):
+        dupes = sorted({s for s in seeds if seeds.count(s) > 1}, key=repr)
+        errors.append(f"seeds: {dupes} appear more than once (each seed pairs one cell per variant)")
+    baseline = raw.get("baseline")
+    if isinstance(baseline, str) and variants and baseline not in variants:
+        errors.append(
+            f"baseline = {baseline!r}: not a variant; the variants are {', '.join(map(str, variants))}"
+            " (add an empty variant `{}` to compare against the base config itself)"
+        )
+    metric = raw.get("metric", "val_acc")
+    if isinstance(metric, str) and metric not in METRICS:
+        errors.append(f"metric = {metric!r}: the trainer does not log it; choose one of {', '.join(METRICS)}")
     base: LoadedConfig | None = None
     base_ref = raw.get("base")
     if isinstance(base_ref, str):
