@@ -70,6 +70,9 @@ def submit(sweep_dir: Path, keys: list[str], section: SlurmSection, job_name: st
         "cpus_per_task": section.cpus_per_task,
         "array_parallelism": max(1, len(keys)),
         "signal_delay_s": 30,
+        # The cell runs in the batch step itself: scancel's SIGTERM reaches it once (srun would forward a
+        # second one, which could cut the container's clean-up short).
+        "use_srun": False,
     }
     if section.partition:
         params["partition"] = section.partition
