@@ -68,7 +68,13 @@ def run_cell(sweep_dir: Path, key: str, *, engine: Any = None) -> dict[str, Any]
 
             engine = connect()
         ensure_image(engine, sweep, cell["image_tag"])
-        opts = RunOptions(name=f"{sweep['name']}-{key}", runtime="docker", runs_dir=Path(sweep["runs_dir"]))
+        image = sweep["images"][cell["image_tag"]]
+        opts = RunOptions(
+            name=f"{sweep['name']}-{key}", runtime="docker", runs_dir=Path(sweep["runs_dir"]),
+            # the sweep's image, as built before the first cell (not one planned again from the source now)
+            expect_image={k: image[k] for k in ("tag", "content_hash", "hash_inputs", "base", "pip_freeze")},
+            expect_dockerfile=image["dockerfile"],
+        )  # fmt: skip
         outcome = execute_run(loaded, opts, engine=engine, on_log=lambda s: print(s, file=sys.stderr, flush=True))
         result.update(status=outcome.status, reason=outcome.reason, run_id=outcome.run_id, run_dir=str(outcome.run_dir))
     except KeyboardInterrupt:

@@ -94,13 +94,20 @@ def run_sweep(plan: SweepPlan, opts: SweepOptions, engine: Engine, *, on_log: Lo
     from reproexec.runstore import now_iso
 
     spec = plan.spec
-    for tag, build in plan.builds.items():  # every image before any cell: cells never race to build
+    images: dict[str, dict[str, Any]] = {}
+    for tag, build in sorted(plan.builds.items()):  # every image before any cell: cells never race to build
         result = build_image(build, engine, on_log=on_log)
         on_log(f"image {tag} ({'cached' if result.cached else 'built'})")
+        # What each cell's run records and runs: exactly this image, even if the source changes meanwhile.
+        images[tag] = {
+            "tag": tag, "content_hash": build.content_hash, "hash_inputs": build.inputs,
+            "base": {"reference": build.spec.base.reference, "id": build.spec.base.image_id},
+            "pip_freeze": result.freeze, "dockerfile": build.dockerfile, "saved": None,
+        }  # fmt: skip
 
     folder = sweep_folder(opts.sweeps_dir, plan, create=True)
     previous = _read_record(folder)
-    record = _new_record(plan, opts, folder, previous)
+    record = _new_record(plan, opts, folder, previous, images)
     store = _Recorder(folder, record)
     if opts.executor == "slurm" and spec.file.slurm.image_dir:
         _save_images(plan, engine, resolve_sweep_path(spec, spec.file.slurm.image_dir), record, previous, on_log)
@@ -210,15 +217,13 @@ def _read_record(folder: Path) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) and isinstance(doc.get("cells"), list) else None
 
 
-def _new_record(plan: SweepPlan, opts: SweepOptions, folder: Path, previous: dict[str, Any] | None) -> dict[str, Any]:
+def _new_record(
+    plan: SweepPlan, opts: SweepOptions, folder: Path, previous: dict[str, Any] | None, images: dict[str, Any]
+) -> dict[str, Any]:
     from reproexec import __version__
     from reproexec.runstore import now_iso
 
     spec = plan.spec
-    images = {
-        tag: {"content_hash": b.content_hash, "saved": None}
-        for tag, b in sorted(plan.builds.items())
-    }  # fmt: skip
     manifest_ids = sorted(set(plan.manifests.values()))
     return {
         "schema": 1,
