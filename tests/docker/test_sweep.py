@@ -231,3 +231,68 @@ def test_slurm_that_cannot_be_reached_is_refused_before_anything_runs(tmp_path, 
     r = runner.invoke(app, ["sweep", *args], env={"SLURM_CONF": str(conf)})
     assert r.exit_code == 5 and "--executor slurm: the Slurm controller is not up" in r.output, r.output
     assert not (tmp_path / "sweeps").exists() and not (tmp_path / "runs").exists()
+
+
+def test_the_image_reaches_a_node_without_it_through_the_shared_folder(tmp_path, docker_engine, base_image):
+    """`slurm.image_dir`: docker save once (sha256 recorded), docker load on a node whose engine lacks
+    the tag, and the loaded image must carry the sweep's content hash."""
+    import io
+    import types
+    import uuid
+
+    from reproexec.build import LABEL_HASH
+    from reproexec.context import ContextEntry, write_context
+    from reproexec.sweep.cell import ensure_image
+    from reproexec.sweep.core import _save_images
+
+    content_hash = uuid.uuid4().hex
+    tag = f"reproexec-sweeptest:{content_hash[:12]}"  # this test's own image, removed at the end
+    ctx = io.BytesIO()
+    write_context([ContextEntry.from_bytes("Dockerfile", b"FROM reproexec-base:bookworm\n")], ctx)
+    ctx.seek(0)
+    docker_engine.build(ctx, tag=tag, labels={LABEL_HASH: content_hash}, network_mode="none")
+    try:
+        plan = types.SimpleNamespace(builds={tag: types.SimpleNamespace(content_hash=content_hash)})
+        record = {"images": {tag: {"content_hash": content_hash, "saved": None}}}
+        _save_images(plan, docker_engine, tmp_path / "shared", record, None, lambda s: None)
+        saved = record["images"][tag]["saved"]
+        assert saved["path"] == str(tmp_path / "shared" / f"{content_hash}.tar") and len(saved["sha256"]) == 64
+        again = {"images": {tag: {"content_hash": content_hash, "saved": None}}}
+        _save_images(plan, docker_engine, tmp_path / "shared", again, record, lambda s: (_ for _ in ()).throw(AssertionError(s)))
+        assert again["images"][tag]["saved"] == saved  # an earlier attempt's tar, still intact, is not saved again
+
+        docker_engine.remove_image(tag)  # the node's engine lacks it ...
+        assert docker_engine.image(tag) is None
+        ensure_image(docker_engine, record, tag)  # ... so the job loads it, and checks it
+        assert docker_engine.image(tag).labels[LABEL_HASH] == content_hash
+    finally:
+        docker_engine.remove_image(tag)
+
+
+def test_dry_run_prints_cells_differences_and_the_image_and_runs_nothing(workspace, tmp_path):
+    root, sweep = workspace
+    r = _invoke(str(sweep), "--dry-run", "--runs-dir", str(tmp_path / "runs"), "--sweeps-dir", str(tmp_path / "sweeps"))
+    assert r.exit_code == 0, r.output
+    assert "rot: differences from the base" in r.stdout and "augment.rotation_degrees │ 10.0 │ 25.0" in r.stdout
+    assert "plain: the base config, unchanged" in r.stdout and "4 cells" in r.stdout
+    assert "reproexec-env:" in r.stdout and "rot-s1" in r.stdout
+    assert not (tmp_path / "sweeps").exists() and not (tmp_path / "runs").exists()
+
+
+def test_a_failing_cell_is_recorded_with_its_reason_and_the_others_go_on(workspace, local_sweep, tmp_path):
+    root, _ = workspace
+    doc = yaml.safe_load((root / "cfg" / "sweep.yaml").read_text())
+    doc.update(base=str(root / "cfg" / "config.yaml"), seeds=[0, 1],
+               variants={"plain": {}, "broken": {"model": {"arch": "no_such_net"}}})  # valid config, fails in the trainer
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    r = _invoke(str(path), "--runs-dir", str(root / "runs-local"), "--sweeps-dir", str(tmp_path / "sweeps"))
+    assert r.exit_code == 7, r.output  # not every cell succeeded
+    rec = _record(tmp_path / "sweeps")
+    assert rec["status"] == "failed"
+    by_key = {c["key"]: c for c in rec["cells"]}
+    assert by_key["plain-s0"]["status"] == by_key["plain-s1"]["status"] == "succeeded"  # earlier runs, reused
+    for key in ("broken-s0", "broken-s1"):  # both ran: the first failure did not stop the sweep
+        assert by_key[key]["status"] == "failed" and "no_such_net" in by_key[key]["reason"], by_key[key]
+        assert json.loads((Path(by_key[key]["run_dir"]) / "run.json").read_text())["status"] == "failed"
+    assert "| broken | 0 |" in r.stdout
