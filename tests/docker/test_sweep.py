@@ -286,7 +286,7 @@ def test_a_failing_cell_is_recorded_with_its_reason_and_the_others_go_on(workspa
                variants={"plain": {}, "broken": {"model": {"arch": "no_such_net"}}})  # valid config, fails in the trainer
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(doc))
-    r = _invoke(str(path), "--runs-dir", str(root / "runs-local"), "--sweeps-dir", str(tmp_path / "sweeps"))
+    r = _invoke(str(path), "--parallel", "2", "--runs-dir", str(root / "runs-local"), "--sweeps-dir", str(tmp_path / "sweeps"))
     assert r.exit_code == 7, r.output  # not every cell succeeded
     rec = _record(tmp_path / "sweeps")
     assert rec["status"] == "failed"
