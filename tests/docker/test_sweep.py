@@ -164,7 +164,7 @@ def _containers_of(runs: Path) -> list[str]:
     return ids
 
 
-def _interrupt_when_training(proc: subprocess.Popen, runs: Path, n: int) -> str:
+def _interrupt_when_training(proc: subprocess.Popen, runs: Path, n: int, meanwhile=lambda: None) -> str:
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.stdout.read()
@@ -175,6 +175,7 @@ def _interrupt_when_training(proc: subprocess.Popen, runs: Path, n: int) -> str:
     else:
         proc.kill()
         pytest.fail("the cells did not start training within 240 s")
+    meanwhile()
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=180)
     assert proc.returncode == 130, out
@@ -197,7 +198,12 @@ def _assert_interrupted(root: Path, n: int) -> dict:
 def test_cancelling_a_slurm_sweep_leaves_no_job_and_no_container(tmp_path, demo_snapshot, base_image, slurm_cluster):
     sweep = _sweep_file(tmp_path / "cfg", demo_snapshot, max_steps=2000, seeds=(0,), name="cancel")
     proc = _start_sweep(sweep, tmp_path, "--executor", "slurm")
-    out = _interrupt_when_training(proc, tmp_path / "runs", 2)
+
+    def status_says_running():  # `sweep status` asks Slurm while the sweep runs
+        r = runner.invoke(app, ["sweep", "status", str(next((tmp_path / "sweeps").iterdir()))])
+        assert r.exit_code == 0 and r.stdout.count(" RUNNING") == 2, r.stdout
+
+    out = _interrupt_when_training(proc, tmp_path / "runs", 2, status_says_running)
     assert "interrupted: scancel" in out
     rec = _assert_interrupted(tmp_path, 2)
     [array] = rec["executor"]["array_job_ids"]
