@@ -46,12 +46,12 @@ def read_result(sweep_dir: Path, key: str) -> dict[str, Any] | None:
 
 def run_cell(sweep_dir: Path, key: str, *, engine: Any = None) -> dict[str, Any]:
     """Run the cell; always returns (and writes) its result, whatever happened."""
+    import yaml
+
     from reproexec.config import validate_config
     from reproexec.fsutil import write_json_atomic
     from reproexec.run import RunOptions, execute_run
     from reproexec.sweep.plan import CellConfig
-
-    import yaml
 
     config_path, result_path = cell_paths(sweep_dir, key)
     result: dict[str, Any] = {"key": key, "host": socket.gethostname(), "pid": os.getpid(), "slurm": _slurm_ids()}

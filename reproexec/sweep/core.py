@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -182,7 +183,7 @@ def sweep_status(ref: str, sweeps_dir: Path) -> dict[str, Any]:
 
         try:
             states = slurm_states([str(a) for a in arrays])
-        except (OSError, Exception):  # no Slurm here: the record is what there is
+        except (OSError, subprocess.SubprocessError):  # no Slurm here: the record is what there is
             states = {}
     for c in record["cells"]:
         jid = (c.get("slurm") or {}).get("job_id")
