@@ -1,7 +1,6 @@
 """Weights after a few ResNet-18 training steps under each CPU-math pin set, as sha256s, so two
 machines (another CPU, the same torch) can be compared: `python cross_cpu_pins.py OUT.json`."""
 
-import hashlib
 import json
 import os
 import subprocess

@@ -209,3 +209,53 @@ def gc_plan(plan: Any, *, dry_run: bool) -> None:
     table(None, ["", "image", "size", "why"], rows)
     verb = "would free" if dry_run else "frees"
     info(f"{len(plan.remove)} image(s) to remove; {verb} up to {size(plan.bytes)} (images share layers)")
+
+
+def sweep_plan(view: dict[str, Any]) -> None:
+    """`sweep --dry-run`: the cells, what each variant changes, the image(s)."""
+    key_values([("sweep", view["sweep"]), ("folder", view["folder"]), ("base config", view["base"]),
+                ("metric / baseline", f"{view['metric']} / {view['baseline']}"), ("executor", view["executor"]),
+                ("image", ", ".join(view["images"])), ("data manifest", ", ".join(sorted(set(view["manifests"].values()))))])
+    for variant, diffs in view["differences"].items():
+        rows = [[d[0], json.dumps(d[1]), json.dumps(d[2])] for d in diffs]
+        if rows:
+            table(f"{variant}: differences from the base", ["field", "base", variant], rows)
+        else:
+            out.print(f"{variant}: the base config, unchanged", markup=False)
+    rows = [[c["key"], c["variant"], c["seed"], c["cell_id"][:12], c["image_tag"], c["reuses"] or "will run"] for c in view["cells"]]
+    table(f"{len(rows)} cells", ["cell", "variant", "seed", "cell id", "image", "status"], rows)
+
+
+def sweep_cells(record: dict[str, Any]) -> None:
+    """`sweep status`: one line per cell."""
+    key_values([("sweep", record.get("sweep_id")), ("folder", record.get("folder", "")), ("status", record.get("status"))])
+    rows = []
+    for c in record["cells"]:
+        slurm = c.get("slurm") or {}
+        job = f"{slurm.get('job_id')} {slurm.get('state') or ''}".strip() if slurm.get("job_id") else ""
+        status = c.get("status", "") + (" (earlier run)" if c.get("reused") else "")
+        rows.append([c["key"], status, c.get("run_id") or "", job, c.get("reason") or ""])
+    table(None, ["cell", "status", "run id", "Slurm job", "reason"], rows)
+
+
+def sweep_result(record: dict[str, Any], report: dict[str, Any], folder: Any) -> None:
+    """The end of `reproexec sweep`: the cells, the Markdown comparison table, where the report is."""
+    from reproexec.sweep.report import markdown_table
+
+    sweep_cells({**record, "folder": str(folder)})
+    data(markdown_table(report))
+    nf = report["stats"]["noise_floor"]
+    if nf.get("std") is not None:
+        info(f"seed-noise floor ({report['baseline']}, {nf['n']} seeds): std {nf['std']:.4f}")
+    info(f"report: {folder}/report.html (summary.csv, summary.md beside it)")
+
+
+def runs_side_by_side(table_data: dict[str, Any]) -> None:
+    """`runs compare`: config differences and final metrics, one column per run."""
+    runs = table_data["runs"]
+    rows: list[list[Any]] = [["status", *table_data["status"]]]
+    rows += [[d["field"], *[json.dumps(v) for v in d["values"]]] for d in table_data["config_differences"]]
+    rows += [[m["metric"], *["" if v is None else f"{v:.4f}" for v in m["values"]]] for m in table_data["metrics"]]
+    rows.append(["weights sha256", *[(w or "")[:16] for w in table_data["weights_sha256"]]])
+    n = len(table_data["config_differences"])
+    table(f"{len(runs)} runs: {n} config field{'s' if n != 1 else ''} differ", ["", *runs], rows)

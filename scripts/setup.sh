@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/docker-engine.sh
+bash scripts/slurm.sh  # a one-host Slurm cluster for the sweep tests (slurmctld + slurmd on localhost)
 
 # debootstrap makes the offline base image; chromium renders report.html in the tests;
 # docker-registry serves a local registry so the tests pull a base pinned by digest.

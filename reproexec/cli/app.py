@@ -74,7 +74,7 @@ def _root(
 
 def _register() -> None:
     # Each module defines its commands; importing them here keeps this file a table of contents.
-    from reproexec.cli import base, build, bundle, config, data, gc, lock, rerun, run, runs, smoke
+    from reproexec.cli import base, build, bundle, config, data, gc, lock, rerun, run, runs, smoke, sweep
 
     app.add_typer(base.app, name="base")
     app.add_typer(config.app, name="config")
@@ -84,6 +84,7 @@ def _register() -> None:
     app.command("smoke")(smoke.smoke)
     app.command("run")(run.run)
     app.add_typer(runs.app, name="runs")
+    app.add_typer(sweep.app, name="sweep")
     app.command("export")(bundle.export)
     app.command("import")(bundle.import_)
     app.command("rerun")(rerun.rerun)

@@ -9,7 +9,7 @@ import typer
 
 from reproexec import console
 
-app = typer.Typer(help="The run store: list runs, show one.", no_args_is_help=True)
+app = typer.Typer(help="The run store: list runs, show one, compare several.", no_args_is_help=True)
 RunsDir = Annotated[Path, typer.Option(help="Run store.", envvar="REPROEXEC_RUNS")]
 
 
@@ -74,6 +74,26 @@ def show(run_id: Annotated[str, typer.Argument(help="Run id or run folder.")], r
         if timing.get("outside_trainer_s") is not None:
             pairs.append(("outside the trainer (s)", timing["outside_trainer_s"]))
     console.key_values(pairs)
+
+
+@app.command("compare")
+def compare(
+    run_ids: Annotated[list[str], typer.Argument(help="Two or more run ids or run folders.")],
+    runs_dir: RunsDir = Path("runs"),
+    json_: Annotated[bool, typer.Option("--json", help="The table as JSON, for tools.")] = False,
+) -> None:
+    """Runs side by side: every config field that differs, and the final metrics (the sweep's table)."""
+    from reproexec.errors import ConfigError
+    from reproexec.runstore import load_run
+    from reproexec.sweep.report import compare_table
+
+    if len(run_ids) < 2:
+        raise ConfigError(f"runs compare needs at least two runs, got {len(run_ids)}", "pass two or more run ids")
+    data = compare_table([load_run(r, runs_dir.resolve()).path for r in run_ids])
+    if json_:
+        console.json_data(data)
+    else:
+        console.runs_side_by_side(data)
 
 
 def _disk(path: Path) -> int:

@@ -8,7 +8,6 @@ imported and returns what it actually found, so the run records facts, not inten
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import random
 import re
