@@ -56,6 +56,15 @@ def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any
     out.print(t)
 
 
+def size(n: float) -> str:
+    """1,234 bytes / 12.3 KB / 4.5 MB / 6.7 GB (decimal units, as `ls -h --si` and disk vendors)."""
+    for unit in ("bytes", "KB", "MB"):
+        if n < 1000:
+            return f"{int(n):,} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1000
+    return f"{n:,.1f} GB"
+
+
 def key_values(pairs: Sequence[tuple[str, Any]]) -> None:
     width = max((len(k) for k, _ in pairs), default=0)
     for k, v in pairs:
