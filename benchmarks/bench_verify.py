@@ -1,7 +1,7 @@
 """Benchmark: `reproexec data verify` against a parallel coreutils sha256sum pipeline.
 
     python benchmarks/bench_verify.py [--small 200000] [--large 4] [--large-mb 256] [--repeats 5]
-                                      [--dir D] [--variant NAME=PYTHONPATH ...]
+                                      [--dir D] [--variant NAME=PYTHONPATH ...] [--snapshot] [--per-file]
 
 The goal (issue 13): on a snapshot of 200,000 files of 2–8 KB plus 4 files of 256 MiB, `data
 verify` takes at most 1.1× the time of
@@ -16,7 +16,7 @@ every core on the few large files too.
 Two datasets are made in a temp folder (or --dir, where they are kept and reused by the next run
 with the same sizes): `mixed` (the small files in 200 class folders, and the large files) and
 `large` (the same large files, hard links, so the bytes are on disk and in the page cache once).
-Each is snapshotted with the CLI (the time of the `mixed` snapshot is printed too).
+Each is snapshotted with the CLI when made (`--snapshot` times `data snapshot` like verify).
 
 Then, alternating run by run (which goes first alternates as well) so that drift on a shared
 machine hits every side alike, each reproexec variant and the pipeline run `--repeats` times. A
@@ -30,12 +30,19 @@ timing): dropping caches needs a quiet machine and would measure the disk, not t
 Bytecode: reproexec runs with PYTHONDONTWRITEBYTECODE removed from its environment, as an
 installed reproexec has its .pyc files.
 
-Figures measured here (kept out of the code they once justified):
-- 2 cores, 20,000 small files: a serial hashing loop took 0.19 s, a thread pool 0.21–0.24 s
-  (hashlib drops the GIL only for buffers over 2 KiB, and the Python around each file holds it),
-  a process pool 0.13 s.
-- Typer's start-up (typer, click, pydantic) is ~0.1 s of any command; that no longer matters at
-  this size (the gate that matters runs inside `reproexec run`, already in the Typer process).
+Figures measured here (2 cores, shared and busy; kept out of the code they justify):
+- 20,000 small files: a serial hashing loop took 0.19 s, a thread pool 0.21–0.24 s (hashlib
+  drops the GIL only for buffers over 2 KiB, and the Python around each file holds it), a
+  process pool 0.13 s. Hence hashing.hash_files' process pool.
+- `--per-file`: hashing.hash_file 23.4 µs of CPU per 2–8 KB file, fsutil.sha256_file 70.1 µs
+  (hashlib.file_digest allocates a 256 KiB buffer per call): +9 s of CPU on 200,000 files,
+  against 11 s for the whole verify. Hence the data box reads files itself.
+- Where a verify of the mixed set spends its time in the calling process (CPU seconds):
+  json.loads 0.35, the entry checks 1.36, the manifest id 0.63, the walk 0.59, then the
+  workers hash (8.2 s of CPU between them). That serial part is what bounds the speed-up on
+  a machine with many more cores than this one.
+- Typer's start-up (typer, click, pydantic) is ~0.1 s of any command; at this size it no longer
+  matters (and the gate that matters runs inside `reproexec run`, already in the Typer process).
 """
 
 from __future__ import annotations
@@ -54,9 +61,7 @@ import time
 from pathlib import Path
 
 
-def reproexec_exe() -> str:
-    here = Path(sys.executable).parent / "reproexec"
-    return str(here) if here.exists() else (shutil.which("reproexec") or "reproexec")
+REPROEXEC = [sys.executable, "-m", "reproexec"]  # the `reproexec` entry point (reproexec.cli:main)
 
 
 def make_datasets(base: Path, n_small: int, n_large: int, large_mb: int, seed: int) -> None:
@@ -102,7 +107,7 @@ def pipeline(root: Path) -> str:
 
 def bench(name: str, verb: str, root: Path, variants: dict[str, dict[str, str]], repeats: int) -> None:
     sides: dict[str, tuple[list[str] | str, dict[str, str] | None]] = {
-        v: ([reproexec_exe(), "data", verb, str(root)], env) for v, env in variants.items()
+        v: (REPROEXEC + ["data", verb, str(root)], env) for v, env in variants.items()
     }
     sides["pipeline"] = (pipeline(root), None)
     for cmd, env in sides.values():  # warm the page cache and the .pyc files
@@ -124,6 +129,27 @@ def bench(name: str, verb: str, root: Path, variants: dict[str, dict[str, str]],
         print(line, flush=True)
 
 
+def per_file_cost(root: Path, n: int = 20_000, rounds: int = 3) -> None:
+    """CPU time per small file: the data box's hash_file against fsutil.sha256_file (hashlib.file_digest)."""
+    from reproexec.data.hashing import hash_file
+    from reproexec.fsutil import sha256_file
+
+    rels = sorted(str(p.relative_to(root)) for p in root.glob("class*/*.bin"))[:n]
+    sides = {
+        "hash_file": lambda rel: hash_file(str(root), rel),
+        "sha256_file": lambda rel: sha256_file(root / rel, follow_symlinks=False),
+    }
+    cost: dict[str, list[float]] = {s: [] for s in sides}
+    for _ in range(rounds):
+        for name, fn in sides.items():
+            t = time.process_time()
+            for rel in rels:
+                fn(rel)
+            cost[name].append((time.process_time() - t) / len(rels) * 1e6)
+    for name, us in cost.items():
+        print(f"  {name:<12} {statistics.median(us):5.1f} µs CPU per file ({min(us):.1f}–{max(us):.1f}), {len(rels):,} files of 2-8 KB")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--small", type=int, default=200_000, help="number of 2–8 KB files")
@@ -132,6 +158,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--snapshot", action="store_true", help="time `data snapshot` of the mixed set too")
+    ap.add_argument("--per-file", action="store_true", help="only the CPU per small file: hash_file vs fsutil.sha256_file")
     ap.add_argument("--dir", default=None, help="keep the datasets here and reuse them next time")
     ap.add_argument(
         "--variant", action="append", default=[], metavar="NAME=PYTHONPATH",
@@ -144,7 +171,7 @@ def main() -> None:
         variants = {}
         for spec in args.variant:
             name, _, path = spec.partition("=")
-            variants[name] = {**env, "PYTHONPATH": str(Path(path).resolve())}
+            variants[name] = {**env, "PYTHONPATH": os.pathsep.join(str(Path(p).resolve()) for p in path.split(os.pathsep))}
 
     base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="reproexec-bench-"))
     params = {"small": args.small, "large": args.large, "large_mb": args.large_mb, "seed": args.seed}
@@ -159,10 +186,13 @@ def main() -> None:
             print(f"  made the datasets in {time.perf_counter() - t:.0f} s", flush=True)
             first = next(iter(variants.values()))
             for root in (base / "mixed", base / "large"):
-                wall, _ = timed([reproexec_exe(), "data", "snapshot", str(root)], first)
+                wall, _ = timed(REPROEXEC + ["data", "snapshot", str(root)], first)
                 print(f"  snapshot {root.name}: {wall:.2f} s", flush=True)
             stamp.write_text(json.dumps(params))
         mb = args.large * args.large_mb
+        if args.per_file:  # in this process, with the reproexec its PYTHONPATH gives
+            per_file_cost(base / "mixed")
+            return
         mixed = f"mixed: {args.small:,} x 2-8 KB + {args.large} x {args.large_mb} MiB"
         bench(mixed, "verify", base / "mixed", variants, args.repeats)
         bench(f"large: {args.large} x {args.large_mb} MiB ({mb:,} MiB)", "verify", base / "large", variants, args.repeats)

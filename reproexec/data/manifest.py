@@ -103,7 +103,7 @@ class DatasetManifest:
 
     def canonical_bytes(self) -> bytes:
         """The exact bytes the manifest id hashes (see the module docstring)."""
-        body = {"excludes": list(self.excludes), "files": [f._asdict() for f in self.files]}
+        body = {"excludes": list(self.excludes), "files": [{"bytes": f.bytes, "relpath": f.relpath, "sha256": f.sha256} for f in self.files]}
         return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
     @cached_property
@@ -114,7 +114,7 @@ class DatasetManifest:
 
     def to_json(self) -> str:
         """manifest.json text: human-readable, sorted, stable for the same content."""
-        files = [f._asdict() for f in self.files]
+        files = [{"relpath": f.relpath, "bytes": f.bytes, "sha256": f.sha256} for f in self.files]
         doc = {"version": MANIFEST_VERSION, "count": self.count, "excludes": list(self.excludes), "files": files}
         return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
 
@@ -260,7 +260,7 @@ def manifest_from_dict(doc: Any, source: str = "manifest") -> DatasetManifest:
         elif not _is_int(count):
             errors.append(f"count = {_short(count)}: must be an integer")
         elif count != len(files):
-            errors.append(f"count = {count} but files lists {len(files)} entries")
+            errors.append(f"count = {_short(count)} but files lists {len(files)} entries")
     if errors:
         n = len(errors)
         raise DataError(
