@@ -159,7 +159,8 @@ def hash_files(
         if advance:
             advance(len(task), sum(r[0] for r in hashed if r[1] is not None))
 
-    workers = min(workers or len(os.sched_getaffinity(0)), len(tasks))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # macOS has no affinity
+    workers = min(workers or cpus, len(tasks))
     if workers < 2 or (len(items) <= BATCH and sum(max(n, 0) for _, n in items) < POOL_MIN_BYTES):
         for task in tasks:
             store(task, _hash_batch(root, [items[i] for i in task]))
