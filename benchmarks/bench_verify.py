@@ -1,37 +1,57 @@
 """Benchmark: `reproexec data verify` against a parallel coreutils sha256sum pipeline.
 
-    python benchmarks/bench_verify.py [--small 20000] [--large 4] [--large-mb 256] [--repeats 5]
+    python benchmarks/bench_verify.py [--small 200000] [--large 4] [--large-mb 256] [--repeats 5]
+                                      [--dir D] [--variant NAME=PYTHONPATH ...] [--snapshot] [--per-file]
 
-Creates two datasets in a temp folder (seeded random content): many small files (2–8 KB, in 100
-class folders, like an image folder) and a few large ones. Snapshots each with the real CLI, then
-times, alternating run by run so drift hits both equally:
+The goal (issue 13): on a snapshot of 200,000 files of 2–8 KB plus 4 files of 256 MiB, `data
+verify` takes at most 1.1× the time of
 
-    reproexec data verify DIR                 (subprocess, exactly as a user runs it)
     find DIR -type f ! -name manifest.json ! -name SHA256SUMS -print0 |
         xargs -0 -P$(nproc) -n N sha256sum >/dev/null
 
-with N = files / nproc, at most 256, so the pipeline uses every core on a few large files too
-(with one `sha256sum` for all 4 large files it would hash them one after another).
+and at most 0.5× on the 4 large files alone (hashlib hashes with the CPU's SHA instructions;
+coreutils' sha256sum on Debian 12 does not). N = files / nproc, at most 256, so the pipeline uses
+every core on the few large files too.
 
-and prints the median wall time of each and their ratio (reproexec / pipeline; ≤ 1.0 means no
-slower), plus the ratio of min times and of CPU time (user + system, children included), which a
-busy shared machine disturbs less than wall time. Both read warm page cache (each runs once before
-timing); dropping caches needs root and a quiet machine, and would measure the disk rather than the
-tools. Two start-up costs are timed for reference: `python -c pass` (the interpreter, paid by every
-verify) and `reproexec --version` (the Typer CLI, which `data verify` skips: see
-reproexec/cli/verify.py). Ratios, not absolute times, are the result: machines are noisy.
+Two datasets are made in a temp folder (or --dir, where they are kept and reused by the next run
+with the same sizes): `mixed` (the small files in 200 class folders, and the large files) and
+`large` (the same large files, hard links, so the bytes are on disk and in the page cache once).
+Each is snapshotted with the CLI when made (`--snapshot` times `data snapshot` like verify).
 
-Bytecode: reproexec runs with PYTHONDONTWRITEBYTECODE removed from its environment, as an installed
-reproexec has its .pyc files; with the variable set, an editable install recompiles its ~18 modules
-on every start (~20 ms of each run). `--no-pyc` keeps the variable as it is, for comparisons with
-runs taken that way.
+Then, alternating run by run (which goes first alternates as well) so that drift on a shared
+machine hits every side alike, each reproexec variant and the pipeline run `--repeats` times. A
+variant is a PYTHONPATH to import reproexec from (default: as installed / inherited), so today's
+code and an older checkout (`git archive REV reproexec | tar -x -C /tmp/old`) are compared in one
+command. Printed per dataset: the median wall time of each side and its range, and the ratio
+variant / pipeline as the median of the per-round ratios with its range; CPU time (user + system,
+children included) for reference. Both sides read warm page cache (each runs once before
+timing): dropping caches needs a quiet machine and would measure the disk, not the tools.
+
+Bytecode: reproexec runs with PYTHONDONTWRITEBYTECODE removed from its environment, as an
+installed reproexec has its .pyc files.
+
+Figures measured here (2 cores, shared and busy; kept out of the code they justify):
+- 20,000 small files: a serial hashing loop took 0.19 s, a thread pool 0.21–0.24 s (hashlib
+  drops the GIL only for buffers over 2 KiB, and the Python around each file holds it), a
+  process pool 0.13 s. Hence hashing.hash_files' process pool.
+- `--per-file`: hashing.hash_file 23.4 µs of CPU per 2–8 KB file, fsutil.sha256_file 70.1 µs
+  (hashlib.file_digest allocates a 256 KiB buffer per call): +9 s of CPU on 200,000 files,
+  against 11 s for the whole verify. Hence the data box reads files itself.
+- Where a verify of the mixed set spends its time in the calling process (CPU seconds):
+  json.loads 0.35, the entry checks 1.36, the manifest id 0.63, the walk 0.59, then the
+  workers hash (8.2 s of CPU between them). That serial part is what bounds the speed-up on
+  a machine with many more cores than this one.
+- Typer's start-up (typer, click, pydantic) is ~0.1 s of any command; at this size it no longer
+  matters (and the gate that matters runs inside `reproexec run`, already in the Typer process).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -41,44 +61,33 @@ import time
 from pathlib import Path
 
 
-def reproexec_exe() -> str:
-    here = Path(sys.executable).parent / "reproexec"
-    return str(here) if here.exists() else (shutil.which("reproexec") or "reproexec")
+REPROEXEC = [sys.executable, "-m", "reproexec"]  # the `reproexec` entry point (reproexec.cli:main)
 
 
-def make_small(root: Path, n: int, seed: int) -> None:
+def make_datasets(base: Path, n_small: int, n_large: int, large_mb: int, seed: int) -> None:
     rng = random.Random(seed)
-    for i in range(n):
-        d = root / f"class{i % 100:03d}"
-        if i < 100:
+    mixed, large = base / "mixed", base / "large"
+    for i in range(n_small):
+        d = mixed / f"class{i % 200:03d}"
+        if i < 200:
             d.mkdir(parents=True)
         (d / f"{i:06d}.bin").write_bytes(rng.randbytes(rng.randint(2048, 8192)))
+    large.mkdir(parents=True)
+    (mixed / "shards").mkdir(parents=True)
+    for i in range(n_large):
+        with open(large / f"shard{i:02d}.bin", "wb") as f:
+            for _ in range(large_mb):
+                f.write(rng.randbytes(1 << 20))
+        os.link(large / f"shard{i:02d}.bin", mixed / "shards" / f"shard{i:02d}.bin")
 
 
-def make_large(root: Path, n: int, mb: int, seed: int) -> None:
-    rng = random.Random(seed)
-    root.mkdir(parents=True)
-    block = 1 << 20
-    for i in range(n):
-        with open(root / f"shard{i:02d}.bin", "wb") as f:
-            for _ in range(mb):
-                f.write(rng.randbytes(block))
-
-
-def timed(cmd: list[str] | str, shell: bool = False) -> float:
-    return timed_cpu(cmd, shell)[0]
-
-
-ENV: dict[str, str] | None = None  # the environment reproexec runs in (None: inherited)
-
-
-def timed_cpu(cmd: list[str] | str, shell: bool = False) -> tuple[float, float]:
+def timed(cmd: list[str] | str, env: dict[str, str] | None = None) -> tuple[float, float]:
     """(wall seconds, CPU seconds of the command and all its children, user + system)."""
     import resource
 
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    r = subprocess.run(cmd, shell=shell, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=None if shell else ENV)
+    r = subprocess.run(cmd, shell=isinstance(cmd, str), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     dt = time.perf_counter() - t0
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode != 0:
@@ -86,102 +95,111 @@ def timed_cpu(cmd: list[str] | str, shell: bool = False) -> tuple[float, float]:
     return dt, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
 
 
-def bench(name: str, root: Path, repeats: int) -> dict[str, float]:
-    exe = reproexec_exe()
-    ours = [exe, "data", "verify", str(root)]
+def pipeline(root: Path) -> str:
     nproc = os.cpu_count() or 1
-    n_files = sum(1 for p in root.rglob("*") if p.is_file()) - 2  # less manifest.json and SHA256SUMS
+    n_files = sum(len(files) for _, _, files in os.walk(root)) - 2  # less manifest.json and SHA256SUMS
     per_call = max(1, min(256, -(-n_files // nproc)))
-    pipeline = (
-        f"find {shlex_quote(str(root))} -type f ! -name manifest.json ! -name SHA256SUMS -print0 "
+    return (
+        f"find {shlex.quote(str(root))} -type f ! -name manifest.json ! -name SHA256SUMS -print0 "
         f"| xargs -0 -P{nproc} -n {per_call} sha256sum >/dev/null"
     )
-    timed(ours)  # warm the page cache and the .pyc files
-    timed(pipeline, shell=True)
-    m_ours, m_pipe = [], []
-    for i in range(repeats):
-        # alternate which goes first so periodic noise does not favour one side
-        if i % 2 == 0:
-            m_ours.append(timed_cpu(ours))
-            m_pipe.append(timed_cpu(pipeline, shell=True))
-        else:
-            m_pipe.append(timed_cpu(pipeline, shell=True))
-            m_ours.append(timed_cpu(ours))
-    med = statistics.median
-    res = {
-        "reproexec_median_s": med(w for w, _ in m_ours),
-        "pipeline_median_s": med(w for w, _ in m_pipe),
-        "reproexec_min_s": min(w for w, _ in m_ours),
-        "pipeline_min_s": min(w for w, _ in m_pipe),
-        "reproexec_cpu_s": med(c for _, c in m_ours),
-        "pipeline_cpu_s": med(c for _, c in m_pipe),
+
+
+def bench(name: str, verb: str, root: Path, variants: dict[str, dict[str, str]], repeats: int) -> None:
+    sides: dict[str, tuple[list[str] | str, dict[str, str] | None]] = {
+        v: (REPROEXEC + ["data", verb, str(root)], env) for v, env in variants.items()
     }
-    res["ratio_median"] = res["reproexec_median_s"] / res["pipeline_median_s"]
-    res["ratio_min"] = res["reproexec_min_s"] / res["pipeline_min_s"]
-    res["ratio_cpu"] = res["reproexec_cpu_s"] / res["pipeline_cpu_s"]
-    print(
-        f"{name:<26} wall: reproexec {res['reproexec_median_s']:6.3f} s (min {res['reproexec_min_s']:.3f})  "
-        f"pipeline {res['pipeline_median_s']:6.3f} s (min {res['pipeline_min_s']:.3f})  "
-        f"ratio {res['ratio_median']:.2f} (min/min {res['ratio_min']:.2f})   "
-        f"cpu: {res['reproexec_cpu_s']:.3f} vs {res['pipeline_cpu_s']:.3f} s, ratio {res['ratio_cpu']:.2f}   "
-        f"(pipeline: xargs -n {per_call})",
-        flush=True,
-    )
-    return res
+    sides["pipeline"] = (pipeline(root), None)
+    for cmd, env in sides.values():  # warm the page cache and the .pyc files
+        timed(cmd, env)
+    times: dict[str, list[tuple[float, float]]] = {s: [] for s in sides}
+    order = list(sides)
+    for i in range(repeats):
+        for s in order if i % 2 == 0 else order[::-1]:
+            times[s].append(timed(*sides[s]))
+    pipe = [w for w, _ in times["pipeline"]]
+    print(f"{verb} {name}: pipeline `{sides['pipeline'][0].split('| ')[1].split(' >')[0]}`", flush=True)
+    for s in order:
+        wall = [w for w, _ in times[s]]
+        cpu = statistics.median(c for _, c in times[s])
+        line = f"  {s:<12} wall {statistics.median(wall):6.2f} s ({min(wall):.2f}–{max(wall):.2f})  cpu {cpu:6.2f} s"
+        if s != "pipeline":
+            ratios = [a / b for a, b in zip(wall, pipe)]
+            line += f"   ratio {statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f})"
+        print(line, flush=True)
 
 
-def shlex_quote(s: str) -> str:
-    import shlex
+def per_file_cost(root: Path, n: int = 20_000, rounds: int = 3) -> None:
+    """CPU time per small file: the data box's hash_file against fsutil.sha256_file (hashlib.file_digest)."""
+    from reproexec.data.hashing import hash_file
+    from reproexec.fsutil import sha256_file
 
-    return shlex.quote(s)
+    rels = sorted(str(p.relative_to(root)) for p in root.glob("class*/*.bin"))[:n]
+    sides = {
+        "hash_file": lambda rel: hash_file(str(root), rel),
+        "sha256_file": lambda rel: sha256_file(root / rel, follow_symlinks=False),
+    }
+    cost: dict[str, list[float]] = {s: [] for s in sides}
+    for _ in range(rounds):
+        for name, fn in sides.items():
+            t = time.process_time()
+            for rel in rels:
+                fn(rel)
+            cost[name].append((time.process_time() - t) / len(rels) * 1e6)
+    for name, us in cost.items():
+        print(f"  {name:<12} {statistics.median(us):5.1f} µs CPU per file ({min(us):.1f}–{max(us):.1f}), {len(rels):,} files of 2-8 KB")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--small", type=int, default=20000, help="number of 2–8 KB files (0 to skip)")
-    ap.add_argument("--large", type=int, default=4, help="number of large files (0 to skip)")
+    ap.add_argument("--small", type=int, default=200_000, help="number of 2–8 KB files")
+    ap.add_argument("--large", type=int, default=4, help="number of large files")
     ap.add_argument("--large-mb", type=int, default=256, help="size of each large file in MiB")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--dir", default=None, help="where to create the temp datasets (default: system temp)")
-    ap.add_argument("--keep", action="store_true", help="keep the datasets")
+    ap.add_argument("--snapshot", action="store_true", help="time `data snapshot` of the mixed set too")
+    ap.add_argument("--per-file", action="store_true", help="only the CPU per small file: hash_file vs fsutil.sha256_file")
+    ap.add_argument("--dir", default=None, help="keep the datasets here and reuse them next time")
     ap.add_argument(
-        "--no-pyc", action="store_true", help="keep PYTHONDONTWRITEBYTECODE as set (see the module docstring)"
+        "--variant", action="append", default=[], metavar="NAME=PYTHONPATH",
+        help="a reproexec to time, imported from PYTHONPATH (repeatable; default: the inherited one)",
     )
     args = ap.parse_args()
-    global ENV
-    if not args.no_pyc and "PYTHONDONTWRITEBYTECODE" in os.environ:
-        ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        print("PYTHONDONTWRITEBYTECODE removed for reproexec (--no-pyc keeps it)", flush=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    variants = {"reproexec": env}
+    if args.variant:
+        variants = {}
+        for spec in args.variant:
+            name, _, path = spec.partition("=")
+            variants[name] = {**env, "PYTHONPATH": os.pathsep.join(str(Path(p).resolve()) for p in path.split(os.pathsep))}
 
-    base = Path(tempfile.mkdtemp(prefix="reproexec-bench-", dir=args.dir))
-    exe = reproexec_exe()
+    base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="reproexec-bench-"))
+    params = {"small": args.small, "large": args.large, "large_mb": args.large_mb, "seed": args.seed}
+    stamp = base / "params.json"
     try:
         print(f"cpus {os.cpu_count()}, python {sys.version.split()[0]}, datasets in {base}", flush=True)
-        interp = statistics.median(timed([sys.executable, "-c", "pass"]) for _ in range(5))
-        startup = statistics.median(timed([exe, "--version"]) for _ in range(5))
-        print(f"{'python -c pass':<26} {interp:7.3f} s  (paid by every reproexec command)", flush=True)
-        print(f"{'reproexec --version':<26} {startup:7.3f} s  (Typer CLI start; `data verify` skips it)", flush=True)
-        sets = []
-        if args.small:
+        if not (stamp.is_file() and json.loads(stamp.read_text()) == params):
+            shutil.rmtree(base / "mixed", ignore_errors=True)
+            shutil.rmtree(base / "large", ignore_errors=True)
             t = time.perf_counter()
-            make_small(base / "small", args.small, args.seed)
-            sets.append((f"small: {args.small} x 2-8 KB", base / "small"))
-            print(f"  made {args.small} small files in {time.perf_counter() - t:.1f} s", flush=True)
-        if args.large:
-            t = time.perf_counter()
-            make_large(base / "large", args.large, args.large_mb, args.seed + 1)
-            sets.append((f"large: {args.large} x {args.large_mb} MiB", base / "large"))
-            print(f"  made {args.large} large files in {time.perf_counter() - t:.1f} s", flush=True)
-        for name, root in sets:
-            t = timed([exe, "data", "snapshot", str(root)])
-            print(f"  snapshot {root.name}: {t:.2f} s", flush=True)
-        for name, root in sets:
-            bench(name, root, args.repeats)
+            make_datasets(base, args.small, args.large, args.large_mb, args.seed)
+            print(f"  made the datasets in {time.perf_counter() - t:.0f} s", flush=True)
+            first = next(iter(variants.values()))
+            for root in (base / "mixed", base / "large"):
+                wall, _ = timed(REPROEXEC + ["data", "snapshot", str(root)], first)
+                print(f"  snapshot {root.name}: {wall:.2f} s", flush=True)
+            stamp.write_text(json.dumps(params))
+        mb = args.large * args.large_mb
+        if args.per_file:  # in this process, with the reproexec its PYTHONPATH gives
+            per_file_cost(base / "mixed")
+            return
+        mixed = f"mixed: {args.small:,} x 2-8 KB + {args.large} x {args.large_mb} MiB"
+        bench(mixed, "verify", base / "mixed", variants, args.repeats)
+        bench(f"large: {args.large} x {args.large_mb} MiB ({mb:,} MiB)", "verify", base / "large", variants, args.repeats)
+        if args.snapshot:  # rewrites manifest.json and SHA256SUMS with the same content
+            bench(mixed, "snapshot", base / "mixed", variants, args.repeats)
     finally:
-        if args.keep:
-            print(f"kept {base}")
-        else:
+        if not args.dir:
             shutil.rmtree(base, ignore_errors=True)
 
 

@@ -57,6 +57,15 @@ def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any
     out.print(t)
 
 
+def size(n: float) -> str:
+    """1,234 bytes / 12.3 KB / 4.5 MB / 6.7 GB (decimal units, as `ls -h --si` and disk vendors)."""
+    for unit in ("bytes", "KB", "MB"):
+        if n < 1000:
+            return f"{int(n):,} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1000
+    return f"{n:,.1f} GB"
+
+
 def key_values(pairs: Sequence[tuple[str, Any]]) -> None:
     width = max((len(k) for k, _ in pairs), default=0)
     for k, v in pairs:
@@ -189,15 +198,6 @@ def rerun_verdict(result: Any) -> None:
     for hint in result.hints:
         out.print(f"hint: {hint}", markup=False)
     info(f"comparison page: {result.outcome.run_dir / 'comparison.html'}")
-
-
-def size(n: int | float) -> str:
-    """Bytes for people: 6.1 GB, 824 MB, 12 kB (decimal units, as Docker prints them)."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n} B"  # not reached
 
 
 def gc_plan(plan: Any, *, dry_run: bool) -> None:

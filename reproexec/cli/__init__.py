@@ -2,16 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-
 
 def main() -> None:
-    # `data verify` in its plain spellings skips Typer's start-up (see reproexec/cli/verify.py).
-    from reproexec.cli.verify import fast_main
-
-    code = fast_main(sys.argv[1:])
-    if code is not None:
-        sys.exit(code)
     from reproexec.cli.app import app
 
     app()

@@ -11,7 +11,6 @@ from typing import Annotated
 import typer
 
 from reproexec import console
-from reproexec.cli import verify as verify_cmd
 
 
 app = typer.Typer(help="Dataset snapshots: manifest, verify gate, demo dataset.", no_args_is_help=True)
@@ -33,11 +32,11 @@ def snapshot(
     """Hash every file in DIR; write DIR/manifest.json and DIR/SHA256SUMS; print the manifest id."""
     from reproexec.data.manifest import snapshot as take_snapshot
 
-    result = take_snapshot(folder, excludes=tuple(exclude or ()), progress=verify_cmd.progress_factory())
+    result = take_snapshot(folder, excludes=tuple(exclude or ()), progress=console.progress)
     m = result.manifest
     excluded = f", excluding {', '.join(m.excludes)}" if m.excludes else ""
     console.success(
-        f"snapshot of {folder}: {m.count:,} files, {verify_cmd.size(m.total_bytes)}{excluded}; "
+        f"snapshot of {folder}: {m.count:,} files, {console.size(m.total_bytes)}{excluded}; "
         f"wrote {result.manifest_path.name} and {result.sums_path.name}"
     )
     console.data(result.manifest_id)
@@ -47,7 +46,7 @@ def snapshot(
 def verify(
     folder: Annotated[Path, typer.Argument(metavar="DIR", help="Dataset folder to check.")],
     manifest: Annotated[
-        Path | None, typer.Option("--manifest", metavar="FILE", help="Manifest to check against [default: DIR/manifest.json].")
+        Path | None, typer.Option("--manifest", metavar="FILE", help="Manifest to check against (default: DIR/manifest.json).")
     ] = None,
     quick: Annotated[
         bool, typer.Option("--quick", help="Compare file names and sizes only; content is NOT checked.")
@@ -57,7 +56,23 @@ def verify(
 
     Lists every missing, resized, changed, renamed and unexpected file and exits 4 on any.
     """
-    verify_cmd.verify(folder, manifest, quick)
+    from reproexec.data.manifest import verify_snapshot
+
+    report = verify_snapshot(folder, manifest, quick=quick, progress=console.progress)
+    report.raise_for_problems()
+    if quick:
+        console.warn("--quick compared names and sizes only; file contents were NOT checked (run without --quick)")
+        console.success(f"{folder}: {report.checked_files:,} files present with the sizes in the manifest")
+    else:
+        console.success(f"{folder}: {report.checked_files:,} files, {console.size(report.checked_bytes)} match the manifest (sha256)")
+    console.key_values(
+        [
+            ("manifest id", report.manifest_id),
+            ("files", f"{report.checked_files:,}"),
+            ("bytes", f"{report.checked_bytes:,}" if not quick else "not read (--quick)"),
+            ("checked", "sizes only (content not checked)" if quick else "sha256 of every file"),
+        ]
+    )
 
 
 @app.command("demo")
@@ -73,6 +88,6 @@ def demo(
     result = write_digits_demo(out, val_fraction=val_fraction, seed=seed, force=force)
     console.success(
         f"demo dataset in {out}: {result.manifest.count:,} PNG images (train/ and val/, digits 0-9), "
-        f"{verify_cmd.size(result.manifest.total_bytes)}"
+        f"{console.size(result.manifest.total_bytes)}"
     )
     console.data(result.manifest_id)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -117,8 +120,44 @@ def test_demo_cli_writes_and_prints_the_id(tmp_path: Path) -> None:
     assert "1,797 PNG images" in r.stderr
 
 
-def test_help_lists_the_commands() -> None:
-    r = invoke("--help")
-    assert r.exit_code == 0
-    for cmd in ("snapshot", "verify", "demo"):
-        assert cmd in r.stdout
+@pytest.mark.parametrize(
+    ("cmd", "words"),
+    [
+        ("snapshot", ["--exclude", "Hash every file in DIR"]),
+        ("verify", ["--manifest", "(default: DIR/manifest.json)", "--quick", "content is NOT checked"]),
+        ("demo", ["--val-fraction", "--seed", "--force"]),
+    ],
+)
+def test_each_command_is_there_with_its_help(cmd: str, words: list[str]) -> None:
+    r = invoke(cmd, "--help")
+    assert r.exit_code == 0, r.output
+    assert f"Usage: reproexec data {cmd} [OPTIONS]" in r.stdout
+    for word in words:
+        assert word in r.stdout
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """The installed entry point (reproexec.cli:main), as a user runs it."""
+    env = {**os.environ, **ENV}
+    return subprocess.run([sys.executable, "-m", "reproexec", *args], capture_output=True, text=True, env=env)
+
+
+def test_the_command_line_exit_codes_and_streams(tmp_path: Path) -> None:
+    ds = make_tree(tmp_path / "ds", {"a/1.png": b"one", "b/2.png": b"two"})
+    r = run_cli("data", "snapshot", str(ds))
+    assert r.returncode == 0, r.stderr
+    sid = r.stdout.strip()
+    os.replace(ds / "manifest.json", tmp_path / "m.json")
+    r = run_cli("data", "verify", "--quick", str(ds), f"--manifest={tmp_path / 'm.json'}")
+    assert (r.returncode, r.stdout.splitlines()[0]) == (0, f"manifest id  {sid}")
+    (ds / "b/2.png").write_bytes(b"TWO")
+    r = run_cli("data", "verify", str(ds), "--manifest", str(tmp_path / "m.json"))
+    assert (r.returncode, r.stdout) == (4, "")
+    assert "  - changed: b/2.png (sha256 differs from the manifest)\n" in r.stderr
+    (tmp_path / "m.json").write_text("[" * 100_000 + "]" * 100_000)
+    r = run_cli("data", "verify", str(ds), "--manifest", str(tmp_path / "m.json"))
+    assert (r.returncode, r.stdout) == (4, "")
+    assert r.stderr == (
+        f"error: manifest {tmp_path / 'm.json'} nests lists or objects too deeply to be a manifest\n"
+        "Fix: regenerate it with `reproexec data snapshot DIR`\n"
+    )

@@ -172,11 +172,29 @@ def test_unreadable_file_is_an_error_naming_it(tmp_path: Path, monkeypatch: pyte
 
 
 def test_names_that_manifests_cannot_carry_are_refused(tmp_path: Path) -> None:
-    make_tree(tmp_path, {"a\\b.txt": b"x", "new\nline.txt": b"y"})
+    # the same check as a manifest's relpaths (relpath_problem): a snapshot never writes a manifest
+    # that load_manifest would refuse
+    make_tree(tmp_path, {"a\\b.txt": b"x", "new\nline.txt": b"y", "C:x.txt": b"z", "sub/C:ok.txt": b"fine"})
     with pytest.raises(DataError) as exc:
         snapshot(tmp_path)
-    assert len(exc.value.details) == 2
-    assert all("backslash or a control character" in d for d in exc.value.details)
+    assert exc.value.message == f"{tmp_path}: 3 entries are not plain readable files"
+    assert exc.value.details == [
+        "C:x.txt: path starts with a drive letter; it must be relative to the snapshot folder; rename it",
+        "a\\b.txt: path holds a backslash; use '/' as the separator; rename it",
+        "new\\nline.txt: path holds a control character; rename it",
+    ]
+
+
+def test_a_name_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    make_tree(tmp_path, {"a.txt": b"one"})
+    with open(os.path.join(os.fsencode(tmp_path), b"caf\xe9.txt"), "wb") as f:  # Latin-1, not UTF-8
+        f.write(b"x")
+    with pytest.raises(DataError) as exc:
+        snapshot(tmp_path)
+    assert exc.value.details == [
+        "caf\\udce9.txt: path holds a lone surrogate (\\ud800-\\udfff), which is not a character; "
+        "file names are UTF-8; rename it"
+    ]
 
 
 def test_empty_folder_and_missing_folder(tmp_path: Path) -> None:
@@ -204,30 +222,39 @@ def test_a_failed_write_leaves_the_old_manifest_and_no_temp_file(tmp_path: Path,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["SHA256SUMS", "a.txt", "b.txt", "manifest.json"]
 
 
-@pytest.mark.parametrize("executor", ["serial", "thread", "process"])
-def test_hash_files_executors_agree_and_report_progress(tmp_path: Path, executor: str) -> None:
-    files = {f"d{i % 7}/f{i}.bin": bytes([i % 251]) * (i * 37 % 9000) for i in range(300)}
-    files["big.bin"] = b"\xab" * (hashing.LARGE + 123)
+def test_pool_and_loop_agree_and_report_progress(tmp_path: Path) -> None:
+    # enough files for several batches and two files large enough to be tasks of their own
+    files = {f"d{i % 7}/f{i}.bin": bytes([i % 251]) * (i * 37 % 9000) for i in range(hashing.BATCH * 2 + 50)}
+    files["big1.bin"] = b"\xab" * (hashing.LARGE + 123)
+    files["big2.bin"] = b"\xcd" * hashing.LARGE
     make_tree(tmp_path, files)
-    items = [(rel, -1) for rel in sorted(files)]
-    seen = []
-    out = hashing.hash_files(str(tmp_path), items, lambda n, b: seen.append((n, b)), workers=2, executor=executor)
-    assert [(h.relpath, h.bytes, h.sha256) for h in out] == [(r, len(files[r]), sha(files[r])) for r in sorted(files)]
-    assert sum(n for n, _ in seen) == len(files)
-    assert sum(b for _, b in seen) == sum(map(len, files.values()))
+    items = [(rel, len(files[rel])) for rel in sorted(files)] + [("big1.bin", 5), ("gone.bin", 1)]
+    want = [(len(files[r]), sha(files[r]), None) for r in sorted(files)]
+    want += [(hashing.LARGE + 123, None, None), (-1, None, hashing.MISSING)]
+    for workers in (1, 2):
+        seen = []
+        out = hashing.hash_files(str(tmp_path), items, lambda n, b: seen.append((n, b)), workers=workers)
+        assert out == want
+        assert sum(n for n, _ in seen) == len(items)
+        assert sum(b for _, b in seen) == sum(map(len, files.values()))
 
 
-@pytest.mark.parametrize("excludes", [(), ("tmp",), ("a*", "b/c")])
+@pytest.mark.parametrize("excludes", [(), ("tmp",), ("*.tmp", "b/c", "tmp")])
 @pytest.mark.parametrize("n", [0, 1, 5])
-def test_manifest_json_is_exactly_json_dumps_indent_2(excludes, n) -> None:
-    # to_json writes the file list by hand for speed; the text must stay what json would write.
-    from reproexec.data.manifest import DatasetManifest, FileEntry
-
-    names = ["a.png", "ü/ß.png", 'q"uote.png', "x y/z.png", "日本/語.png", "e\u2028f.png"]
+def test_manifest_json_round_trips(tmp_path: Path, excludes, n) -> None:
+    names = ["a.png", "ü/ß.png", 'q"uote.png', "x y/z.png", "日本/語.png", "e\u2028f.png", "\u00a0"]
     m = DatasetManifest(tuple(FileEntry(f"{names[i % len(names)]}{i}", i * 7919, f"{i:064x}") for i in range(n)), excludes)
-    doc = {"version": 1, "count": m.count, "excludes": list(m.excludes), "files": [f.as_dict() for f in m.files]}
-    assert m.to_json() == json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
-    assert json.loads(m.to_json()) == doc
+    text = m.to_json()
+    assert json.loads(text) == {
+        "version": 1,
+        "count": n,
+        "excludes": sorted(excludes),
+        "files": [{"relpath": f.relpath, "bytes": f.bytes, "sha256": f.sha256} for f in m.files],
+    }
+    assert "日本" in text or n < 5  # UTF-8, not \u escapes
+    (tmp_path / "manifest.json").write_text(text, encoding="utf-8")
+    if n:
+        assert load_manifest(tmp_path / "manifest.json").manifest_id == m.manifest_id
 
 
 def _child_pids() -> set[int]:
@@ -237,41 +264,48 @@ def _child_pids() -> set[int]:
     return pids
 
 
-def test_process_hashing_with_more_batches_than_a_pipe_holds_and_caller_work(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # More batches than task numbers fit the task pipe up front (shrunk here to 16; 4,096 really):
-    # the rest are fed from a thread, while the caller's `meanwhile` work runs and a thread takes
-    # in the results.
-    monkeypatch.setattr(hashing, "_pipe_capacity", lambda fd: 64)
-    make_tree(tmp_path, {"a.bin": b"a" * 100, "b.bin": b"b" * 200})
-    items = [("a.bin", 100), ("b.bin", 200), ("b.bin", 7)] * 23000  # 135 batches
-    seen, ran = [], []
-    raw = hashing.hash_files_raw(
-        str(tmp_path), items, lambda n, b: seen.append((n, b)), workers=2, executor="process",
-        meanwhile=lambda: ran.append(len(_child_pids())),
-    )
-    want = {100: (100, sha(b"a" * 100), None), 200: (200, sha(b"b" * 200), None), 7: (200, None, None)}
-    assert raw == [want[size] for _, size in items]
-    assert sum(n for n, _ in seen) == len(items) and sum(b for _, b in seen) == 23000 * 300
-    assert ran == [2]  # ran once, while the two workers were alive
-    assert _child_pids() == set()  # every worker reaped
-
-
-def test_caller_work_failing_stops_the_workers(tmp_path: Path) -> None:
+def test_ctrl_c_while_hashing_leaves_no_worker_behind(tmp_path: Path) -> None:
     make_tree(tmp_path, {"a.bin": b"a"})
 
-    def boom() -> None:
-        raise ValueError("caller failed")
+    def interrupt(n: int, b: int) -> None:
+        raise KeyboardInterrupt
 
-    with pytest.raises(ValueError, match="caller failed"):
-        hashing.hash_files_raw(str(tmp_path), [("a.bin", 1)] * 5000, workers=2, executor="process", meanwhile=boom)
+    with pytest.raises(KeyboardInterrupt):
+        hashing.hash_files(str(tmp_path), [("a.bin", 1)] * (hashing.BATCH * 20), interrupt, workers=2)
     assert _child_pids() == set()
 
 
 def test_a_dying_worker_is_an_error_not_missing_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from reproexec.errors import ReproexecError
+
     make_tree(tmp_path, {"a.bin": b"a"})
-    monkeypatch.setattr(hashing, "_hash_batch", lambda root, batch: os._exit(3))
-    with pytest.raises(RuntimeError, match=r"hashing worker processes ended after 0 of \d+ batches"):
-        hashing.hash_files_raw(str(tmp_path), [("a.bin", 1)] * 5000, workers=2, executor="process", meanwhile=lambda: None)
+    monkeypatch.setattr(hashing, "hash_file", lambda *args: os._exit(3))  # the workers are forked
+    with pytest.raises(ReproexecError) as exc:
+        hashing.hash_files(str(tmp_path), [("a.bin", 1)] * (hashing.BATCH * 4), workers=2)
+    assert exc.value.message == "a hashing worker process ended unexpectedly (killed, or out of memory)"
     assert _child_pids() == set()
+
+
+def test_workers_die_with_a_killed_parent(tmp_path: Path) -> None:
+    import signal
+    import sys
+    import time
+
+    make_tree(tmp_path, {"a.bin": b"a"})
+    code = (
+        "import sys\nfrom reproexec.data import hashing\n"
+        "def started(n, b, said=[]):\n    said or print('hashing', flush=True) or said.append(1)\n"
+        f"hashing.hash_files({str(tmp_path)!r}, [('a.bin', 1)] * 300_000, started, workers=2)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout.readline() == "hashing\n"
+        workers = {int(p) for t in Path(f"/proc/{parent.pid}/task").iterdir() for p in (t / "children").read_text().split()}
+        assert len(workers) == 2
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{w}").exists() for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(Path(f"/proc/{w}").exists() for w in workers)
