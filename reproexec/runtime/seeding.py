@@ -136,14 +136,9 @@ def cpu_flags() -> set[str] | None:
     return set(m.group(1).split()) if m else None
 
 
-def check_cpu_math(config: Config) -> dict[str, Any]:
-    """Pin MKL and oneDNN where this process has not run them yet, read back the level each library
-    really runs at, and refuse (RunError, before any training) when it is not the pinned one.
-
-    A fresh run process already has the pins in its environment (the host passes
-    `pinned_environment`); an in-process caller gets them applied here, which works as long as
-    nothing in the process has run MKL or oneDNN yet (both read their variables at first use).
-    """
+def check_cpu_level(config: Config) -> None:
+    """RunError unless this CPU has the features the configured level needs. No torch: the host can
+    call it before building or starting anything; the trainer calls it again where it runs."""
     level = config.determinism.cpu_capability
     flags = cpu_flags()
     missing = [f for f in LEVEL_CPU_FLAGS[level] if flags is not None and f not in flags]
@@ -155,6 +150,18 @@ def check_cpu_math(config: Config) -> dict[str, Any]:
             "determinism.cpu_capability to a level this CPU has (a different level changes the numerics: "
             "record it as a new baseline)",
         )
+
+
+def check_cpu_math(config: Config) -> dict[str, Any]:
+    """Pin MKL and oneDNN where this process has not run them yet, read back the level each library
+    really runs at, and refuse (RunError, before any training) when it is not the pinned one.
+
+    A fresh run process already has the pins in its environment (the host passes
+    `pinned_environment`); an in-process caller gets them applied here, which works as long as
+    nothing in the process has run MKL or oneDNN yet (both read their variables at first use).
+    """
+    check_cpu_level(config)
+    level = config.determinism.cpu_capability
     applied = {}
     for name, value in cpu_math_environment(config).items():
         if os.environ.get(name) != value:
