@@ -239,9 +239,14 @@ def cpu_math_state() -> dict[str, Any]:
         text = _c_stdout_of(conv)
         isa = re.search(r"^onednn_verbose,(?:v1,)?info,cpu,isa:(.+)$", text, re.M)
         kernel = re.search(r"^onednn_verbose,(?:v1,)?primitive,exec,cpu,convolution,([^,]+),", text, re.M)
-        state["onednn"]["isa"] = isa.group(1).strip() if isa else None
+        if isa:  # oneDNN prints its header once per process, and its ISA cannot change afterwards
+            _ONEDNN_ISA_SEEN.append(isa.group(1).strip())
+        state["onednn"]["isa"] = _ONEDNN_ISA_SEEN[0] if _ONEDNN_ISA_SEEN else None
         state["onednn"]["conv_kernel"] = kernel.group(1) if kernel else None
     return state
+
+
+_ONEDNN_ISA_SEEN: list[str] = []
 
 
 def _c_stdout_of(fn: Any) -> str:
