@@ -234,6 +234,11 @@ def import_base_rootfs(engine: Engine, path: Path, expected_sha256: str, tag: st
     existing = engine.image(tag)
     if existing is not None and tuple(existing.layers) == (f"sha256:{expected_sha256}",):
         return BaseResult(tag=tag, image_id=existing.id, created=False, source="already present", rootfs_sha256=expected_sha256)
+    if existing is not None:
+        raise EngineError(
+            f"{tag} already names another base on this machine (layers {', '.join(existing.layers)[:80]}…)",
+            f"import under another tag (e.g. {repository}:rootfs-{expected_sha256[:12]}); the existing one is left as it is",
+        )
     with _workdir() as tmp:
         archive, digest = _uncompressed_copy(path, tmp / "rootfs.tar")
         if digest != expected_sha256:
@@ -367,12 +372,6 @@ def _check_member(m: tarfile.TarInfo, seen: set[str]) -> tuple[str, str | None]:
     if m.isfifo():
         return name, "FIFO"
     return name, f"unsupported member type {m.type!r}"
-
-
-def debian_packages(info: ImageInfo | None) -> dict[str, str]:
-    """The base's Debian packages recorded in its label, as {name: version} (empty if not recorded)."""
-    text = (info.labels.get(LABEL_PACKAGES, "") if info else "") or ""
-    return dict(p.split("=", 1) for p in text.split() if "=" in p)
 
 
 # -- helpers -----------------------------------------------------------------------------------

@@ -116,8 +116,13 @@ def test_import_checks_the_recorded_id_then_imports_exactly_that_layer(tmp_path,
     path, again = base_rootfs(engine, "wt10-base:imported")
     assert again == digest and path == rootfs_store() / f"{digest}.tar.gz"
     assert hashlib.sha256(gzip.decompress(path.read_bytes())).hexdigest() == digest
-    # A second import of the same tar is a no-op.
+    # A second import of the same tar is a no-op; a tag that names another base is never moved.
     assert not import_base_rootfs(engine, gz, digest, "wt10-base:imported").created
+    engine.add_image("wt10-base:mine", layers=["sha256:" + "9" * 64])
+    with pytest.raises(EngineError, match="wt10-base:mine already names another base") as e:
+        import_base_rootfs(engine, gz, digest, "wt10-base:mine")
+    assert f"wt10-base:rootfs-{digest[:12]}" in e.value.hint
+    assert engine.image("wt10-base:mine").layers == ("sha256:" + "9" * 64,)
 
 
 def test_a_tar_that_does_not_match_its_id_or_the_rules_imports_nothing(tmp_path, isolated_cache):
