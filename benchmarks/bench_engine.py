@@ -59,9 +59,15 @@ def main() -> int:
     # Before torch is imported: the dispatch level is read once, at import.
     os.environ["ATEN_CPU_CAPABILITY"] = args.cpu_capability
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    # And MKL/oneDNN, read at their first call: the plain loop runs first and must not set them unpinned.
+    from reproexec.config import validate_config
+    from reproexec.runtime.seeding import cpu_math_environment
+
+    os.environ.update(cpu_math_environment(validate_config({
+        "name": "bench", "data": {"snapshot": "-"},
+        "determinism": {"threads": args.threads, "cpu_capability": args.cpu_capability}})))
     import torch
 
-    from reproexec.config import validate_config
     from reproexec.runtime.data import SeededImageDataset, load_dataset
     from reproexec.runtime.engine import LrFactor, make_optimizer, make_plan, run_training
     from reproexec.runtime.model import build_model

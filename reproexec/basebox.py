@@ -1,39 +1,77 @@
-"""Base images: resolve the config's base to a pinned one, or make one offline.
+"""Base images: resolve the config's base to what it contains, or make one offline that is the same everywhere.
 
 Users with a registry pin a base by digest (`python:3.11-slim-bookworm@sha256:...`). Air-gapped
-sites have no registry: `bootstrap_base` builds a minimal Debian root filesystem with debootstrap
-from the host's configured Debian mirror and imports it (`docker import`), or imports a rootfs /
-`docker save` tarball brought in on a disk. Either way the build pins the base by what it is
-(digest or image id), never by a moving tag.
+sites have no registry: `bootstrap_base` builds a minimal Debian root filesystem with mmdebstrap
+and imports it (`docker import`), or imports a rootfs / `docker save` tarball brought in on a disk.
+
+**Reproducible.** mmdebstrap with a fixed SOURCE_DATE_EPOCH writes the same rootfs tar, bit for
+bit, from the same packages (it clamps every mtime, leaves out /etc/machine-id, the logs and the
+caches). The image's sources.list always names Debian's canonical mirror, whichever mirror the
+packages came from, so the host's apt setup does not leak into the layer. `docker import` of the
+tar gives a layer whose diff_id *is* the tar's sha256, on every machine; only the image id (which
+stamps the import time) differs, so the content hash of a run image names the base by its layers
+(`BaseImage.content_id`), never by that id. The tar is kept gzipped in reproexec's cache under its
+sha256 (`base_rootfs`), so it can travel with a run (`import_base_rootfs` on the other side).
+
+**Untrusted tars.** A rootfs tar from elsewhere is checked before anything is imported
+(`check_rootfs_members`), with these rules: member names are relative and stay inside the root;
+a symbolic link's target, resolved from its folder (an absolute one from the root), stays inside
+the root, and a hard link names a member that came before it; character devices only as the
+standard nodes Debian's bootstrap tools create in /dev (null, zero, full, random, urandom, tty,
+console, ptmx, with their usual device numbers); no block devices, FIFOs or other special files;
+setuid/setgid only on regular files in the folders Debian installs such programs to (/usr/bin,
+/usr/sbin, /usr/lib, /usr/libexec, /bin, /sbin; setgid folders such as /var/mail are harmless and
+allowed). Anything else is refused with the member named; nothing is imported half-way.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gzip
+import hashlib
+import json
 import os
+import posixpath
 import re
 import shutil
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from reproexec.engine import Engine
+from reproexec.engine import Engine, ImageInfo
 from reproexec.errors import EngineError, ReproexecError
+from reproexec.fsutil import sha256_file, write_atomic
 from reproexec.imagespec import BaseImage
+from reproexec.runtime.environment import parse_dpkg_status
 from reproexec.wheels import cache_dir
 
 DEFAULT_BASE = "reproexec-base:bookworm"
 # What every run image needs from its base: Python with venv (3.11 on bookworm) and CA certs.
-BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates")
+BASE_PACKAGES = ("ca-certificates", "python3", "python3-venv")
+# 2024-01-01T00:00:00Z: every file's mtime in the rootfs is clamped to this unless --source-date-epoch.
+DEFAULT_SOURCE_DATE_EPOCH = 1704067200
+CANONICAL_MIRROR = "http://deb.debian.org/debian"
+BASE_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+LABEL_ROOTFS = "org.reproexec.base.rootfs-sha256"
+LABEL_PACKAGES = "org.reproexec.base.debian-packages"
+LABEL_SUITE = "org.reproexec.base.suite"
+LABEL_MIRROR = "org.reproexec.base.mirror"
+LABEL_EPOCH = "org.reproexec.base.source-date-epoch"
+
+MAX_ROOTFS_BYTES = int(os.environ.get("REPROEXEC_MAX_ROOTFS", 8 * 1024**3))
 _DIGEST_RE = re.compile(r"@sha256:[0-9a-f]{64}$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+LogFn = Callable[[str], None]
 
 
 def resolve_base(reference: str, engine: Engine) -> BaseImage:
     if _DIGEST_RE.search(reference):
         info = engine.image(reference) or engine.pull(reference)
-        return BaseImage(reference=reference, image_id=info.id, pinned_by="digest")
+        return _base_image(reference, info, "digest")
     if "@" in reference:
         raise ReproexecError(
             f"env.base_image {reference!r} has a malformed digest",
@@ -48,7 +86,17 @@ def resolve_base(reference: str, engine: Engine) -> BaseImage:
             "or pin a registry image by digest (name@sha256:...)"
         )
         raise EngineError(f"base image {reference} is not on this machine (env.base_image)", hint)
-    return BaseImage(reference=reference, image_id=info.id, pinned_by="image id")
+    return _base_image(reference, info, "content")
+
+
+def _base_image(reference: str, info: ImageInfo, pinned_by: str) -> BaseImage:
+    if not info.layers:
+        raise EngineError(
+            f"the Docker engine reports no layers for base image {reference} ({info.id})",
+            "remake it with `reproexec base bootstrap --force` (or load it again)",
+        )
+    return BaseImage(reference=reference, image_id=info.id, pinned_by=pinned_by,  # type: ignore[arg-type]
+                     layers=tuple(info.layers), config=dict(info.config))
 
 
 @dataclass(frozen=True)
@@ -57,6 +105,7 @@ class BaseResult:
     image_id: str
     created: bool
     source: str
+    rootfs_sha256: str | None = None  # = the image's one layer diff_id, for bases made from a rootfs tar
 
 
 def bootstrap_base(
@@ -68,46 +117,62 @@ def bootstrap_base(
     include: tuple[str, ...] = (),
     from_tar: Path | None = None,
     force: bool = False,
-    on_log: Callable[[str], None] | None = None,
+    source_date_epoch: int = DEFAULT_SOURCE_DATE_EPOCH,
+    on_log: LogFn | None = None,
 ) -> BaseResult:
-    repository, _, version = tag.rpartition(":") if ":" in tag.split("/")[-1] else (tag, "", "latest")
+    repository, version = split_tag(tag)
     existing = engine.image(tag)
     if existing and not force:
-        return BaseResult(tag=tag, image_id=existing.id, created=False, source="already present")
+        return BaseResult(tag=tag, image_id=existing.id, created=False, source="already present",
+                          rootfs_sha256=existing.labels.get(LABEL_ROOTFS))
     if from_tar is not None:
         return _from_tar(engine, from_tar, repository, version, tag)
 
-    if shutil.which("debootstrap") is None:
-        raise EngineError("debootstrap is not installed", "apt-get install debootstrap (Debian's package)")
-    if os.geteuid() != 0:
-        raise EngineError("debootstrap needs root to build a root filesystem", "run this command as root")
     mirror = mirror or host_debian_mirror()
-    packages = sorted(set(BASE_PACKAGES) | set(include))
-    work_root = cache_dir() / "tmp"
-    work_root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=work_root, prefix="rootfs-") as tmp:
-        rootfs, archive = Path(tmp) / "rootfs", Path(tmp) / "rootfs.tar"
-        cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", suite, str(rootfs), mirror]
-        if on_log:
-            on_log(" ".join(cmd))
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise EngineError(
-                f"debootstrap of {suite} from {mirror} failed",
-                "check that the mirror answers (`apt-get update`) and the suite exists; pass --mirror URL",
-                details=[ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()][-12:],
-            )
-        # apt's downloaded .debs are not part of the image.
-        shutil.rmtree(rootfs / "var/cache/apt/archives", ignore_errors=True)
-        subprocess.run(["tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(archive), "."], check=True)
-        changes = [
-            "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            'CMD ["python3"]',
-            f'LABEL org.reproexec.base.suite="{suite}" org.reproexec.base.mirror="{mirror}" '
-            f'org.reproexec.base.packages="{",".join(packages)}"',
-        ]
-        image_id = engine.import_rootfs(archive, repository, version, changes)
-    return BaseResult(tag=tag, image_id=image_id, created=True, source=f"debootstrap {suite} from {mirror}")
+    packages = tuple(sorted(set(BASE_PACKAGES) | set(include)))
+    with _workdir() as tmp:
+        archive = tmp / "rootfs.tar"
+        rootfs_tar(archive, suite=suite, mirror=mirror, packages=packages,
+                   source_date_epoch=source_date_epoch, on_log=on_log)
+        digest = sha256_file(archive)
+        labels = {LABEL_SUITE: suite, LABEL_MIRROR: mirror, LABEL_EPOCH: str(source_date_epoch)}
+        image_id = _import_checked(engine, archive, digest, repository, version, labels)
+        _store_rootfs(archive, digest)
+    return BaseResult(tag=tag, image_id=image_id, created=True, rootfs_sha256=digest,
+                      source=f"mmdebstrap {suite} ({', '.join(packages)}) from {mirror}, SOURCE_DATE_EPOCH={source_date_epoch}")
+
+
+def rootfs_tar(out: Path, *, suite: str, mirror: str, packages: Iterable[str], source_date_epoch: int,
+               on_log: LogFn | None = None) -> None:
+    """A minimal Debian root filesystem as a tar, bit-identical for the same packages and epoch."""
+    if shutil.which("mmdebstrap") is None:
+        raise EngineError("mmdebstrap is not installed", "apt-get install mmdebstrap (Debian's package)")
+    if os.geteuid() != 0:
+        raise EngineError("mmdebstrap needs root to build a root filesystem", "run this command as root")
+    debs = cache_dir() / "debs"  # .debs kept between bootstraps; apt checks each against the signed index
+    debs.mkdir(parents=True, exist_ok=True)
+    sources = f"deb {CANONICAL_MIRROR} {suite} main"
+    cmd = [
+        "mmdebstrap", "--quiet", "--variant=minbase", "--mode=root", "--format=tar",
+        f"--include={','.join(sorted(packages))}",
+        "--dpkgopt=force-unsafe-io",  # no fsync per file: the tar is written once at the end anyway
+        "--skip=essential/unlink",
+        '--setup-hook=mkdir -p "$1"/var/cache/apt/archives/',
+        f"--setup-hook=sync-in {debs} /var/cache/apt/archives/",
+        f"--customize-hook=sync-out /var/cache/apt/archives {debs}",
+        f"--customize-hook=echo '{sources}' > \"$1\"/etc/apt/sources.list",
+        suite, str(out), mirror,
+    ]
+    if on_log:
+        on_log(f"mmdebstrap {suite} from {mirror} with {', '.join(sorted(packages))} (SOURCE_DATE_EPOCH={source_date_epoch})")
+    env = {**os.environ, "SOURCE_DATE_EPOCH": str(source_date_epoch), "LC_ALL": "C.UTF-8"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise EngineError(
+            f"mmdebstrap of {suite} from {mirror} failed",
+            "check that the mirror answers (`apt-get update`) and the suite exists; pass --mirror URL",
+            details=[ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()][-12:],
+        )
 
 
 def _from_tar(engine: Engine, path: Path, repository: str, version: str, tag: str) -> BaseResult:
@@ -116,7 +181,7 @@ def _from_tar(engine: Engine, path: Path, repository: str, version: str, tag: st
     try:
         with tarfile.open(path) as tar:
             names = set(tar.getnames()[:10000])
-    except tarfile.TarError as e:
+    except (tarfile.TarError, OSError, EOFError) as e:
         raise EngineError(f"--from-tar {path} is not a tar archive: {e}") from None
     if "manifest.json" in names or "./manifest.json" in names:  # `docker save` output
         ids = engine.load(path)
@@ -124,8 +189,204 @@ def _from_tar(engine: Engine, path: Path, repository: str, version: str, tag: st
             raise EngineError(f"{path} holds {len(ids)} images; a base needs exactly one", "save one image per file")
         engine.tag(ids[0], repository, version)
         return BaseResult(tag=tag, image_id=ids[0], created=True, source=f"docker load {path}")
-    image_id = engine.import_rootfs(path, repository, version, ['CMD ["python3"]'])
-    return BaseResult(tag=tag, image_id=image_id, created=True, source=f"rootfs import {path}")
+    with _workdir() as tmp:
+        archive, digest = _uncompressed_copy(path, tmp / "rootfs.tar")
+        image_id = _import_checked(engine, archive, digest, repository, version, {})
+        _store_rootfs(archive, digest)
+    return BaseResult(tag=tag, image_id=image_id, created=True, source=f"rootfs import {path}", rootfs_sha256=digest)
+
+
+# -- the rootfs tar as a travelling, content-addressed file --------------------------------------
+def rootfs_store() -> Path:
+    return cache_dir() / "rootfs"
+
+
+def base_rootfs(engine: Engine, reference: str) -> tuple[Path, str]:
+    """(gzipped rootfs tar in the cache, sha256 of the uncompressed tar) of a base made from a rootfs.
+
+    The sha256 is the base's layer diff_id, the same on every machine; `import_base_rootfs` checks it.
+    """
+    info = engine.image(reference)
+    if info is None:
+        raise EngineError(f"base image {reference} is not on this machine", "make it with `reproexec base bootstrap`")
+    if len(info.layers) != 1 or not info.layers[0].startswith("sha256:"):
+        raise EngineError(
+            f"base image {reference} has {len(info.layers)} layers; only a base made from one rootfs tar can travel as one",
+            "bring the run image instead (`export --with-image`), or remake the base with `reproexec base bootstrap`",
+        )
+    digest = info.layers[0].removeprefix("sha256:")
+    path = rootfs_store() / f"{digest}.tar.gz"
+    if not path.is_file():
+        raise EngineError(
+            f"the rootfs of base image {reference} (sha256 {digest[:12]}) is not in reproexec's cache ({rootfs_store()})",
+            "make the base on this machine with `reproexec base bootstrap --force`, or import its tar with "
+            "`reproexec base bootstrap --from-tar FILE`",
+        )
+    return path, digest
+
+
+def import_base_rootfs(engine: Engine, path: Path, expected_sha256: str, tag: str) -> BaseResult:
+    """Import an untrusted rootfs tar (plain or gzipped) as `tag`, after checking that its uncompressed
+    sha256 is `expected_sha256` and every member passes the rules in this module's docstring."""
+    if not _SHA256_RE.match(expected_sha256):
+        raise EngineError(f"recorded base rootfs id {expected_sha256!r} is not a sha256", "the record is damaged")
+    repository, version = split_tag(tag)
+    existing = engine.image(tag)
+    if existing is not None and tuple(existing.layers) == (f"sha256:{expected_sha256}",):
+        return BaseResult(tag=tag, image_id=existing.id, created=False, source="already present", rootfs_sha256=expected_sha256)
+    if existing is not None:
+        raise EngineError(
+            f"{tag} already names another base on this machine (layers {', '.join(existing.layers)[:80]}…)",
+            f"import under another tag (e.g. {repository}:rootfs-{expected_sha256[:12]}); the existing one is left as it is",
+        )
+    with _workdir() as tmp:
+        archive, digest = _uncompressed_copy(path, tmp / "rootfs.tar")
+        if digest != expected_sha256:
+            raise EngineError(
+                f"base rootfs {path} does not match its recorded id: sha256 {digest[:16]}…, recorded {expected_sha256[:16]}…",
+                "the file was altered or damaged; do not use it (export the run again on the machine it came from)",
+            )
+        image_id = _import_checked(engine, archive, digest, repository, version, {})
+        _store_rootfs(archive, digest)
+    return BaseResult(tag=tag, image_id=image_id, created=True, source=f"rootfs import {path}", rootfs_sha256=digest)
+
+
+def _import_checked(engine: Engine, archive: Path, digest: str, repository: str, version: str,
+                    labels: dict[str, str]) -> str:
+    """Check the tar's members, import it, and make sure Docker made exactly the layer we checked."""
+    packages = check_rootfs_members(archive)
+    labels = {**labels, LABEL_ROOTFS: digest, LABEL_PACKAGES: " ".join(f"{n}={v}" for n, v in packages)}
+    changes = [f"ENV {BASE_ENV}", 'CMD ["python3"]',
+               "LABEL " + " ".join(f"{k}={json.dumps(v)}" for k, v in sorted(labels.items()))]
+    image_id = engine.import_rootfs(archive, repository, version, changes)
+    info = engine.image(image_id)
+    layers = tuple(info.layers) if info else ()
+    if layers != (f"sha256:{digest}",):
+        engine.remove_image(f"{repository}:{version}")
+        raise EngineError(
+            f"Docker imported {archive.name} as layers {list(layers)}, not the checked sha256:{digest}",
+            "report this: the engine changed the root filesystem while importing it",
+        )
+    return image_id
+
+
+def _store_rootfs(archive: Path, digest: str) -> Path:
+    """Keep the tar gzipped under its sha256 (mtime 0 and no file name in the gzip header)."""
+    final = rootfs_store() / f"{digest}.tar.gz"
+    if not final.is_file():
+        final.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(final, gzip.compress(archive.read_bytes(), compresslevel=6, mtime=0))
+    return final
+
+
+def _uncompressed_copy(path: Path, out: Path) -> tuple[Path, str]:
+    """Write `path` (tar or tar.gz) uncompressed to `out`, hashing what is written; refuse oversized input."""
+    h, total = hashlib.sha256(), 0
+    try:
+        with open(path, "rb") as raw:
+            gzipped = raw.read(2) == b"\x1f\x8b"
+        with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as src, open(out, "wb") as dst:
+            while chunk := src.read(1024 * 1024):
+                total += len(chunk)
+                if total > MAX_ROOTFS_BYTES:
+                    raise EngineError(
+                        f"rootfs {path} is larger than {MAX_ROOTFS_BYTES} bytes uncompressed",
+                        "a base root filesystem is a few hundred MB; set REPROEXEC_MAX_ROOTFS to allow more",
+                    )
+                h.update(chunk)
+                dst.write(chunk)
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise EngineError(f"rootfs {path} cannot be read: {e}", "the file is damaged or not a tar archive") from None
+    return out, h.hexdigest()
+
+
+# -- the rules for an untrusted rootfs ------------------------------------------------------------
+# Character devices a Debian bootstrap creates in /dev, with their standard (major, minor).
+DEBIAN_DEV_NODES = {
+    "dev/null": (1, 3), "dev/zero": (1, 5), "dev/full": (1, 7), "dev/random": (1, 8), "dev/urandom": (1, 9),
+    "dev/tty": (5, 0), "dev/console": (5, 1), "dev/ptmx": (5, 2),
+}
+# Where Debian installs setuid/setgid programs (passwd, su, mount, unix_chkpwd, dbus helpers...).
+SETID_DIRS = ("usr/bin/", "usr/sbin/", "usr/lib/", "usr/libexec/", "bin/", "sbin/")
+
+
+def check_rootfs_members(archive: Path) -> list[tuple[str, str]]:
+    """Refuse a rootfs tar that breaks a rule (see the module docstring); return its Debian packages
+    as sorted (name, version) pairs, read from var/lib/dpkg/status (empty if it has none)."""
+    problems: list[str] = []
+    seen: set[str] = set()
+    status: bytes | None = None
+    try:
+        with tarfile.open(archive, "r:") as tar:
+            for m in tar:
+                name, problem = _check_member(m, seen)
+                if problem:
+                    problems.append(f"{m.name}: {problem}")
+                    if len(problems) >= 20:
+                        break
+                    continue
+                seen.add(name)
+                if name == "var/lib/dpkg/status" and m.isreg() and m.size < 64 * 1024**2:
+                    f = tar.extractfile(m)
+                    status = f.read() if f else None
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise EngineError(f"rootfs {archive} is not a readable tar archive: {e}", "the file is damaged") from None
+    if problems:
+        raise EngineError(
+            f"rootfs tar refused: {len(problems)}{'+' if len(problems) >= 20 else ''} member(s) break the rules for a base image",
+            "a base must be a plain root filesystem (see `reproexec base bootstrap --help`); do not use this file",
+            details=problems,
+        )
+    return sorted(parse_dpkg_status(status.decode("utf-8", "replace")).items()) if status else []
+
+
+def _check_member(m: tarfile.TarInfo, seen: set[str]) -> tuple[str, str | None]:
+    raw = m.name
+    name = posixpath.normpath(raw.removeprefix("./")) if raw not in (".", "./") else "."
+    if raw.startswith("/") or name == ".." or name.startswith("../") or "\x00" in raw:
+        return name, "path leaves the root"
+    if m.isdir():
+        return name, None
+    mode = m.mode
+    if m.isreg():
+        if mode & 0o6000 and not name.startswith(SETID_DIRS):
+            return name, f"setuid/setgid file outside {', '.join('/' + d.rstrip('/') for d in SETID_DIRS)}"
+        return name, None
+    if m.issym():
+        base = "" if m.linkname.startswith("/") else posixpath.dirname(name)
+        target = posixpath.normpath(posixpath.join(base, m.linkname.lstrip("/")))
+        if target == ".." or target.startswith("../"):
+            return name, f"symbolic link to {m.linkname!r} points outside the root"
+        return name, None
+    if m.islnk():
+        target = posixpath.normpath(m.linkname.removeprefix("./"))
+        if target.startswith(("/", "../")) or target == ".." or target not in seen:
+            return name, f"hard link to {m.linkname!r}, which is not an earlier member inside the root"
+        return name, None
+    if m.ischr():
+        if DEBIAN_DEV_NODES.get(name) == (m.devmajor, m.devminor):
+            return name, None
+        return name, f"character device {m.devmajor},{m.devminor} (only the standard /dev nodes are allowed)"
+    if m.isblk():
+        return name, "block device"
+    if m.isfifo():
+        return name, "FIFO"
+    return name, f"unsupported member type {m.type!r}"
+
+
+# -- helpers -----------------------------------------------------------------------------------
+def split_tag(tag: str) -> tuple[str, str]:
+    repository, _, version = tag.rpartition(":") if ":" in tag.split("/")[-1] else (tag, "", "latest")
+    return repository, version
+
+
+@contextlib.contextmanager
+def _workdir() -> Iterator[Path]:
+    """A private temporary folder under reproexec's cache (a rootfs is hundreds of MB: not /tmp)."""
+    root = cache_dir() / "tmp"
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root, prefix="rootfs-") as tmp:
+        yield Path(tmp)
 
 
 def host_debian_mirror() -> str:
@@ -144,4 +405,4 @@ def host_debian_mirror() -> str:
                 return uris.group(1)
         for m in re.finditer(r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+/debian)/?\s+\S+", text, re.M):
             return m.group(1)
-    return "http://deb.debian.org/debian"
+    return CANONICAL_MIRROR

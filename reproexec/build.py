@@ -20,6 +20,7 @@ from reproexec.context import ContextEntry, write_context
 from reproexec.engine import Engine
 from reproexec.errors import BuildError, ConfigError, LockError
 from reproexec.imagespec import (
+    BaseImage,
     ImageSpec,
     build_context,
     content_hash,
@@ -144,6 +145,10 @@ def build_image(plan: BuildPlan, engine: Engine, *, on_log: LogFn | None = None)
         LABEL_HASH: plan.content_hash,
         LABEL_INPUTS: json.dumps(plan.inputs, sort_keys=True, separators=(",", ":")),
     }
+    base = plan.spec.base
+    if base.pinned_by == "content":  # FROM names the content tag: point it at exactly the base resolved
+        repository, _, version = base.pinned.rpartition(":")
+        engine.tag(base.image_id, repository, version)
     tmp_root = cache_dir() / "tmp"
     tmp_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryFile(dir=tmp_root) as ctx:
@@ -151,6 +156,7 @@ def build_image(plan: BuildPlan, engine: Engine, *, on_log: LogFn | None = None)
         ctx.seek(0)
         staged = engine.build(ctx, tag=None, labels=labels, network_mode=plan.spec.build_network, on_log=on_log)
 
+    check_built_on_base(engine, staged, base)
     freeze = read_freeze(engine, staged)
     check_freeze(freeze, plan.spec.lock)
 
@@ -161,6 +167,18 @@ def build_image(plan: BuildPlan, engine: Engine, *, on_log: LogFn | None = None)
         ctx.seek(0)
         image_id = engine.build(ctx, tag=plan.tag, labels={**labels, LABEL_FREEZE: freeze}, network_mode="none")
     return BuildResult(tag=plan.tag, image_id=image_id, cached=False, freeze=freeze)
+
+
+def check_built_on_base(engine: Engine, image: str, base: BaseImage) -> None:
+    """The built image's first layers must be the base's: FROM found exactly the base that was hashed."""
+    info = engine.image(image)
+    layers = tuple(info.layers) if info else ()
+    if layers[: len(base.layers)] != tuple(base.layers):
+        raise BuildError(
+            f"the image was built on another base than {base.reference} ({base.content_id}); it was not tagged",
+            f"something re-tagged {base.pinned} during the build; build again",
+            details=[f"base layers  {', '.join(base.layers)}", f"built layers {', '.join(layers[: len(base.layers)]) or '-'}"],
+        )
 
 
 def read_freeze(engine: Engine, image: str) -> str:

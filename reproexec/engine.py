@@ -38,6 +38,8 @@ class ImageInfo:
     labels: Mapping[str, str] = field(default_factory=dict)
     size: int = 0
     created: int = 0  # seconds since the epoch
+    layers: tuple[str, ...] = ()  # RootFS.Layers: the diff_ids, the same wherever the same files are
+    config: Mapping[str, Any] = field(default_factory=dict)  # what a build inherits: BUILD_CONFIG_KEYS
 
 
 @dataclass(frozen=True)
@@ -456,6 +458,10 @@ class DockerRun:
             self._stdin = None
 
 
+# The parts of an image's config that a build FROM it inherits and that can change what it does.
+BUILD_CONFIG_KEYS = ("Entrypoint", "Cmd", "Env", "OnBuild", "Shell", "User", "WorkingDir")
+
+
 def _image_info(data: Mapping[str, Any]) -> ImageInfo:
     config = data.get("Config") or {}
     return ImageInfo(
@@ -464,7 +470,9 @@ def _image_info(data: Mapping[str, Any]) -> ImageInfo:
         repo_digests=tuple(data.get("RepoDigests") or ()),
         labels=dict(config.get("Labels") or {}),
         size=int(data.get("Size") or 0),
-    )  # `Created` of inspect is an ISO date; listings give seconds (ImageInfo.created)
+        layers=tuple((data.get("RootFS") or {}).get("Layers") or ()),
+        config={k: config[k] for k in BUILD_CONFIG_KEYS if config.get(k) not in (None, "", [])},
+    )
 
 
 def _first_line(e: BaseException) -> str:

@@ -22,6 +22,13 @@ from reproexec.errors import ReproexecError
 
 # Packages whose code computes (or decodes, or dispatches) the tensors a run trains on.
 NUMERIC_PACKAGES = re.compile(r"^(torch|torchvision|torchaudio|numpy|scipy|pillow|triton|opencv.*|mkl.*|intel-openmp|nvidia-.*|cuda-.*)$")
+# Debian packages of the image that compute for the trainer: glibc's libm (exp, log, ...) and OpenMP.
+NUMERIC_DEBS = re.compile(r"^(libc6|libgomp1)$")
+# CPU features the math libraries pick kernels by (ATen, oneDNN, MKL): a difference in them can change
+# the numbers, unless every library is pinned to a level both CPUs have (then the extra ones go unused).
+DISPATCH_FLAGS = re.compile(r"^(sse\d.*|ssse3|avx.*|fma|f16c|amx.*)$")
+# The environment variables that pin the CPU math libraries (reproexec.runtime.seeding sets them).
+PIN_VARS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR")
 
 # (key pattern, can change numerics, why) — first match wins.
 RULES: list[tuple[str, bool, str]] = [
@@ -31,13 +38,16 @@ RULES: list[tuple[str, bool, str]] = [
     (r"^torch\.", True, "another torch build"),
     (r"^cuda\.devices\.\d+\.(uuid|total_memory)$", False, "another card of the same model computes the same"),
     (r"^cuda\.", True, "cuBLAS/cuDNN are bitwise stable only for the same CUDA, cuDNN, GPU architecture and SM count"),
+    (r"^cpu_math\.", True, "the level a CPU math library really ran at (ATen, MKL's CNR branch, oneDNN's ISA)"),
     (r"^cpu\.(flags|model_name|vendor|family|model|stepping)", True, "CPU kernels dispatch on the CPU's features"),
     (r"^cpu\.", False, "thread count and dispatch level are pinned separately"),
     (r"^os\.glibc$", True, "glibc's libm computes exp/log/sin differently between versions"),
     (r"^(os\.|platform$)", False, "the kernel and OS release do not compute tensors"),
     (r"^env\.(ATEN_CPU_CAPABILITY|OMP_NUM_THREADS|MKL_NUM_THREADS|OPENBLAS_NUM_THREADS|CUBLAS_WORKSPACE_CONFIG"
-     r"|CUDA_VISIBLE_DEVICES|TORCH_ALLOW_TF32_CUBLAS_OVERRIDE|PYTHONHASHSEED|KMP_AFFINITY)$", True,
-     "read by torch, OpenMP or cuBLAS when they start"),
+     r"|CUDA_VISIBLE_DEVICES|TORCH_ALLOW_TF32_CUBLAS_OVERRIDE|PYTHONHASHSEED|KMP_AFFINITY|MKL_CBWR|MKL_DYNAMIC"
+     r"|MKL_ENABLE_INSTRUCTIONS|OMP_DYNAMIC|ONEDNN_MAX_CPU_ISA|DNNL_MAX_CPU_ISA|ONEDNN_DEFAULT_FPMATH_MODE"
+     r"|ONEDNN_CPU_ISA_HINTS|OPENBLAS_CORETYPE)$", True,
+     "read by torch, MKL, oneDNN, OpenMP or cuBLAS when they start: picks kernels, branches or threads"),
     (r"^env\.", False, "not read by the numerical libraries"),
     (r"^determinism\.|^seed$", True, "part of the Randomness box: seeds, algorithms, threads, dispatch level"),
     (r"^image\.", True, "another image: the package and library lines say what is inside"),
@@ -65,6 +75,10 @@ def classify(key: str) -> tuple[bool, str]:
         if NUMERIC_PACKAGES.match(key[len("package ") :]):
             return True, "numerical library: kernels, defaults and decoding change between versions"
         return False, "does not compute the tensors a run trains on"
+    if key.startswith("deb "):
+        if NUMERIC_DEBS.match(key[len("deb ") :]):
+            return True, "Debian package of the image that computes for the trainer (libm, OpenMP)"
+        return False, "Debian package of the image (its base moved on); does not compute the tensors"
     for pattern, numerics, why in RULES:
         if re.search(pattern, key):
             return numerics, why
@@ -81,9 +95,36 @@ def diff_env(a: EnvView, b: EnvView) -> list[Difference]:
             fa, fb = set(va.split()), set(vb.split())
             va = " ".join(sorted(fa - fb)) or "—"
             vb = " ".join(sorted(fb - fa)) or "—"
-        numerics, why = classify(key)
+            numerics, why = classify_cpu_flags(fa ^ fb, a.values, b.values)
+        else:
+            numerics, why = classify(key)
         out.append(Difference(key, va, vb, numerics, why))
     return sorted(out, key=lambda d: (not d.numerics, d.key))
+
+
+def classify_cpu_flags(differing: set[str], a: dict[str, str], b: dict[str, str]) -> tuple[bool, str]:
+    """CPU flags change the numbers only where a math library dispatches on them and is not pinned."""
+    dispatch = sorted(f for f in differing if DISPATCH_FLAGS.match(f))
+    if not dispatch:
+        return False, "no feature a CPU math library dispatches on differs"
+    unpinned = sorted(set(unpinned_libraries(a)) | set(unpinned_libraries(b)))
+    if unpinned:
+        return True, f"CPU kernels dispatch on {', '.join(dispatch)}, and nothing pins {', '.join(unpinned)}"
+    return False, (f"{', '.join(dispatch)} differ, but ATen, oneDNN and MKL are pinned on both sides "
+                   "(env.ATEN_CPU_CAPABILITY, env.ONEDNN_MAX_CPU_ISA, env.MKL_CBWR), so they go unused")
+
+
+def unpinned_libraries(values: dict[str, str]) -> list[str]:
+    """The CPU math libraries a view's run did not pin to a fixed level (from its env and read-back)."""
+    out = []
+    if not values.get("env.ATEN_CPU_CAPABILITY"):
+        out.append("ATen")
+    if values.get("cpu_math.onednn.enabled") != "False" and not values.get("env.ONEDNN_MAX_CPU_ISA"):
+        out.append("oneDNN")
+    branch = values.get("cpu_math.mkl.cnr_branch") or ("OFF" if not values.get("env.MKL_CBWR") else None)
+    if branch is not None and branch.split(",")[0] in ("OFF", "AUTO"):  # AUTO: MKL still dispatches by CPU
+        out.append("MKL")
+    return out
 
 
 def view_from_parts(label: str, environment: dict[str, Any] | None, record: dict[str, Any] | None) -> EnvView:
@@ -95,7 +136,9 @@ def view_from_parts(label: str, environment: dict[str, Any] | None, record: dict
         values["python.implementation"] = str(py.get("implementation", ""))
     for name, version in (env.get("packages") or {}).items():
         values[f"package {name.lower()}"] = str(version)
-    for section in ("torch", "cuda", "cpu", "os"):
+    for name, version in (env.get("debian_packages") or {}).items():
+        values[f"deb {name}"] = str(version)
+    for section in ("torch", "cuda", "cpu", "cpu_math", "os"):
         _flatten(env.get(section), section, values)
     values.pop("torch.parallel_info", None)  # a rendering of the thread lines above
     if env.get("platform"):

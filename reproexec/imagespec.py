@@ -1,6 +1,6 @@
 """What a run image is made of, as data; the Dockerfile and the content hash are computed from it.
 
-`ImageSpec` holds every input (base image id, lockfile, the chosen wheels, reproexec's own wheel,
+`ImageSpec` holds every input (the base's layers, lockfile, the chosen wheels, reproexec's own wheel,
 apt pins, flavour, determinism settings that live in the image). `render_dockerfile` is the one
 function that turns it into text, `build_context` lists the files the build sees, and
 `content_hash` hashes a canonical JSON of all of it: same inputs → same tag on any machine, any
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,20 +21,40 @@ from reproexec.context import ContextEntry
 from reproexec.lock import Lockfile
 from reproexec.wheels import Wheel
 
-HASH_SCHEMA = 1  # bump when the meaning of the hash inputs changes
+HASH_SCHEMA = 2  # bump when the meaning of the hash inputs changes (2: the base by its layers, not its id)
 TAG_REPOSITORY = "reproexec-env"
+# Local bases are tagged here by content id right before a build, so FROM names the same on every machine.
+BASE_CONTENT_REPOSITORY = "reproexec-base-content"
 
 
 @dataclass(frozen=True)
 class BaseImage:
+    """The base as the hash sees it: what it contains, not the id this engine gave it.
+
+    `layers` are its diff_ids (sha256 of each uncompressed layer tar) and `config` what a build FROM
+    it inherits (ENV, CMD, USER, ...). Both are the same on every machine that has the same image;
+    the image id is not for an imported rootfs (`docker import` stamps the time into it), so it is
+    kept only to tag and check the image on this machine.
+    """
+
     reference: str  # as written in the config
-    image_id: str  # sha256:... of the local image
-    pinned_by: Literal["digest", "image id"]
+    image_id: str  # sha256:... of the local image (machine-local for imported bases)
+    pinned_by: Literal["digest", "content"]
+    layers: tuple[str, ...] = ()
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def content_id(self) -> str:
+        canonical = json.dumps({"config": dict(self.config), "layers": list(self.layers)},
+                               sort_keys=True, separators=(",", ":"))
+        return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
     @property
     def pinned(self) -> str:
-        """What the Dockerfile's FROM names: the digest reference, or the local image id."""
-        return self.reference if self.pinned_by == "digest" else self.image_id
+        """What the Dockerfile's FROM names: the digest reference, or the content tag of a local base."""
+        if self.pinned_by == "digest":
+            return self.reference
+        return f"{BASE_CONTENT_REPOSITORY}:{self.content_id.removeprefix('sha256:')}"
 
 
 @dataclass(frozen=True)
@@ -113,7 +134,9 @@ def hash_inputs(spec: ImageSpec, dockerfile: str, context: list[ContextEntry]) -
     return {
         "schema": HASH_SCHEMA,
         "flavour": spec.flavour,
-        "base_image": {"reference": spec.base.reference, "id": spec.base.image_id},
+        "base_image": {"reference": spec.base.reference, "pinned_by": spec.base.pinned_by},
+        "base_layers": list(spec.base.layers),
+        "base_config": dict(spec.base.config),
         "dockerfile_sha256": hashlib.sha256(dockerfile.encode()).hexdigest(),
         "lock_sha256": spec.lock.sha256,
         "wheels": sorted([w.filename, w.sha256] for w in spec.wheels),
@@ -140,10 +163,17 @@ def input_differences(recorded: dict[str, Any], rebuilt: dict[str, Any]) -> list
         if a == b:
             continue
         if isinstance(a, list) and isinstance(b, list):
-            sa, sb = {json.dumps(x) for x in a}, {json.dumps(x) for x in b}
-            gone = sorted(json.loads(x)[0] for x in sa - sb)
-            new = sorted(json.loads(x)[0] for x in sb - sa)
+            gone = sorted(_item_name(x) for x in a if x not in b)
+            new = sorted(_item_name(x) for x in b if x not in a)
             out.append(f"{key}: recorded only {', '.join(gone) or '-'}; rebuilt only {', '.join(new) or '-'}")
         else:
-            out.append(f"{key}: recorded {json.dumps(a)}, rebuilt {json.dumps(b)}")
+            out.append(f"{key}: recorded {json.dumps(a, sort_keys=True)}, rebuilt {json.dumps(b, sort_keys=True)}")
     return out
+
+
+def _item_name(item: Any) -> str:
+    """A list item as a reader knows it: a [name, hash, ...] entry by its name, a digest shortened."""
+    if isinstance(item, list) and item:
+        return str(item[0])
+    text = str(item)
+    return text[:19] + "…" if text.startswith("sha256:") else text

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything a fresh Debian 12 machine of this kind needs, idempotent (a second run is quick):
-# a Docker engine, debootstrap, the .venv with reproexec and the trainer's libraries, the offline
+# a Docker engine, mmdebstrap, the .venv with reproexec and the trainer's libraries, the offline
 # base image. Used by scripts/demo.sh and scripts/test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,10 +8,11 @@ cd "$(dirname "$0")/.."
 bash scripts/docker-engine.sh
 bash scripts/slurm.sh  # a one-host Slurm cluster for the sweep tests (slurmctld + slurmd on localhost)
 
-# debootstrap makes the offline base image; chromium renders report.html in the tests;
-# docker-registry serves a local registry so the tests pull a base pinned by digest.
+# mmdebstrap makes the offline base image (reproducibly: the same layer on every machine);
+# chromium renders report.html in the tests; docker-registry serves a local registry so the
+# tests pull a base pinned by digest.
 missing=""
-command -v debootstrap >/dev/null 2>&1 || missing="$missing debootstrap"
+command -v mmdebstrap >/dev/null 2>&1 || missing="$missing mmdebstrap"
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 command -v docker-registry >/dev/null 2>&1 || missing="$missing docker-registry"
 if [ -n "$missing" ]; then

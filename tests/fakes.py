@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import tarfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,10 +22,13 @@ class FakeEngine:
         self.freeze = ""
         self.fail_build: str | None = None
         self.removed: list[str] = []
+        self.imports: list[dict] = []
 
-    def add_image(self, ref: str, image_id: str | None = None, labels: Mapping[str, str] | None = None) -> ImageInfo:
+    def add_image(self, ref: str, image_id: str | None = None, labels: Mapping[str, str] | None = None,
+                  layers: Sequence[str] | None = None) -> ImageInfo:
         image_id = image_id or "sha256:" + hashlib.sha256(ref.encode()).hexdigest()
-        info = ImageInfo(id=image_id, tags=(ref,), repo_digests=(), labels=dict(labels or {}))
+        layers = tuple(layers) if layers is not None else ("sha256:" + hashlib.sha256(f"layer of {ref}".encode()).hexdigest(),)
+        info = ImageInfo(id=image_id, tags=(ref,), repo_digests=(), labels=dict(labels or {}), layers=layers)
         self.images[ref] = info
         self.images[image_id] = info
         return info
@@ -41,7 +45,11 @@ class FakeEngine:
         raise EngineError(f"base image {reference} is not on this machine and could not be pulled: no registry")
 
     def import_rootfs(self, tar_path: Path, repository: str, tag: str, changes: Sequence[str]) -> str:
-        return self.add_image(f"{repository}:{tag}").id
+        self.imports.append({"path": tar_path, "tag": f"{repository}:{tag}", "changes": list(changes)})
+        # Like `docker import`: one layer whose diff_id is the tar's sha256, a new image id each time.
+        digest = hashlib.sha256(Path(tar_path).read_bytes()).hexdigest()
+        image_id = "sha256:" + hashlib.sha256(f"{digest} {len(self.imports)}".encode()).hexdigest()
+        return self.add_image(f"{repository}:{tag}", image_id=image_id, layers=[f"sha256:{digest}"]).id
 
     def load(self, tar_path: Path) -> list[str]:
         return [self.add_image(str(tar_path)).id]
@@ -70,15 +78,23 @@ class FakeEngine:
         return out
 
     def build(self, context: IO[bytes], *, tag, labels, network_mode, on_log=None) -> str:
+        names, dockerfile = [], ""
         with tarfile.open(fileobj=context, mode="r|") as tar:
-            names = [m.name for m in tar]
+            for m in tar:
+                names.append(m.name)
+                if m.name == "Dockerfile":
+                    dockerfile = tar.extractfile(m).read().decode()
         self.builds.append({"tag": tag, "labels": dict(labels), "network_mode": network_mode, "members": names})
         if self.fail_build:
             from reproexec.errors import BuildError
 
             raise BuildError(f"the image build failed: {self.fail_build}")
         image_id = "sha256:" + hashlib.sha256(repr(self.builds[-1]).encode()).hexdigest()
-        info = ImageInfo(id=image_id, tags=(tag,) if tag else (), repo_digests=(), labels=dict(labels))
+        # Like Docker: the new image's layers are its FROM image's, then its own.
+        first_from = re.search(r"^FROM\s+(\S+)", dockerfile, re.M)
+        base = self.images.get(first_from.group(1)) if first_from else None
+        layers = (*(base.layers if base else ()), "sha256:" + hashlib.sha256(image_id.encode()).hexdigest())
+        info = ImageInfo(id=image_id, tags=(tag,) if tag else (), repo_digests=(), labels=dict(labels), layers=layers)
         self.images[image_id] = info
         if tag:
             self.images[tag] = info

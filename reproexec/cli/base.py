@@ -1,4 +1,4 @@
-"""`reproexec base bootstrap`: an offline base image, for machines without a registry."""
+"""`reproexec base bootstrap`: an offline base image that is the same on every machine."""
 
 from __future__ import annotations
 
@@ -11,28 +11,40 @@ from reproexec import console
 
 app = typer.Typer(help="Base images for run images (offline bootstrap, import).", no_args_is_help=True)
 
+_EPOCH_HELP = (
+    "SOURCE_DATE_EPOCH for the rootfs (every mtime is clamped to it). Default: reproexec's fixed epoch "
+    "(2024-01-01), so the same packages give the same layer on every machine."
+)
+
 
 @app.command("bootstrap")
 def bootstrap(
-    suite: Annotated[str, typer.Option(help="Debian suite for debootstrap.")] = "bookworm",
+    suite: Annotated[str, typer.Option(help="Debian suite for mmdebstrap.")] = "bookworm",
     tag: Annotated[str, typer.Option(help="Tag of the base image (what env.base_image names).")] = "reproexec-base:bookworm",
-    mirror: Annotated[str | None, typer.Option(help="Debian mirror; default: the one this host's apt uses.")] = None,
+    mirror: Annotated[
+        str | None, typer.Option(help="Debian mirror to fetch from; default: the one this host's apt uses.")
+    ] = None,
     include: Annotated[list[str] | None, typer.Option(help="Extra Debian packages to bake in (repeatable).")] = None,
     from_tar: Annotated[
-        Path | None, typer.Option("--from-tar", help="Import a rootfs tarball or a `docker save` file instead.")
+        Path | None,
+        typer.Option("--from-tar", help="Import a rootfs tarball (checked as untrusted) or a `docker save` file instead."),
     ] = None,
+    source_date_epoch: Annotated[int | None, typer.Option(min=0, help=_EPOCH_HELP)] = None,
     force: Annotated[bool, typer.Option(help="Rebuild even if TAG exists.")] = False,
 ) -> None:
-    """Make the base image offline (debootstrap + docker import) and print its image id. Idempotent."""
-    from reproexec.basebox import bootstrap_base
+    """Make the base image offline (mmdebstrap + docker import), reproducibly, and print its image id. Idempotent."""
+    from reproexec.basebox import DEFAULT_SOURCE_DATE_EPOCH, bootstrap_base
     from reproexec.engine import connect
 
+    epoch = DEFAULT_SOURCE_DATE_EPOCH if source_date_epoch is None else source_date_epoch
     result = bootstrap_base(
         connect(), tag=tag, suite=suite, mirror=mirror, include=tuple(include or ()),
-        from_tar=from_tar, force=force, on_log=console.info,
+        from_tar=from_tar, force=force, source_date_epoch=epoch, on_log=console.info,
     )  # fmt: skip
     if result.created:
         console.success(f"{result.tag} created ({result.source})")
     else:
         console.info(f"{result.tag} already exists; nothing to do (--force rebuilds it)")
+    if result.rootfs_sha256:
+        console.info(f"rootfs sha256 (= layer diff_id) {result.rootfs_sha256}")
     console.data(result.image_id)

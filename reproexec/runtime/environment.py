@@ -1,8 +1,9 @@
 """The environment a run actually saw, captured in-process (`environment.json`).
 
 Everything that can change the numbers or explain a difference between two runs: interpreter,
-packages, torch build, CUDA/cuDNN/driver/GPU, CPU model and flags, ATen dispatch level, threads,
-OS and the environment variables that steer them. `reproexec env diff` compares two of these.
+packages (Python and Debian), torch build, CUDA/cuDNN/driver/GPU, CPU model and flags, the level
+each CPU math library really ran at (ATen, MKL, oneDNN), threads, OS and the environment variables
+that steer them. `reproexec env diff` compares two of these.
 """
 
 from __future__ import annotations
@@ -10,15 +11,19 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 ENV_VARS = (
     "ATEN_CPU_CAPABILITY", "CUBLAS_WORKSPACE_CONFIG", "CUDA_VISIBLE_DEVICES", "CUDA_LAUNCH_BLOCKING",
-    "KMP_AFFINITY", "MKL_NUM_THREADS", "NVIDIA_DRIVER_CAPABILITIES", "NVIDIA_VISIBLE_DEVICES",
-    "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "PYTHONHASHSEED", "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE",
+    "DNNL_MAX_CPU_ISA", "KMP_AFFINITY", "MKL_CBWR", "MKL_DYNAMIC", "MKL_ENABLE_INSTRUCTIONS", "MKL_NUM_THREADS",
+    "NVIDIA_DRIVER_CAPABILITIES", "NVIDIA_VISIBLE_DEVICES", "OMP_DYNAMIC", "OMP_NUM_THREADS",
+    "ONEDNN_CPU_ISA_HINTS", "ONEDNN_DEFAULT_FPMATH_MODE", "ONEDNN_MAX_CPU_ISA", "OPENBLAS_CORETYPE",
+    "OPENBLAS_NUM_THREADS", "PYTHONHASHSEED", "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE",
 )
+DPKG_STATUS = Path("/var/lib/dpkg/status")
 
 
 def _packages() -> dict[str, str]:
@@ -28,6 +33,25 @@ def _packages() -> dict[str, str]:
         if name:
             out[name.lower().replace("_", "-")] = dist.version
     return dict(sorted(out.items()))
+
+
+def parse_dpkg_status(text: str) -> dict[str, str]:
+    """Installed Debian packages in a dpkg status file, as {name: version}, sorted by name."""
+    out = {}
+    for para in re.split(r"\n\s*\n", text):
+        fields = dict(re.findall(r"^([A-Za-z-]+):[ \t]*(.*)$", para, re.M))
+        if fields.get("Status", "").endswith(" installed") and fields.get("Package") and fields.get("Version"):
+            out[fields["Package"]] = fields["Version"]
+    return dict(sorted(out.items()))
+
+
+def _debian_packages() -> dict[str, str] | None:
+    """The image's Debian packages (its base's, plus any env.apt_packages): what `env diff` names
+    when two bases differ. None outside Debian-like systems."""
+    try:
+        return parse_dpkg_status(DPKG_STATUS.read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        return None
 
 
 def _cpu() -> dict[str, Any]:
@@ -106,6 +130,8 @@ def _cuda(torch: Any) -> dict[str, Any]:
 def capture_environment() -> dict[str, Any]:
     import torch
 
+    from reproexec.runtime.seeding import cpu_math_state
+
     return {
         "python": {"version": sys.version, "implementation": platform.python_implementation(),
                    "executable": sys.executable, "hash_randomization": bool(sys.flags.hash_randomization)},
@@ -123,7 +149,9 @@ def capture_environment() -> dict[str, Any]:
             "openmp": torch.backends.openmp.is_available(),
             "parallel_info": torch.__config__.parallel_info(),
         },
+        "cpu_math": cpu_math_state(),
         "cuda": _cuda(torch),
         "packages": _packages(),
+        "debian_packages": _debian_packages(),
         "env": {k: os.environ.get(k) for k in ENV_VARS},
     }

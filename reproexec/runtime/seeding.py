@@ -13,14 +13,38 @@ import random
 import re
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reproexec.config import Config
 from reproexec.errors import RunError
 from reproexec.runtime.seeds import derive_seed, python_hash_seed  # noqa: F401  (re-exported)
 
+if TYPE_CHECKING:  # annotations only: this module imports without pydantic (benchmarks on bare machines)
+    from reproexec.config import Config
+
 # The ATen dispatch names torch reports (`torch.backends.cpu.get_cpu_capability()`) for each config value.
 CPU_CAPABILITY_NAMES = {"default": "DEFAULT", "avx2": "AVX2", "avx512": "AVX512"}
+
+# ATen is not the only CPU dispatcher under torch. Measured (benchmarks/cpu_pins.py on one machine,
+# benchmarks/cpu_pins_xmachine.py on an AVX2-only AMD EPYC and an AVX-512/AMX Intel Xeon):
+# - oneDNN (torch's mkldnn convolutions) picks kernels by ISA (SSE41 vs AVX vs AVX2: three results);
+#   pinned to the configured level's ISA, the two machines trained bit-identical weights although
+#   their caches differ (L2 512 KiB vs 2 MiB), so its cache-size blocking did not change the sums.
+# - MKL (torch's BLAS): MKL_CBWR=COMPATIBLE changes the weights; its ISA branches (AVX2, AVX512...)
+#   exist only on Intel CPUs (MKL's documentation; read back here: MKL_CBWR=AVX2,STRICT runs
+#   AVX2,STRICT on the Xeon but AUTO,STRICT on the EPYC, and the weights differ), so COMPATIBLE is
+#   the one branch every x86-64 CPU runs alike. CNR mode also fixes MKL's cache sizes and reductions.
+# - Turning mkldnn off was *not* identical across the two machines (and ran at 0.34-0.44x).
+ONEDNN_MAX_CPU_ISA = {"default": "SSE41", "avx2": "AVX2", "avx512": "AVX512_CORE"}
+# What oneDNN's verbose header calls each of those ISAs (`onednn_verbose,...,isa:<name>`; read on
+# this project's EPYC and on the GPU machine's Xeon).
+ONEDNN_ISA_NAMES = {
+    "SSE41": "Intel SSE4.1",
+    "AVX2": "Intel AVX2",
+    "AVX512_CORE": "Intel AVX-512 with AVX512BW, AVX512VL, and AVX512DQ extensions",
+}
+MKL_CBWR = "COMPATIBLE"
+# CPU flags each level needs, as /proc/cpuinfo names them (what ATen, oneDNN and MKL check).
+LEVEL_CPU_FLAGS = {"default": ("sse4_1",), "avx2": ("avx2", "fma"), "avx512": ("avx512f", "avx512bw", "avx512vl", "avx512dq")}
 
 
 def pinned_environment(config: Config) -> dict[str, str]:
@@ -34,9 +58,29 @@ def pinned_environment(config: Config) -> dict[str, str]:
     return {
         "ATEN_CPU_CAPABILITY": d.cpu_capability,
         "CUBLAS_WORKSPACE_CONFIG": d.cublas_workspace_config,
-        "MKL_NUM_THREADS": str(d.threads),
-        "OMP_NUM_THREADS": str(d.threads),
         "PYTHONHASHSEED": python_hash_seed(config.seed),
+        **cpu_math_environment(config),
+    }
+
+
+def cpu_math_environment(config: Config) -> dict[str, str]:
+    """The variables that pin the CPU math libraries below ATen, each to a value (never "unset"), so
+    whatever the host exported is overridden by the caller's `{**host, **pinned}`.
+
+    Read when each library first runs (MKL at its first call, oneDNN at its first primitive), so they
+    can still be applied in a process that imported torch but has not computed yet.
+    """
+    d = config.determinism
+    return {
+        "DNNL_MAX_CPU_ISA": ONEDNN_MAX_CPU_ISA[d.cpu_capability],  # oneDNN's older name for the same
+        "MKL_CBWR": MKL_CBWR,
+        "MKL_DYNAMIC": "FALSE",  # MKL's CNR conditions: a fixed thread count, no dynamic adjustment
+        "MKL_NUM_THREADS": str(d.threads),
+        "OMP_DYNAMIC": "FALSE",
+        "OMP_NUM_THREADS": str(d.threads),
+        "ONEDNN_CPU_ISA_HINTS": "NO_HINTS",  # PREFER_YMM would pick other AVX-512 kernels
+        "ONEDNN_DEFAULT_FPMATH_MODE": "STRICT",  # no implicit down-conversion (bf16/tf32) of f32 math
+        "ONEDNN_MAX_CPU_ISA": ONEDNN_MAX_CPU_ISA[d.cpu_capability],
     }
 
 
@@ -65,6 +109,149 @@ def check_cpu_capability(config: Config) -> str:
         f"start a fresh process with ATEN_CPU_CAPABILITY={wanted} set before torch is imported "
         "(`python -m reproexec.runtime.train` does this itself)",
     )
+
+
+def cpu_flags() -> set[str] | None:
+    """This CPU's feature flags as /proc/cpuinfo names them; None where that cannot be read."""
+    try:
+        text = open("/proc/cpuinfo", encoding="utf-8", errors="replace").read()
+    except OSError:
+        return None
+    m = re.search(r"^flags\s*:(.*)$", text, re.M)
+    return set(m.group(1).split()) if m else None
+
+
+def check_cpu_level(config: Config) -> None:
+    """RunError unless this CPU has the features the configured level needs. No torch: the host can
+    call it before building or starting anything; the trainer calls it again where it runs."""
+    level = config.determinism.cpu_capability
+    flags = cpu_flags()
+    missing = [f for f in LEVEL_CPU_FLAGS[level] if flags is not None and f not in flags]
+    if missing:
+        raise RunError(
+            f"determinism.cpu_capability = {level!r}, but this CPU lacks {', '.join(missing)}: "
+            "ATen, oneDNN and MKL cannot run at that level here",
+            "run on a CPU that has them (every x86-64 CPU since 2013-2015 has avx2 and fma), or set "
+            "determinism.cpu_capability to a level this CPU has (a different level changes the numerics: "
+            "record it as a new baseline)",
+        )
+
+
+def check_cpu_math(config: Config) -> dict[str, Any]:
+    """Pin MKL and oneDNN where this process has not run them yet, read back the level each library
+    really runs at, and refuse (RunError, before any training) when it is not the pinned one.
+
+    A fresh run process already has the pins in its environment (the host passes
+    `pinned_environment`); an in-process caller gets them applied here, which works as long as
+    nothing in the process has run MKL or oneDNN yet (both read their variables at first use).
+    """
+    check_cpu_level(config)
+    level = config.determinism.cpu_capability
+    applied = {}
+    for name, value in cpu_math_environment(config).items():
+        if os.environ.get(name) != value:
+            applied[name] = os.environ.get(name)
+            os.environ[name] = value
+    state = cpu_math_state()
+    wrong = cpu_math_mismatches(config, state)
+    if wrong and applied:
+        raise RunError(
+            "this process was started without reproexec's CPU math pins and has already run MKL or oneDNN, "
+            "which read them only once",
+            "start a fresh process with the pinned environment (`python -m reproexec.runtime.train` and "
+            "`reproexec run` do this themselves)",
+            details=wrong + [f"{k} was {v!r}" for k, v in sorted(applied.items())],
+        )
+    if wrong:
+        raise RunError(
+            f"determinism.cpu_capability = {level!r}: the CPU math libraries did not take their pins on this machine",
+            "run on a CPU that supports the level, or set determinism.cpu_capability to one it supports",
+            details=wrong,
+        )
+    return state
+
+
+def cpu_math_mismatches(config: Config, state: dict[str, Any]) -> list[str]:
+    """Each library whose read-back level is not the one pinned for `config`, in words."""
+    env = cpu_math_environment(config)
+    out = []
+    mkl = state.get("mkl") or {}
+    if mkl.get("available") and mkl.get("cnr_branch") != env["MKL_CBWR"]:
+        out.append(f"MKL runs CNR branch {mkl.get('cnr_branch')}, pinned {env['MKL_CBWR']} (MKL_CBWR)")
+    onednn = state.get("onednn") or {}
+    wanted_isa = ONEDNN_ISA_NAMES[env["ONEDNN_MAX_CPU_ISA"]]
+    if onednn.get("available") and onednn.get("isa") != wanted_isa:
+        out.append(f"oneDNN runs at {onednn.get('isa')}, pinned {wanted_isa} (ONEDNN_MAX_CPU_ISA={env['ONEDNN_MAX_CPU_ISA']})")
+    return out
+
+
+def cpu_math_state() -> dict[str, Any]:
+    """What each CPU math library under torch really runs at, read back from the libraries themselves.
+
+    MKL and oneDNN have no query in torch's API, but both say it in their verbose output: MKL tags
+    every call with its CNR branch (`CNR:COMPATIBLE`), oneDNN names its ISA in a header line and the
+    kernel in each call (`jit:avx2`). One tiny sgemm and one tiny convolution are run with verbose
+    on and the C-level stdout captured (nothing reaches the run's own stdout); they touch no RNG.
+    """
+    import torch
+
+    blas = re.search(r"BLAS_INFO=(\w+)", torch.__config__.show())
+    state: dict[str, Any] = {
+        "aten": {"capability": torch.backends.cpu.get_cpu_capability()},
+        "blas": blas.group(1) if blas else None,
+        "mkl": {"available": torch.backends.mkl.is_available(), "cnr_branch": None},
+        "onednn": {"available": torch.backends.mkldnn.is_available(), "enabled": torch.backends.mkldnn.enabled,
+                   "isa": None, "conv_kernel": None},
+    }
+    if state["mkl"]["available"]:
+        def gemm() -> None:
+            with torch.backends.mkl.verbose(torch.backends.mkl.VERBOSE_ON):
+                a = torch.ones(8, 8)
+                a @ a
+
+        m = re.search(r"CNR:(\S+)", _c_stdout_of(gemm))
+        state["mkl"]["cnr_branch"] = m.group(1) if m else None
+    if state["onednn"]["available"]:
+        def conv() -> None:
+            enabled = torch.backends.mkldnn.enabled  # asked even where a caller turned it off
+            torch.backends.mkldnn.enabled = True
+            try:
+                with torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON):
+                    torch.nn.functional.conv2d(torch.ones(2, 3, 8, 8), torch.ones(8, 3, 3, 3))
+            finally:
+                torch.backends.mkldnn.enabled = enabled
+
+        text = _c_stdout_of(conv)
+        isa = re.search(r"^onednn_verbose,(?:v1,)?info,cpu,isa:(.+)$", text, re.M)
+        kernel = re.search(r"^onednn_verbose,(?:v1,)?primitive,exec,cpu,convolution,([^,]+),", text, re.M)
+        if isa:  # oneDNN prints its header once per process, and its ISA cannot change afterwards
+            _ONEDNN_ISA_SEEN.append(isa.group(1).strip())
+        state["onednn"]["isa"] = _ONEDNN_ISA_SEEN[0] if _ONEDNN_ISA_SEEN else None
+        state["onednn"]["conv_kernel"] = kernel.group(1) if kernel else None
+    return state
+
+
+_ONEDNN_ISA_SEEN: list[str] = []
+
+
+def _c_stdout_of(fn: Any) -> str:
+    """Run fn with file descriptor 1 pointed at a temporary file; return what was written there."""
+    import tempfile
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with tempfile.TemporaryFile() as f:
+            os.dup2(f.fileno(), 1)
+            try:
+                fn()
+            finally:
+                sys.stdout.flush()
+                os.dup2(saved, 1)
+            f.seek(0)
+            return f.read().decode("utf-8", "replace")
+    finally:
+        os.close(saved)
 
 
 _NONDET_RE = re.compile(r"^\s*(?P<op>.+?) does not have a deterministic implementation, but you set", re.S)
@@ -121,6 +308,7 @@ def determinism(config: Config, device: str) -> Iterator[dict[str, Any]]:
         "threads": torch.get_num_threads(),
     }
     capability = check_cpu_capability(config)
+    cpu_math = check_cpu_math(config)
     cublas_env = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
     if device.startswith("cuda") and cublas_env != d.cublas_workspace_config:
         if torch.cuda.is_initialized():
@@ -157,6 +345,9 @@ def determinism(config: Config, device: str) -> Iterator[dict[str, Any]]:
             "cpu_capability_requested": d.cpu_capability,
             "cpu_capability_actual": capability,
             "aten_cpu_capability_env": os.environ.get("ATEN_CPU_CAPABILITY"),
+            # Every CPU math library under torch: the pins set, and the level each really ran at.
+            "cpu_math_pins": {k: os.environ.get(k) for k in sorted(cpu_math_environment(config))},
+            "cpu_math": cpu_math,
             "pythonhashseed_expected": expected_hash_seed,
             "pythonhashseed_actual": actual_hash_seed,
             "pythonhashseed_matches": actual_hash_seed == expected_hash_seed,

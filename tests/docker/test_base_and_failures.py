@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import subprocess
 import tarfile
@@ -37,7 +38,7 @@ def test_from_tar_loads_a_docker_save_file(docker_engine, base_image, tmp_path):
         docker_engine.remove_image(tag)
 
 
-def test_from_tar_imports_a_root_filesystem(docker_engine, tmp_path):
+def test_from_tar_imports_a_root_filesystem(docker_engine, tmp_path, isolated_cache):
     rootfs = tmp_path / "rootfs.tar"
     with tarfile.open(rootfs, "w") as tar:
         data = b"ID=tiny\n"
@@ -48,9 +49,26 @@ def test_from_tar_imports_a_root_filesystem(docker_engine, tmp_path):
     try:
         r = runner.invoke(app, ["base", "bootstrap", "--from-tar", str(rootfs), "--tag", tag])
         assert r.exit_code == 0, r.output
-        assert docker_engine.image(tag).id == r.stdout.strip()
+        info = docker_engine.image(tag)
+        assert info.id == r.stdout.strip()
+        digest = hashlib.sha256(rootfs.read_bytes()).hexdigest()
+        assert info.layers == (f"sha256:{digest}",)  # the layer is the tar, byte for byte
+        assert (isolated_cache / "rootfs" / f"{digest}.tar.gz").is_file()
     finally:
         docker_engine.remove_image(tag)
+
+
+def test_a_rootfs_with_a_link_out_of_the_root_imports_nothing(docker_engine, tmp_path, isolated_cache):
+    rootfs = tmp_path / "evil.tar"
+    with tarfile.open(rootfs, "w") as tar:
+        link = tarfile.TarInfo("usr/lib/escape")
+        link.type, link.linkname = tarfile.SYMTYPE, "../../../etc/shadow"
+        tar.addfile(link)
+    tag = "reproexec-test-base:evil"
+    r = runner.invoke(app, ["base", "bootstrap", "--from-tar", str(rootfs), "--tag", tag])
+    assert r.exit_code == 5, r.output
+    assert "rootfs tar refused" in r.stderr and "usr/lib/escape: symbolic link to '../../../etc/shadow'" in r.stderr
+    assert docker_engine.image(tag) is None
 
 
 def test_a_failing_build_shows_the_last_lines_of_its_log(docker_engine, base_image):

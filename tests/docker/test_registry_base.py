@@ -70,7 +70,8 @@ def test_a_digest_pinned_base_is_pulled_pinned_and_built(docker_engine, base_ima
     cfg = load_config(write_config(tmp_path, demo_snapshot, env={"base_image": digest_ref}))
     plan = plan_build(cfg, docker_engine)
     assert f"FROM {digest_ref} AS system" in plan.dockerfile
-    assert plan.inputs["base_image"] == {"reference": digest_ref, "id": base_image.image_id}
+    assert plan.inputs["base_image"] == {"reference": digest_ref, "pinned_by": "digest"}
+    assert plan.inputs["base_layers"] == list(docker_engine.image(base_image.tag).layers)  # content, not an id
     result = build_image(plan, docker_engine)
     assert docker_engine.image(result.tag).labels["org.reproexec.base"] == digest_ref
     docker_engine.remove_image(result.tag)

@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from datasets import write_cifar, write_digits  # noqa: E402
 
 from reproexec.config import Config, validate_config  # noqa: E402
+from reproexec.runtime.seeding import cpu_math_environment  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -59,6 +60,11 @@ TINY = {
 
 def make_config(**over: Any) -> Config:
     return validate_config(deep_update(TINY, over))
+
+
+# In-process runs (test_engine) need this process pinned like a run process: ATen is read when torch
+# is imported, MKL and oneDNN at their first call, so the pins go in before any test module computes.
+os.environ.update(ATEN_CPU_CAPABILITY="avx2", **cpu_math_environment(make_config()))
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ from reproexec.runtime.seeding import (
     check_cpu_capability,
     derive_seed,
     nondeterministic_op_error,
-    pinned_environment,
 )
 
 pytestmark = pytest.mark.unit
@@ -32,17 +31,6 @@ def test_derive_seed_is_stable_and_purpose_separated():
     assert len({derive_seed(1337, "augment", e, i) for e in range(3) for i in range(100)}) == 300
     assert derive_seed(1337, "shuffle", 1) != derive_seed(1338, "shuffle", 1)
     assert 0 <= derive_seed(0, "x") < 2**63
-
-
-def test_pinned_environment_comes_from_the_config():
-    env = pinned_environment(make_config(seed=7, determinism={"threads": 2, "cpu_capability": "avx512"}))
-    assert env == {
-        "ATEN_CPU_CAPABILITY": "avx512",
-        "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
-        "MKL_NUM_THREADS": "2",
-        "OMP_NUM_THREADS": "2",
-        "PYTHONHASHSEED": "7",
-    }
 
 
 def test_cuda_nondeterministic_message_names_op_model_and_way_out():

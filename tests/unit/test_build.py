@@ -10,6 +10,7 @@ from fakes import FakeEngine
 from reproexec.build import build_image, plan_build
 from reproexec.config import LoadedConfig, validate_config
 from reproexec.errors import BuildError, ConfigError, EngineError, LockError
+from reproexec.imagespec import input_differences
 from reproexec.wheels import TargetPlatform
 
 pytestmark = pytest.mark.unit
@@ -65,6 +66,52 @@ def test_first_build_builds_then_tags_and_second_is_a_cache_hit(project):
 
     again = build_image(plan_build(loaded(tmp), engine), engine)
     assert again.cached and again.tag == first.tag and len(engine.builds) == 2  # no build call
+
+
+def test_same_base_layers_on_another_machine_give_the_same_tag(project):
+    """Machine B imported the same rootfs: same diff_ids, another image id (docker import stamps the time)."""
+    tmp, engine_a = project
+    layers = ("sha256:" + "4" * 64,)
+    engine_a.add_image("reproexec-base:bookworm", image_id="sha256:" + "a" * 64, layers=layers)
+    engine_b = FakeEngine()
+    engine_b.add_image("reproexec-base:bookworm", image_id="sha256:" + "b" * 64, layers=layers)
+    plan_a, plan_b = plan_build(loaded(tmp), engine_a), plan_build(loaded(tmp), engine_b)
+    assert plan_a.tag == plan_b.tag and plan_a.dockerfile == plan_b.dockerfile
+    assert "sha256:" + "a" * 64 not in json.dumps(plan_a.inputs) + plan_a.dockerfile
+
+    engine_b.add_image("reproexec-base:bookworm", image_id="sha256:" + "b" * 64, layers=("sha256:" + "5" * 64,))
+    moved_on = plan_build(loaded(tmp), engine_b)
+    assert moved_on.tag != plan_a.tag
+    assert f"base_layers: recorded only sha256:{'4' * 12}…; rebuilt only sha256:{'5' * 12}…" in input_differences(
+        plan_a.inputs, moved_on.inputs
+    )
+
+
+def test_build_starts_from_the_verified_base_by_its_content_tag(project):
+    tmp, engine = project
+    plan = plan_build(loaded(tmp), engine)
+    build_image(plan, engine)
+    content_tag = plan.spec.base.pinned
+    assert content_tag.startswith("reproexec-base-content:") and f"FROM {content_tag} AS system" in plan.dockerfile
+    assert engine.image(content_tag).id == plan.spec.base.image_id
+    built = engine.image(plan.tag)
+    assert built.layers[: len(plan.spec.base.layers)] == plan.spec.base.layers
+
+
+def test_a_build_on_another_base_is_refused_untagged(project, monkeypatch):
+    tmp, engine = project
+    plan = plan_build(loaded(tmp), engine)
+    other = engine.add_image("someone-elses:base", layers=("sha256:" + "6" * 64,))
+    real_tag = engine.tag
+
+    def retag_to_other(image_id, repository, tag):  # someone moves the content tag under our feet
+        real_tag(other.id, repository, tag)
+
+    monkeypatch.setattr(engine, "tag", retag_to_other)
+    with pytest.raises(BuildError, match="built on another base than reproexec-base:bookworm") as e:
+        build_image(plan, engine)
+    assert e.value.details[1] == f"built layers {other.layers[0]}"
+    assert engine.image(plan.tag) is None
 
 
 def test_tampered_cached_wheel_is_refused_and_nothing_is_built(project, isolated_cache):

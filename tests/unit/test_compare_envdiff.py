@@ -143,3 +143,43 @@ def test_classification_of_the_issue_examples():
     assert classify("determinism.threads")[0] and classify("cuda.devices.0.name")[0]
     assert not classify("host.name")[0]
     assert diff_env(EnvView("a", {"x.y": "1"}), EnvView("b", {"x.y": "1"})) == []
+
+
+def _pinned_env(flags, branch="COMPATIBLE", debs=None):
+    return {
+        "cpu": {"flags": flags},
+        "cpu_math": {"aten": {"capability": "AVX2"}, "mkl": {"available": True, "cnr_branch": branch},
+                     "onednn": {"available": True, "enabled": True, "isa": "Intel AVX2"}},
+        "env": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "COMPATIBLE"},
+        "debian_packages": debs or {"libc6": "2.36-9+deb12u10", "tzdata": "2025b-0+deb12u1", "python3": "3.11.2-1+b1"},
+    }
+
+
+def test_avx512_is_harmless_only_where_every_cpu_math_library_is_pinned():
+    amd, intel = _pinned_env(["avx2", "fma", "sha_ni"]), _pinned_env(["avx2", "fma", "avx512f", "amx_tile"])
+    (d,) = diff_env(view_from_parts("amd", amd, None), view_from_parts("intel", intel, None))
+    assert (d.key, d.a, d.b, d.numerics) == ("cpu.flags", "sha_ni", "amx_tile avx512f", False)
+    assert "pinned on both sides" in d.why
+
+    # MKL_CBWR=AVX2 on an AMD CPU runs MKL's AUTO branch: MKL still dispatches by CPU there.
+    auto = _pinned_env(["avx2", "fma"], branch="AUTO,STRICT")
+    diffs = {d.key: d for d in diff_env(view_from_parts("amd", auto, None), view_from_parts("intel", intel, None))}
+    assert diffs["cpu.flags"].numerics and diffs["cpu.flags"].why == (
+        "CPU kernels dispatch on amx_tile, avx512f, and nothing pins MKL"
+    )
+    assert diffs["cpu_math.mkl.cnr_branch"].numerics  # the level MKL really ran at differs
+    # Flags no math library dispatches on never change the numbers.
+    (d,) = diff_env(view_from_parts("a", {"cpu": {"flags": ["sha_ni"]}}, None), view_from_parts("b", {"cpu": {"flags": []}}, None))
+    assert d.numerics is False
+
+
+def test_env_diff_names_the_debian_packages_when_the_base_moved_on():
+    old = _pinned_env(["avx2"])
+    new = _pinned_env(["avx2"], debs={"libc6": "2.36-9+deb12u13", "tzdata": "2025c-0+deb12u1", "python3": "3.11.2-1+b1",
+                                      "libnew1": "1.0-1"})
+    got = {d.key: (d.a, d.b, d.numerics) for d in diff_env(view_from_parts("A", old, None), view_from_parts("B", new, None))}
+    assert got == {
+        "deb libc6": ("2.36-9+deb12u10", "2.36-9+deb12u13", True),  # glibc's libm computes for the trainer
+        "deb libnew1": ("—", "1.0-1", False),
+        "deb tzdata": ("2025b-0+deb12u1", "2025c-0+deb12u1", False),
+    }

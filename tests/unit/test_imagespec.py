@@ -12,13 +12,23 @@ from pathlib import Path
 import pytest
 
 from reproexec.context import write_context
-from reproexec.imagespec import BaseImage, ImageSpec, build_context, content_hash, hash_inputs, render_dockerfile
+from reproexec.imagespec import (
+    BaseImage,
+    ImageSpec,
+    build_context,
+    content_hash,
+    hash_inputs,
+    input_differences,
+    render_dockerfile,
+)
 from reproexec.lock import parse_lock
 from reproexec.wheels import Wheel
 
 pytestmark = pytest.mark.unit
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 BASE_ID = "sha256:" + "1" * 64
+BASE_LAYERS = ("sha256:" + "4" * 64,)
+BASE_CONFIG = {"Cmd": ["python3"], "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]}
 LOCK_TEXT = "numpy==2.4.6 \\\n    --hash=sha256:" + "a" * 64 + "\n"
 
 
@@ -29,7 +39,8 @@ def make_spec(tmp: Path, **changes) -> ImageSpec:
     me.write_bytes(b"reproexec wheel")
     spec = ImageSpec(
         flavour="cpu",
-        base=BaseImage(reference="reproexec-base:bookworm", image_id=BASE_ID, pinned_by="image id"),
+        base=BaseImage(reference="reproexec-base:bookworm", image_id=BASE_ID, pinned_by="content",
+                       layers=BASE_LAYERS, config=BASE_CONFIG),
         lock=parse_lock(LOCK_TEXT, Path("requirements.lock")),
         wheels=(Wheel("numpy", "2.4.6", wheel.name, "a" * 64, wheel),),
         self_wheel=Wheel("reproexec", "0.1.0", me.name, "c" * 64, me),
@@ -39,9 +50,13 @@ def make_spec(tmp: Path, **changes) -> ImageSpec:
     return dataclasses.replace(spec, **changes)
 
 
-def tag_of(spec: ImageSpec) -> str:
+def inputs_of(spec: ImageSpec) -> dict:
     df = render_dockerfile(spec)
-    return content_hash(hash_inputs(spec, df, build_context(spec, df)))
+    return hash_inputs(spec, df, build_context(spec, df))
+
+
+def tag_of(spec: ImageSpec) -> str:
+    return content_hash(inputs_of(spec))
 
 
 @pytest.mark.parametrize("flavour", ["cpu", "cuda"])
@@ -57,7 +72,9 @@ def test_rendered_dockerfile_matches_golden(tmp_path, flavour):
 def test_dockerfile_is_multi_stage_offline_hashed_and_not_root(tmp_path):
     text = render_dockerfile(make_spec(tmp_path))
     assert text.count("\nFROM ") == 4  # system, install, self, run image
-    assert f"FROM {BASE_ID} AS system" in text
+    spec = make_spec(tmp_path)
+    assert f"FROM reproexec-base-content:{spec.base.content_id.removeprefix('sha256:')} AS system" in text
+    assert BASE_ID.removeprefix("sha256:") not in text  # no machine-local id anywhere in the hashed text
     assert "--no-index" in text and "--require-hashes" in text
     final_stage = text.split("FROM system\n", 1)[1]
     assert "wheels" not in final_stage.replace("no wheel", "")  # no wheel is copied into the run image
@@ -109,7 +126,8 @@ def test_every_input_changes_the_tag(tmp_path):
     spec = make_spec(tmp_path)
     other_wheel = dataclasses.replace(spec.wheels[0], sha256="d" * 64)
     variants = {
-        "base id": dict(base=dataclasses.replace(spec.base, image_id="sha256:" + "3" * 64)),
+        "base layers": dict(base=dataclasses.replace(spec.base, layers=("sha256:" + "3" * 64,))),
+        "base config": dict(base=dataclasses.replace(spec.base, config={**BASE_CONFIG, "User": "1000"})),
         "lockfile": dict(lock=parse_lock(LOCK_TEXT + "# comment\n", Path("requirements.lock"))),
         "wheel": dict(wheels=(other_wheel,)),
         "reproexec wheel": dict(self_wheel=dataclasses.replace(spec.self_wheel, sha256="e" * 64)),
@@ -120,3 +138,21 @@ def test_every_input_changes_the_tag(tmp_path):
     tags = {name: tag_of(dataclasses.replace(spec, **change)) for name, change in variants.items()}
     tags["original"] = tag_of(spec)
     assert len(set(tags.values())) == len(tags), json.dumps(tags, indent=1)
+
+
+def test_the_same_base_imported_on_two_machines_gives_the_same_tag(tmp_path):
+    """`docker import` of one rootfs tar gives the same diff_id everywhere but a new image id each time."""
+    here = make_spec(tmp_path)
+    there = dataclasses.replace(here, base=dataclasses.replace(here.base, image_id="sha256:" + "9" * 64))
+    assert tag_of(there) == tag_of(here)
+    assert render_dockerfile(there) == render_dockerfile(here)
+
+
+def test_a_base_with_other_layers_gives_another_tag_and_says_so(tmp_path):
+    here = make_spec(tmp_path)
+    moved_on = "sha256:" + "5" * 64  # the mirror moved on: another rootfs, another diff_id
+    there = dataclasses.replace(here, base=dataclasses.replace(here.base, layers=(moved_on,)))
+    assert tag_of(there) != tag_of(here)
+    diffs = input_differences(inputs_of(here), inputs_of(there))
+    assert f"base_layers: recorded only {BASE_LAYERS[0][:19]}…; rebuilt only {moved_on[:19]}…" in diffs
+    assert any(d.startswith("dockerfile_sha256:") for d in diffs)  # FROM names the content tag
