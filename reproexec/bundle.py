@@ -17,6 +17,7 @@ import io
 import json
 import os
 import queue
+import re
 import shutil
 import tarfile
 import tempfile
@@ -34,6 +35,8 @@ from reproexec.fsutil import sha256_file
 from reproexec.runstore import MAX_RUN_JSON_BYTES, RUN_JSON, RunRecord, load_run, parse_run_json
 
 IMAGE_MEMBER = "image.tar"
+BASE_MEMBER = "base.tar.gz"  # --with-base: the base's rootfs (tens of MB), not the whole run image
+_BASE_TAG_RE = re.compile(r"^[a-z0-9][a-z0-9._/-]*:[A-Za-z0-9_.-]+$")
 MAX_MEMBER_BYTES = int(os.environ.get("REPROEXEC_BUNDLE_MAX_MEMBER", 8 * 1024**3))  # one run file
 MAX_BUNDLE_BYTES = int(os.environ.get("REPROEXEC_BUNDLE_MAX_BYTES", 16 * 1024**3))  # all run files
 MAX_IMAGE_BYTES = int(os.environ.get("REPROEXEC_BUNDLE_MAX_IMAGE", 32 * 1024**3))  # image.tar
@@ -47,11 +50,20 @@ class ExportResult:
     files: int
     bytes: int
     with_image: bool
+    with_base: bool = False
+    base_bytes: int = 0
 
 
-def export_run(record: RunRecord, out: Path, *, engine: Engine | None = None, with_image: bool = False) -> ExportResult:
+def export_run(record: RunRecord, out: Path, *, engine: Engine | None = None, with_image: bool = False,
+               with_base: bool = False) -> ExportResult:  # fmt: skip
+    """One tar(.gz) of the run folder; with_image adds the saved run image (for sites that cannot reach
+    a package index), with_base adds only the base's rootfs: the other machine rebuilds the run image
+    from it and the lockfile's wheels, to the recorded tag."""
     if record.status in ("running",):
         raise RunError(f"run {record.run_id} is still running", "wait for it to finish, then export")
+    if with_image and with_base:
+        raise RunError("--with-image and --with-base: choose one", "--with-base is the light one; --with-image needs no package index")
+    base_file = _base_of(record, engine) if with_base else None
     mode = "w:gz" if out.name.endswith((".tar.gz", ".tgz")) else "w"
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     files = total = 0
@@ -74,12 +86,39 @@ def export_run(record: RunRecord, out: Path, *, engine: Engine | None = None, wi
                 total += p.stat().st_size
             if image_file is not None:
                 tar.add(image_file.name, arcname=f"{record.run_id}/{IMAGE_MEMBER}", filter=_normalize)
+            if base_file is not None:
+                tar.add(base_file, arcname=f"{record.run_id}/{BASE_MEMBER}", filter=_normalize)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
         if image_file is not None:
             Path(image_file.name).unlink(missing_ok=True)
-    return ExportResult(path=out, run_id=record.run_id, files=files, bytes=total, with_image=with_image)
+    return ExportResult(path=out, run_id=record.run_id, files=files, bytes=total, with_image=with_image,
+                        with_base=with_base, base_bytes=base_file.stat().st_size if base_file else 0)  # fmt: skip
+
+
+def _base_of(record: RunRecord, engine: Engine | None) -> Path:
+    """The gzipped rootfs of the run's base, checked to be the base the run was built on."""
+    from reproexec.basebox import base_rootfs
+
+    base = ((record.data.get("image") or {}).get("base")) or {}
+    layers = base.get("layers") or []
+    if engine is None or not base.get("reference"):
+        raise RunError(f"run {record.run_id} has no image base to bring (local runtime?)", "export without --with-base")
+    if len(layers) != 1:
+        raise RunError(
+            f"run {record.run_id}'s base {base['reference']} has {len(layers)} recorded layers; only a base made "
+            "from one rootfs (`reproexec base bootstrap`) can travel as one",
+            "export --with-image instead",
+        )
+    path, digest = base_rootfs(engine, base["reference"])
+    if f"sha256:{digest}" != layers[0]:
+        raise RunError(
+            f"{base['reference']} on this machine is not the base run {record.run_id} was built on "
+            f"(rootfs {digest[:12]}, recorded {layers[0].removeprefix('sha256:')[:12]})",
+            "export --with-image, or export from a machine that still has the recorded base",
+        )
+    return path
 
 
 def _normalize(info: tarfile.TarInfo) -> tarfile.TarInfo:
@@ -113,7 +152,7 @@ def check_members(members: list[tarfile.TarInfo], source: str) -> str:
             problems.append(f"{name!r}: {kind}{target} (bundles hold plain files only)")
             continue
         tops.add(p.parts[0])
-        limit = MAX_IMAGE_BYTES if p.name == IMAGE_MEMBER and len(p.parts) == 2 else MAX_MEMBER_BYTES
+        limit = MAX_IMAGE_BYTES if p.name in (IMAGE_MEMBER, BASE_MEMBER) and len(p.parts) == 2 else MAX_MEMBER_BYTES
         if m.size > limit:
             problems.append(f"{name!r}: {m.size} bytes (limit {limit})")
     if len(tops) > 1:
@@ -134,6 +173,7 @@ class ImportResult:
     record: RunRecord
     image: str | None  # the image id loaded (and checked), if the bundle held one
     already_present: bool  # the same run (byte-identical run.json) was already in the store
+    base: str | None = None  # the base tag imported (or found, with the recorded content), --with-base
 
 
 def import_bundle(bundle: Path, runs_dir: Path, engine: Callable[[], Engine] | None = None) -> ImportResult:
@@ -167,7 +207,9 @@ def import_bundle(bundle: Path, runs_dir: Path, engine: Callable[[], Engine] | N
             if record["status"] == "running":
                 raise RunError(f"bundle {bundle}: run {run_id} is still running", "export it again when it has finished")
             image_member = by_name.get(f"{run_id}/{IMAGE_MEMBER}")
-            _check_listing(members, record, run_id, image_member, str(bundle))
+            base_member = by_name.get(f"{run_id}/{BASE_MEMBER}")
+            base_sha = _recorded_base(record, str(bundle)) if base_member is not None else None
+            _check_listing(members, record, run_id, [m for m in (image_member, base_member) if m is not None], str(bundle))
             _check_room(members, runs_dir, str(bundle))
             dest = runs_dir / run_id
             present = (dest / RUN_JSON).is_file()
@@ -179,7 +221,8 @@ def import_bundle(bundle: Path, runs_dir: Path, engine: Callable[[], Engine] | N
                     )
             else:
                 runs_dir.mkdir(parents=True, exist_ok=True)
-                _unpack(tar, [m for m in members if m.isreg() and m is not image_member], run_id, runs_dir, dest, str(bundle))
+                _unpack(tar, [m for m in members if m.isreg() and m not in (image_member, base_member)], run_id, runs_dir,
+                        dest, str(bundle))  # fmt: skip
             loaded = None
             if image_member is not None:
                 if engine is None:
@@ -187,16 +230,47 @@ def import_bundle(bundle: Path, runs_dir: Path, engine: Callable[[], Engine] | N
                 img = tar.extractfile(image_member)
                 assert img is not None
                 loaded = load_image_checked(engine(), img, record.get("image") or {}, str(bundle))
+            base_tag = None
+            if base_member is not None:
+                if engine is None:
+                    raise RunError(f"bundle {bundle} holds a base but no Docker engine was given", "connect to Docker")
+                base_tag = _import_base(engine(), tar, base_member, record["image"]["base"]["reference"], base_sha or "")
     except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
         raise RunError(f"bundle {bundle} cannot be read: {e or type(e).__name__}", "the file is damaged, truncated or not a tar archive") from None
-    return ImportResult(record=load_run(str(dest)), image=loaded, already_present=present)
+    return ImportResult(record=load_run(str(dest)), image=loaded, already_present=present, base=base_tag)
 
 
-def _check_listing(members: list[tarfile.TarInfo], record: dict, run_id: str, image: tarfile.TarInfo | None,
+def _recorded_base(record: dict, source: str) -> str:
+    base = (record.get("image") or {}).get("base") if isinstance(record.get("image"), dict) else None
+    layers = base.get("layers") if isinstance(base, dict) else None
+    ref = base.get("reference") if isinstance(base, dict) else None
+    if not (isinstance(layers, list) and len(layers) == 1 and isinstance(layers[0], str)
+            and re.fullmatch(r"sha256:[0-9a-f]{64}", layers[0]) and isinstance(ref, str) and _BASE_TAG_RE.match(ref)):  # fmt: skip
+        raise RunError(f"bundle {source} holds a base but its run.json records no one-layer base with a plain tag",
+                       "the bundle was altered; do not use it")  # fmt: skip
+    return layers[0].removeprefix("sha256:")
+
+
+def _import_base(engine: Engine, tar: tarfile.TarFile, member: tarfile.TarInfo, tag: str, sha: str) -> str:
+    """The bundle's base rootfs, imported as the recorded tag once it proved to be the recorded one
+    (basebox.import_base_rootfs checks its sha256 and every member; a tag naming another base stays)."""
+    from reproexec.basebox import import_base_rootfs
+    from reproexec.wheels import cache_dir
+
+    src = tar.extractfile(member)
+    assert src is not None
+    (cache_dir() / "tmp").mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=cache_dir() / "tmp", suffix=".tar.gz") as f:
+        shutil.copyfileobj(src, f, 1 << 20)
+        f.flush()
+        return import_base_rootfs(engine, Path(f.name), sha, tag).tag
+
+
+def _check_listing(members: list[tarfile.TarInfo], record: dict, run_id: str, extras: list[tarfile.TarInfo],
                    source: str) -> None:  # fmt: skip
     listed = {f"{run_id}/{rel}" for rel in record.get("artifacts") or {}} | {f"{run_id}/{RUN_JSON}"}
-    if image is not None:
-        listed.add(image.name)
+    listed |= {m.name for m in extras}
+    image = next((m for m in extras if m.name.endswith(f"/{IMAGE_MEMBER}")), None)
     files = {m.name for m in members if m.isreg()}
     extra = sorted(files - listed)
     if extra:
@@ -210,7 +284,7 @@ def _check_listing(members: list[tarfile.TarInfo], record: dict, run_id: str, im
 
 
 def _check_room(members: list[tarfile.TarInfo], runs_dir: Path, source: str) -> None:
-    total = sum(m.size for m in members if m.isreg() and not m.name.endswith(f"/{IMAGE_MEMBER}"))
+    total = sum(m.size for m in members if m.isreg() and not m.name.endswith((f"/{IMAGE_MEMBER}", f"/{BASE_MEMBER}")))
     if total > MAX_BUNDLE_BYTES:
         raise RunError(
             f"bundle {source} unpacks to {total:,} bytes (limit {MAX_BUNDLE_BYTES:,}); nothing was imported",

@@ -166,9 +166,13 @@ def prepare_run(loaded: LoadedConfig, opts: RunOptions, engine: Engine | None, o
     from reproexec.data.manifest import verify_snapshot
     from reproexec.runtime.seeding import pinned_environment
 
+    from reproexec.runtime.seeding import check_cpu_level
+
     clock = clock or Clock()
     cfg = loaded.config
     check_options(loaded, opts)
+    if opts.runtime == "local":
+        check_cpu_level(cfg)  # in Docker the host's CPU is the engine's too: checked below, before a build
     with clock.phase("code"):
         code = capture_code(loaded.base_dir, exclude=[opts.runs_dir])
         if opts.require_clean:
@@ -195,6 +199,7 @@ def prepare_run(loaded: LoadedConfig, opts: RunOptions, engine: Engine | None, o
     dockerfile = None
     if opts.runtime == "docker":
         assert engine is not None
+        check_cpu_level(cfg)  # a CPU without the pinned level is refused before a long build
         if opts.gpu and not engine.has_nvidia_runtime():  # before a long CUDA image build
             raise EngineError(
                 "--gpu was given but this Docker engine has no NVIDIA runtime",
@@ -344,7 +349,8 @@ def _ensure_image(
         "id": result.image_id,
         "content_hash": plan.content_hash,
         "hash_inputs": plan.inputs,
-        "base": {"reference": plan.spec.base.reference, "id": plan.spec.base.image_id},
+        "base": {"reference": plan.spec.base.reference, "id": plan.spec.base.image_id,
+                 "content_id": plan.spec.base.content_id, "layers": list(plan.spec.base.layers)},
         "pip_freeze": result.freeze,
     }
     return image, plan.dockerfile

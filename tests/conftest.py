@@ -61,3 +61,16 @@ def demo_snapshot(tmp_path_factory):
     from reproexec.data.demo import write_digits_demo
 
     return write_digits_demo(tmp_path_factory.mktemp("data") / "digits-v1").root
+
+
+@pytest.fixture(scope="session")
+def machine_b(docker_engine):
+    """A second, empty Docker engine on this host: "another machine" (tests/machineb.py)."""
+    from machineb import start_second_engine
+
+    try:
+        engine = start_second_engine()
+    except RuntimeError as e:
+        require("a second Docker engine", str(e))
+    yield engine
+    engine.stop()

@@ -16,7 +16,10 @@ def export(
     run_id: Annotated[str, typer.Argument(help="Run id or run folder.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Bundle to write (.tar.gz, or .tar).")],
     with_image: Annotated[
-        bool, typer.Option("--with-image", help="Save the run image too, for machines without a registry.")
+        bool, typer.Option("--with-image", help="Save the run image too (GBs), for machines that reach no package index.")
+    ] = False,
+    with_base: Annotated[
+        bool, typer.Option("--with-base", help="Bring the base's rootfs (tens of MB); the other machine rebuilds the image.")
     ] = False,
     runs_dir: RunsDir = Path("runs"),
 ) -> None:
@@ -25,12 +28,14 @@ def export(
     from reproexec.runstore import load_run
 
     engine = None
-    if with_image:
+    if with_image or with_base:
         from reproexec.engine import connect
 
         engine = connect()
-    result = export_run(load_run(run_id, runs_dir.resolve()), output, engine=engine, with_image=with_image)
-    console.success(f"{result.path}: run {result.run_id}, {result.files} files{' + image' if with_image else ''}")
+    result = export_run(load_run(run_id, runs_dir.resolve()), output, engine=engine, with_image=with_image,
+                        with_base=with_base)  # fmt: skip
+    extra = " + image" if with_image else f" + base rootfs ({console.size(result.base_bytes)})" if with_base else ""
+    console.success(f"{result.path}: run {result.run_id}, {result.files} files{extra}, {console.size(result.path.stat().st_size)}")
 
 
 def import_(
@@ -45,5 +50,6 @@ def import_(
     result = import_bundle(bundle, runs_dir.resolve(), connect)
     record = result.record
     state = "was already in the store" if result.already_present else f"imported into {record.path}"
-    console.success(f"run {record.run_id} {state}" + (f" (image {result.image[:19]} loaded and checked)" if result.image else ""))
+    console.success(f"run {record.run_id} {state}" + (f" (image {result.image[:19]} loaded and checked)" if result.image else "")
+                    + (f" (base {result.base} imported and checked)" if result.base else ""))  # fmt: skip
     console.data(record.run_id)
