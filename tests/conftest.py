@@ -7,12 +7,10 @@ it fails instead, so a missing engine can never turn the suite green.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+from needs import require
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -20,13 +18,6 @@ def _pinned_terminal():
     # Exact-text assertions must not depend on the terminal the suite runs in.
     os.environ.update(NO_COLOR="1", COLUMNS="200", TERM="dumb")
     yield
-
-
-def require(what: str, reason: str) -> None:
-    """Skip on a laptop, fail in CI."""
-    if IN_CI:
-        pytest.fail(f"{what} is required in CI (CI=true) but {reason}")
-    pytest.skip(f"{what} unavailable: {reason}")
 
 
 @pytest.fixture(scope="session")

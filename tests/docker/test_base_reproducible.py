@@ -13,7 +13,7 @@ import sys
 import tarfile
 
 import pytest
-from conftest import require
+from needs import require
 
 from reproexec.basebox import LABEL_PACKAGES, LABEL_ROOTFS
 

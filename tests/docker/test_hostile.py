@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import require
+from needs import require
 from runfixtures import write_config
 
 from reproexec.config import load_config

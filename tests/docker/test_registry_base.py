@@ -10,7 +10,7 @@ import time
 import urllib.request
 
 import pytest
-from conftest import require
+from needs import require
 from runfixtures import write_config
 
 from reproexec.basebox import resolve_base

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import require
+from needs import require
 from runfixtures import REPO, write_config
 
 from reproexec.config import load_config

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, require
+from needs import REPO, require
 from runfixtures import write_config
 from typer.testing import CliRunner
 

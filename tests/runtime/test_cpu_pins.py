@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, make_config, read_run, run_fresh
+from trainkit import REPO, make_config, read_run, run_fresh
 
 from reproexec.errors import RunError
 from reproexec.runtime import seeding

@@ -9,7 +9,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from conftest import make_config
+from trainkit import make_config
 
 from reproexec.errors import ConfigError, DataError
 from reproexec.runtime.data import EpochSampler, SeededImageDataset, load_cifar_pickle, load_dataset

@@ -6,7 +6,7 @@ import json
 import os
 
 import pytest
-from conftest import make_config, read_run, run_fresh
+from trainkit import make_config, read_run, run_fresh
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from conftest import current_capability, make_config
+from trainkit import current_capability, make_config
 
 from reproexec.errors import RunError
 from reproexec.runtime.engine import run_training

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import make_config, read_run, require_cuda, run_fresh
+from trainkit import make_config, read_run, require_cuda, run_fresh
 
 pytestmark = [pytest.mark.gpu, pytest.mark.slow]
 

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 import torch
-from conftest import make_config
+from trainkit import make_config
 
 from reproexec.errors import ConfigError, RunError
 from reproexec.runtime.model import build_model, state_dict_sha256

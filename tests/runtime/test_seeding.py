@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import current_capability, make_config
+from trainkit import current_capability, make_config
 
 from reproexec.errors import RunError
 from reproexec.runtime.seeding import (

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import require
+from needs import require
 from typer.testing import CliRunner
 
 from reproexec.cli.app import app
