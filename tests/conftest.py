@@ -7,6 +7,7 @@ it fails instead, so a missing engine can never turn the suite green.
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 
@@ -41,9 +42,12 @@ def base_image(docker_engine):
 
 @pytest.fixture
 def isolated_cache(tmp_path, monkeypatch):
+    """An empty reproexec cache for this test ("another machine"), removed afterwards: a rebuild fills
+    it with ~3 GB of wheels, and pytest keeps the last three sessions' temp folders."""
     cache = tmp_path / "cache"
     monkeypatch.setenv("REPROEXEC_CACHE", str(cache))
-    return cache
+    yield cache
+    shutil.rmtree(cache, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

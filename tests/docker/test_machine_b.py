@@ -4,6 +4,7 @@ engine with no images, its own wheel cache and its own run store (markers: docke
 from __future__ import annotations
 
 import json
+import shutil
 import tarfile
 
 import pytest
@@ -55,6 +56,7 @@ def test_a_with_base_bundle_rebuilds_the_recorded_image_and_reruns_identical_on_
     r = runner.invoke(app, ["rerun", run.run_id, "--cpuset", "1", "--runs-dir", str(store)])
     assert r.exit_code == 0, r.output + r.stderr
     assert f"identical (rerun of {run.run_id})" in r.stdout
+    shutil.rmtree(tmp_path / "cache-b")  # B's ~3 GB of wheels: pytest keeps its temp folders
 
 
 def test_a_base_that_does_not_match_its_record_is_refused_and_nothing_is_imported(

@@ -35,13 +35,13 @@ def original(docker_engine, base_image, demo_snapshot, tmp_path_factory):
 
 
 def test_rerun_from_a_bundle_after_deleting_image_store_and_caches_is_identical(
-    docker_engine, original, tmp_path, monkeypatch
+    docker_engine, original, tmp_path, isolated_cache
 ):
     run, bundle = original
     record = json.loads((run.run_dir / "run.json").read_text())
     tag = record["image"]["tag"]
     docker_engine.remove_image(tag)  # the run image is gone
-    monkeypatch.setenv("REPROEXEC_CACHE", str(tmp_path / "fresh-cache"))  # wheels, reproexec wheel, probes: gone
+    # isolated_cache: wheels, reproexec wheel, probes: gone
     store = tmp_path / "fresh-store"  # a new run store
     r = runner.invoke(app, ["rerun", str(bundle), "--runs-dir", str(store), "--cpuset", "1"])
     assert r.exit_code == 0, r.output + r.stderr

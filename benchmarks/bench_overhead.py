@@ -1,0 +1,128 @@
+"""Where a run's time goes outside training: the demo per runtime, phase by phase (issue 15).
+
+    python benchmarks/bench_overhead.py [--rounds 3] [--runtimes docker,local] [--json out.json]
+
+In one command, alternating runtime by runtime each round so machine noise hits each alike:
+  run     `reproexec run examples/digits/config.yaml [--runtime local]` with the image present and
+          the dataset unchanged (a warm-up run first, not counted). Outside the trainer = the
+          command's wall time (measured here) minus the trainer's own `wall_s` (timing.json).
+          Per phase: the median of run.json `timing.phases_s` over the rounds.
+  build   `reproexec build` on a cache hit vs `docker image ls` (the floor for asking the engine).
+  smoke   `reproexec smoke` on the demo: wall, and the share outside the trainer's own steps.
+  import  `python -c "import torch, torchvision"` in a fresh interpreter: the floor every PyTorch
+          run pays before its first step, whatever runs it.
+Ratios are the result (the machine is shared and noisy); seconds are printed for context.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CLI = str(Path(sys.executable).with_name("reproexec"))
+CONFIG = REPO / "examples" / "digits" / "config.yaml"
+
+
+def timed(cmd: list[str], *, cwd: Path = REPO) -> tuple[float, str]:
+    t = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
+    wall = time.perf_counter() - t
+    if r.returncode != 0:
+        sys.exit(f"failed ({r.returncode}): {' '.join(cmd)}\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
+    return wall, r.stdout
+
+
+def newest_run(runs: Path, before: set[str]) -> Path:
+    new = [p for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in before]
+    if len(new) != 1:
+        sys.exit(f"expected one new run in {runs}, found {[p.name for p in new]}")
+    return new[0]
+
+
+def one_run(runtime: str, runs: Path) -> dict:
+    before = {p.name for p in runs.iterdir()} if runs.exists() else set()
+    cmd = [CLI, "run", str(CONFIG), "--runs-dir", str(runs)] + (["--runtime", "local"] if runtime == "local" else [])
+    wall, _ = timed(cmd)
+    run_dir = newest_run(runs, before)
+    record = json.loads((run_dir / "run.json").read_text())
+    trainer = json.loads((run_dir / "timing.json").read_text())
+    return {"wall_s": wall, "trainer_wall_s": trainer["wall_s"], "outside_s": wall - trainer["wall_s"],
+            "phases": dict(record["timing"]["phases_s"]), "weights": record.get("summary", {}).get("weights_sha256")}
+
+
+def med(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--runtimes", default="docker,local")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    runtimes = args.runtimes.split(",")
+    runs = Path(tempfile.mkdtemp(prefix="bench-overhead-")) / "runs"
+    runs.mkdir()
+    out: dict = {"rounds": args.rounds}
+
+    for rt in runtimes:  # warm-up: image built/checked, page cache filled; not counted
+        one_run(rt, runs)
+    samples: dict[str, list[dict]] = {rt: [] for rt in runtimes}
+    for _ in range(args.rounds):
+        for rt in runtimes:
+            samples[rt].append(one_run(rt, runs))
+
+    print(f"demo, {args.rounds} rounds, medians (s)")
+    for rt in runtimes:
+        s = samples[rt]
+        names = list(dict.fromkeys(k for x in s for k in x["phases"]))
+        phases = {k: med([x["phases"].get(k, 0.0) for x in s]) for k in names}
+        row = {"wall_s": med([x["wall_s"] for x in s]), "trainer_wall_s": med([x["trainer_wall_s"] for x in s]),
+               "outside_s": med([x["outside_s"] for x in s]),
+               "outside_range_s": [min(x["outside_s"] for x in s), max(x["outside_s"] for x in s)],
+               "phases_s": phases, "weights": sorted({x["weights"] for x in s})}
+        row["outside_over_trainer"] = row["outside_s"] / row["trainer_wall_s"]
+        out[rt] = row
+        print(f"  {rt:6s} wall {row['wall_s']:6.2f}  trainer {row['trainer_wall_s']:6.2f}  outside "
+              f"{row['outside_s']:5.2f} ({row['outside_range_s'][0]:.2f}–{row['outside_range_s'][1]:.2f}) "
+              f"= {row['outside_over_trainer']:.3f}× the trainer")
+        print("         " + "  ".join(f"{k} {v:.2f}" for k, v in phases.items()))
+
+    # The cache-hit image check against the engine's own listing, alternating.
+    b, d = [], []
+    for _ in range(5):
+        b.append(timed([CLI, "build", str(CONFIG)])[0])
+        d.append(timed(["docker", "image", "ls"])[0])
+    out["build_cache_hit"] = {"reproexec_build_s": med(b), "docker_image_ls_s": med(d), "ratio": med(b) / med(d)}
+    print(f"cache-hit build {med(b):.2f} s vs docker image ls {med(d):.2f} s = {med(b) / med(d):.1f}×")
+
+    # Smoke: wall and the share outside the trainer's own steps.
+    sm = []
+    for _ in range(args.rounds):
+        tmp = Path(tempfile.mkdtemp(prefix="bench-smoke-"))
+        wall, _ = timed([CLI, "smoke", str(CONFIG), "--out", str(tmp)])
+        t = json.loads((tmp / "run" / "timing.json").read_text())
+        sm.append({"wall_s": wall, "trainer_wall_s": t["wall_s"], "train_s": t["train_s"]})
+    sw, st = med([x["wall_s"] for x in sm]), med([x["train_s"] for x in sm])
+    out["smoke"] = {"wall_s": sw, "train_s": st, "outside_steps_share": 1 - st / sw,
+                    "trainer_wall_s": med([x["trainer_wall_s"] for x in sm])}
+    print(f"smoke wall {sw:.2f} s, 50 steps {st:.2f} s: {1 - st / sw:.0%} of it outside the steps")
+
+    imp = [timed([sys.executable, "-c", "import torch, torchvision"])[0] for _ in range(3)]
+    nothing = [timed([sys.executable, "-c", "pass"])[0] for _ in range(3)]
+    out["import_torch_torchvision_s"] = med(imp)
+    out["python_pass_s"] = med(nothing)
+    print(f"import torch, torchvision: {med(imp):.2f} s (python -c pass {med(nothing):.3f} s)")
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
