@@ -69,7 +69,7 @@ def main() -> int:
     import torch
 
     from reproexec.runtime.data import SeededImageDataset, load_dataset
-    from reproexec.runtime.engine import LrFactor, make_optimizer, make_plan, run_training
+    from reproexec.runtime.trainer import LrFactor, make_optimizer, make_plan, run_training
     from reproexec.runtime.model import build_model
 
     if args.device == "cuda" and not torch.cuda.is_available():

@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = read_config(args.config)
         pin_environment(config)
-        from reproexec.runtime.engine import run_training as _run_training
+        from reproexec.runtime.trainer import run_training as _run_training
 
         _run_training(config, args.data, args.out, args.device, smoke=args.smoke,
                       weights_path=args.weights, emit=_print_event)
@@ -84,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_training(config: Config, data_dir: Path, out_dir: Path, device: str = "cpu", *, smoke: bool = False,
                  weights_path: Path | None = None, emit: Any = None) -> dict[str, Any]:
-    """See reproexec.runtime.engine.run_training (imported lazily: torch must come after the env pin)."""
-    from reproexec.runtime.engine import run_training as _run_training
+    """See reproexec.runtime.trainer.run_training (imported lazily: torch must come after the env pin)."""
+    from reproexec.runtime.trainer import run_training as _run_training
 
     return _run_training(config, data_dir, out_dir, device, smoke=smoke, weights_path=weights_path, emit=emit)
 

@@ -14,7 +14,7 @@ from trainkit import make_config  # noqa: E402
 
 from reproexec.runtime.seeding import cpu_math_environment  # noqa: E402
 
-# In-process runs (test_engine) need this process pinned like a run process: ATen is read when torch
+# In-process runs (test_trainer) need this process pinned like a run process: ATen is read when torch
 # is imported, MKL and oneDNN at their first call, so the pins go in before any test module computes.
 os.environ.update(ATEN_CPU_CAPABILITY="avx2", **cpu_math_environment(make_config()))
 

@@ -1,4 +1,4 @@
-"""The deterministic training engine: `run_training(config, data_dir, out_dir, device)` → summary.
+"""The deterministic trainer: `run_training(config, data_dir, out_dir, device)` → summary.
 
 Shape after torchvision's references/classification/train.py: load data, build model, train one
 epoch at a time, evaluate, keep best and last checkpoints. Every source of randomness is derived

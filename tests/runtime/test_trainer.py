@@ -1,4 +1,4 @@
-"""The engine in-process: run-folder layout, events, strict-mode refusal, relaxed mode, CIFAR-10."""
+"""The trainer in-process: run-folder layout, events, strict-mode refusal, relaxed mode, CIFAR-10."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from trainkit import current_capability, make_config
 
 from reproexec.errors import RunError
-from reproexec.runtime.engine import run_training
+from reproexec.runtime.trainer import run_training
 from reproexec.runtime.model import state_dict_sha256
 
 pytestmark = pytest.mark.slow
@@ -62,7 +62,7 @@ def test_run_folder_layout_and_events(digits, tmp_path):
     assert json.loads((out / "classes.json").read_text())["classes"][3] == "3"
     assert len(json.loads((out / "predictions.json").read_text())) == 8
     assert b"Software" not in (out / "curves.png").read_bytes()
-    # The engine restores the process's torch flags.
+    # The trainer restores the process's torch flags.
     assert not torch.are_deterministic_algorithms_enabled()
 
 
