@@ -10,5 +10,4 @@ the config model (pydantic), all of which come from the run's lockfile inside th
     model.py        torchvision models by name, sha256-pinned local weights, canonical weights hash
     artifacts.py    atomic, timestamp-free files and plots
     environment.py  environment.json
-    smoke.py        host side of `reproexec smoke`: fresh-process run + invariant checks (no torch)
 """
