@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from datasets import write_cifar, write_digits  # noqa: E402
+from datasets import write_cifar  # noqa: E402
 from trainkit import make_config  # noqa: E402
 
 from reproexec.runtime.seeding import cpu_math_environment  # noqa: E402
@@ -20,8 +20,9 @@ os.environ.update(ATEN_CPU_CAPABILITY="avx2", **cpu_math_environment(make_config
 
 
 @pytest.fixture(scope="session")
-def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_digits(tmp_path_factory.mktemp("digits-v1"))
+def digits(demo_snapshot: Path) -> Path:
+    """`reproexec data demo`'s snapshot: one digits writer (and split) for every test."""
+    return demo_snapshot
 
 
 @pytest.fixture(scope="session")
