@@ -69,8 +69,13 @@ def main() -> int:
     import torch
 
     from reproexec.runtime.data import SeededImageDataset, load_dataset
-    from reproexec.runtime.engine import LrFactor, make_optimizer, make_plan, run_training
     from reproexec.runtime.model import build_model
+    from reproexec.runtime.trainer import (
+        LrFactor,
+        make_optimizer,
+        make_plan,
+        run_training,
+    )
 
     if args.device == "cuda" and not torch.cuda.is_available():
         print("CUDA not available", file=sys.stderr)

@@ -309,6 +309,10 @@ class SeededImageDataset(torch.utils.data.Dataset):
             img = F.center_crop(img, self.center_crop)
         return img
 
+    def image(self, i: int) -> torch.Tensor:
+        """Sample `i` as uint8 CHW before normalisation (epoch-free: for plotting val images)."""
+        return self._image(None, i)
+
     def __getitem__(self, key: tuple[int | None, int]) -> tuple[torch.Tensor, int]:
         x, y, _ = self.__getitems__([key])
         return x[0], int(y[0])

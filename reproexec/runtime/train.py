@@ -69,25 +69,17 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         config = read_config(args.config)
-        pin_environment(config)
-        from reproexec.runtime.engine import run_training as _run_training
+        pin_environment(config)  # before the trainer's import: torch must come after the pin
+        from reproexec.runtime.trainer import run_training
 
-        _run_training(config, args.data, args.out, args.device, smoke=args.smoke,
-                      weights_path=args.weights, emit=_print_event)
+        run_training(config, args.data, args.out, args.device, smoke=args.smoke,
+                     weights_path=args.weights, emit=_print_event)
         return 0
     except ReproexecError as e:
         _print_event({"event": "error", "error": type(e).__name__, "message": e.message, "hint": e.hint,
                       "details": e.details, "exit_code": e.exit_code})
         sys.stderr.write(f"error: {e}\n")
         return e.exit_code
-
-
-def run_training(config: Config, data_dir: Path, out_dir: Path, device: str = "cpu", *, smoke: bool = False,
-                 weights_path: Path | None = None, emit: Any = None) -> dict[str, Any]:
-    """See reproexec.runtime.engine.run_training (imported lazily: torch must come after the env pin)."""
-    from reproexec.runtime.engine import run_training as _run_training
-
-    return _run_training(config, data_dir, out_dir, device, smoke=smoke, weights_path=weights_path, emit=emit)
 
 
 def _reexec_if_unpinned(argv: list[str]) -> None:

@@ -1,4 +1,4 @@
-"""Test snapshots written from scratch: sklearn digits as PNG class folders, tiny CIFAR-10 batches."""
+"""Test snapshots written from scratch: tiny CIFAR-10 batches (digits come from reproexec.data.demo)."""
 
 from __future__ import annotations
 
@@ -6,27 +6,6 @@ import pickle
 from pathlib import Path
 
 import numpy as np
-
-
-def write_digits(root: Path, *, per_class: int | None = None, val_every: int = 5) -> Path:
-    """digits 8×8 grayscale → root/train/<digit>/*.png and root/val/<digit>/*.png (every 5th image to val)."""
-    from PIL import Image
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    counts: dict[int, int] = {}
-    for i, (img, label) in enumerate(zip(d.images, d.target, strict=True)):
-        label = int(label)
-        counts[label] = counts.get(label, 0) + 1
-        if per_class is not None and counts[label] > per_class:
-            continue
-        split = "val" if i % val_every == 0 else "train"
-        folder = root / split / str(label)
-        folder.mkdir(parents=True, exist_ok=True)
-        pixels = (img * (255.0 / 16.0)).round().astype(np.uint8)
-        Image.fromarray(pixels, mode="L").save(folder / f"{i:04d}.png")
-    (root / "manifest.json").write_text("{}\n")  # present in real snapshots; must be ignored
-    return root
 
 
 def write_cifar(root: Path, *, per_batch: int = 20, n_batches: int = 5, seed: int = 0) -> Path:

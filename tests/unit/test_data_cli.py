@@ -120,6 +120,13 @@ def test_demo_cli_writes_and_prints_the_id(tmp_path: Path) -> None:
     assert "1,797 PNG images" in r.stderr
 
 
+def test_the_data_group_registers_its_commands() -> None:
+    import typer.main
+
+    group = typer.main.get_command(app).commands["data"]
+    assert sorted(group.commands) == ["demo", "snapshot", "verify"]
+
+
 @pytest.mark.parametrize(
     ("cmd", "words"),
     [

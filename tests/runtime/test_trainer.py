@@ -1,4 +1,4 @@
-"""The engine in-process: run-folder layout, events, strict-mode refusal, relaxed mode, CIFAR-10."""
+"""The trainer in-process: run-folder layout, events, strict-mode refusal, relaxed mode, CIFAR-10."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import torch
 from trainkit import current_capability, make_config
 
 from reproexec.errors import RunError
-from reproexec.runtime.engine import run_training
+from reproexec.runtime.data import SeededImageDataset, load_dataset
 from reproexec.runtime.model import state_dict_sha256
+from reproexec.runtime.trainer import evaluate, make_eval_loader, run_training
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +63,7 @@ def test_run_folder_layout_and_events(digits, tmp_path):
     assert json.loads((out / "classes.json").read_text())["classes"][3] == "3"
     assert len(json.loads((out / "predictions.json").read_text())) == 8
     assert b"Software" not in (out / "curves.png").read_bytes()
-    # The engine restores the process's torch flags.
+    # The trainer restores the process's torch flags.
     assert not torch.are_deterministic_algorithms_enabled()
 
 
@@ -121,3 +122,18 @@ def test_in_process_flags_do_not_leak(digits, tmp_path):
     torch.set_num_threads(2)
     run_training(here(determinism={"threads": 1}), digits, tmp_path / "run")
     assert torch.get_num_threads() == 2
+
+
+def test_evaluate_reads_val_in_order_and_leaves_the_global_generator_alone(digits):
+    # Iterating a DataLoader draws a base seed; from the global generator it would shift dropout in
+    # the next epoch (that changed the weights of a 3-epoch mobilenet_v3_small run).
+    cfg = make_config()
+    ds = SeededImageDataset(load_dataset(cfg, digits).val, cfg, train=False)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 10))
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    ev = evaluate(model, torch.nn.CrossEntropyLoss(), make_eval_loader(ds, 32), torch.device("cpu"), 10,
+                  keep=range(len(ds)))
+    assert torch.equal(torch.get_rng_state(), before)
+    assert [r["index"] for r in ev["kept"]] == list(range(len(ds)))
+    assert sum(map(sum, ev["confusion"])) == len(ds)
