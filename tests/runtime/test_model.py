@@ -23,8 +23,15 @@ def _weights(tmp_path):
 
 
 def test_unknown_arch_is_refused_with_suggestion():
+    # by the config, before anything runs
     with pytest.raises(ConfigError) as info:
-        build_model(make_config(model={"arch": "resnet19"}))
+        make_config(model={"arch": "resnet19"})
+    assert info.value.details == ["model.arch = 'resnet19': not a torchvision classification model; did you mean "
+                                  "resnet18, resnet152, resnet101? (`reproexec config schema` lists them)"]
+    # and by the trainer, for a config.json that did not come through validation
+    cfg = make_config()
+    with pytest.raises(ConfigError) as info:
+        build_model(cfg.model_copy(update={"model": cfg.model.model_copy(update={"arch": "resnet19"})}))
     assert info.value.message == "model.arch = 'resnet19' is not a torchvision model"
     assert "did you mean resnet18" in info.value.hint
 
