@@ -58,9 +58,10 @@ def demo_snapshot(tmp_path_factory):
     return write_digits_demo(tmp_path_factory.mktemp("data") / "digits-v1").root
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def machine_b(docker_engine):
-    """A second, empty Docker engine on this host: "another machine" (tests/machineb.py)."""
+    """A second, empty Docker engine on this host: "another machine" (tests/machineb.py); stopped
+    after the module that uses it, so it does not idle through the rest of the suite."""
     from machineb import start_second_engine
 
     try:
