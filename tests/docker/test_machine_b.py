@@ -1,5 +1,6 @@
 """Same numbers on another machine: a run exported --with-base reruns identical on a second Docker
-engine with no images, its own wheel cache and its own run store (markers: docker, slow)."""
+engine with no images, its own wheel cache and its own run store (markers: docker, slow). This is
+also the suite's rerun-after-losing-everything test: image, base, caches and store are all new."""
 
 from __future__ import annotations
 
@@ -56,6 +57,12 @@ def test_a_with_base_bundle_rebuilds_the_recorded_image_and_reruns_identical_on_
     r = runner.invoke(app, ["rerun", run.run_id, "--cpuset", "1", "--runs-dir", str(store)])
     assert r.exit_code == 0, r.output + r.stderr
     assert f"identical (rerun of {run.run_id})" in r.stdout
+    new = max((p for p in store.iterdir() if p.name != run.run_id and not p.name.startswith(".")),
+              key=lambda p: json.loads((p / "run.json").read_text())["started_at"])
+    rec = json.loads((new / "run.json").read_text())
+    assert rec["resources"]["cpuset"] == "1" and rec["verdict"] == "identical" and rec["rerun_of"] == run.run_id
+    assert json.loads((new / "comparison.json").read_text())["comparison"]["verdict"] == "identical"
+    assert 'id="verdict">identical<' in (new / "comparison.html").read_text()
     shutil.rmtree(tmp_path / "cache-b")  # B's ~3 GB of wheels: pytest keeps its temp folders
 
 

@@ -34,26 +34,6 @@ def original(docker_engine, base_image, demo_snapshot, tmp_path_factory):
     return run, bundle
 
 
-def test_rerun_from_a_bundle_after_deleting_image_store_and_caches_is_identical(
-    docker_engine, original, tmp_path, isolated_cache
-):
-    run, bundle = original
-    record = json.loads((run.run_dir / "run.json").read_text())
-    tag = record["image"]["tag"]
-    docker_engine.remove_image(tag)  # the run image is gone
-    # isolated_cache: wheels, reproexec wheel, probes: gone
-    store = tmp_path / "fresh-store"  # a new run store
-    r = runner.invoke(app, ["rerun", str(bundle), "--runs-dir", str(store), "--cpuset", "1"])
-    assert r.exit_code == 0, r.output + r.stderr
-    assert f"identical (rerun of {run.run_id})" in r.stdout
-    assert docker_engine.image(tag) is not None  # rebuilt to the recorded content hash
-    new = next(p for p in store.iterdir() if p.name != run.run_id and not p.name.startswith("."))
-    rec = json.loads((new / "run.json").read_text())
-    assert rec["resources"]["cpuset"] == "1" and rec["verdict"] == "identical" and rec["rerun_of"] == run.run_id
-    assert json.loads((new / "comparison.json").read_text())["comparison"]["verdict"] == "identical"
-    assert "id=\"verdict\">identical<" in (new / "comparison.html").read_text()
-
-
 def _edit_bundle(src, dst, edit):
     """Rewrite one file of a bundle and keep run.json's sha256 consistent (a deliberate edit)."""
     with tarfile.open(src) as tar:
