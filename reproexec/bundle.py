@@ -31,7 +31,7 @@ from typing import IO, Any
 from reproexec.build import LABEL_HASH
 from reproexec.engine import Engine
 from reproexec.errors import RunError
-from reproexec.fsutil import sha256_file
+from reproexec.fsutil import is_disk_full, sha256_file
 from reproexec.runstore import MAX_RUN_JSON_BYTES, RUN_JSON, RunRecord, load_run, parse_run_json
 
 IMAGE_MEMBER = "image.tar"
@@ -89,6 +89,12 @@ def export_run(record: RunRecord, out: Path, *, engine: Engine | None = None, wi
             if base_file is not None:
                 tar.add(base_file, arcname=f"{record.run_id}/{BASE_MEMBER}", filter=_normalize)
         os.replace(tmp, out)
+    except OSError as e:
+        if not is_disk_full(e):
+            raise
+        need = "twice the image's size (it is saved, then packed)" if with_image else "the run folder's size"
+        raise RunError(f"disk full while writing {out}: nothing was written",
+                       f"free space on {out.parent} (about {need}), or export to another disk with -o") from None
     finally:
         tmp.unlink(missing_ok=True)
         if image_file is not None:

@@ -241,3 +241,26 @@ def test_an_image_the_run_does_not_record_is_refused(tmp_path):
     path = make_bundle(tmp_path / "b.tar.gz", extra=[(f"{RUN}/image.tar", docker_save_tar(None))])
     with pytest.raises(RunError, match="holds an image but its run.json records none"):
         import_bundle(path, tmp_path / "runs", lambda: LoadingEngine())
+
+
+def test_a_full_disk_during_export_is_a_clear_error_and_leaves_nothing(tmp_path):
+    import errno
+
+    from reproexec.runstore import load_run
+
+    import_bundle(make_bundle(tmp_path / "b.tar.gz"), tmp_path / "runs")
+    record = load_run(RUN, tmp_path / "runs")
+    record.data["image"] = {"tag": "reproexec-env:" + CONTENT}
+
+    class FullDisk:
+        def save(self, reference, out):
+            out.write(b"part of an image")
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    out = tmp_path / "out" / "run.tar"
+    out.parent.mkdir()
+    with pytest.raises(RunError) as e:
+        bundle.export_run(record, out, engine=FullDisk(), with_image=True)
+    assert e.value.message == f"disk full while writing {out}: nothing was written"
+    assert "twice the image's size" in e.value.hint
+    assert list(out.parent.iterdir()) == []  # no bundle, no temporary image, no .tmp
