@@ -54,7 +54,8 @@ def one_run(runtime: str, runs: Path) -> dict:
     record = json.loads((run_dir / "run.json").read_text())
     trainer = json.loads((run_dir / "timing.json").read_text())
     return {"wall_s": wall, "trainer_wall_s": trainer["wall_s"], "outside_s": wall - trainer["wall_s"],
-            "phases": dict(record["timing"]["phases_s"]), "weights": record.get("summary", {}).get("weights_sha256")}
+            "phases": dict(record["timing"]["phases_s"]), "run_dir": str(run_dir),
+            "weights": json.loads((run_dir / "summary.json").read_text()).get("weights_sha256")}
 
 
 def med(xs: list[float]) -> float:
@@ -87,13 +88,14 @@ def main() -> None:
         row = {"wall_s": med([x["wall_s"] for x in s]), "trainer_wall_s": med([x["trainer_wall_s"] for x in s]),
                "outside_s": med([x["outside_s"] for x in s]),
                "outside_range_s": [min(x["outside_s"] for x in s), max(x["outside_s"] for x in s)],
-               "phases_s": phases, "weights": sorted({x["weights"] for x in s})}
+               "phases_s": phases, "weights": sorted({x["weights"] for x in s}), "last_run": s[-1]["run_dir"]}
         row["outside_over_trainer"] = row["outside_s"] / row["trainer_wall_s"]
         out[rt] = row
         print(f"  {rt:6s} wall {row['wall_s']:6.2f}  trainer {row['trainer_wall_s']:6.2f}  outside "
               f"{row['outside_s']:5.2f} ({row['outside_range_s'][0]:.2f}–{row['outside_range_s'][1]:.2f}) "
               f"= {row['outside_over_trainer']:.3f}× the trainer")
         print("         " + "  ".join(f"{k} {v:.2f}" for k, v in phases.items()))
+        print(f"         weights {', '.join(w[:12] for w in row['weights'])}  last run {row['last_run']}")
 
     # The cache-hit image check against the engine's own listing, alternating.
     b, d = [], []

@@ -12,6 +12,7 @@ import json
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from reproexec.basebox import resolve_base
@@ -30,7 +31,13 @@ from reproexec.imagespec import (
 )
 from reproexec.lock import Lockfile, read_lock
 from reproexec.selfwheel import reproexec_wheel
-from reproexec.wheels import PROBE_SCRIPT, TargetPlatform, cache_dir, ensure_wheels, verify_wheels
+from reproexec.wheels import (
+    PROBE_SCRIPT,
+    TargetPlatform,
+    cache_dir,
+    ensure_wheels,
+    verify_wheels,
+)
 
 LogFn = Callable[[str], None]
 
@@ -208,3 +215,25 @@ def check_freeze(freeze: str, lock: Lockfile) -> None:
             details=wrong,
         )
 
+
+def build_code_image(engine: Engine, image_tag: str, code_tar: Path, code_dir: str) -> str:
+    """The run image plus a run's code.tar at `code_dir` (bring-your-own entrypoint), tagged
+    reproexec-code:<sha256 of the files and the Dockerfile>. Built from the code.tar in the run folder,
+    for a run and its reruns alike: the same bytes, the same image; reused when the tag exists."""
+    import dataclasses
+    import hashlib
+
+    from reproexec.codebox import read_code_tar
+
+    entries = [dataclasses.replace(e, arcname=f"code/{e.arcname}") for e in read_code_tar(code_tar)]
+    dockerfile = f"FROM {image_tag}\nCOPY code/ {code_dir}/\nWORKDIR {code_dir}\n"
+    entries.append(ContextEntry.from_bytes("Dockerfile", dockerfile.encode()))
+    digest = hashlib.sha256(json.dumps([[e.arcname, e.sha256] for e in sorted(entries, key=lambda e: e.arcname)]).encode()).hexdigest()
+    tag = f"reproexec-code:{digest}"
+    if engine.image(tag) is None:
+        (cache_dir() / "tmp").mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=cache_dir() / "tmp") as ctx:
+            write_context(entries, ctx)
+            ctx.seek(0)
+            engine.build(ctx, tag=tag, labels={"org.reproexec.code-sha256": digest}, network_mode="none")
+    return tag

@@ -24,10 +24,24 @@ from pathlib import Path
 from typing import Any, Literal
 
 from reproexec import __version__
-from reproexec.codebox import CODE_TAR, CodeState, capture_code, code_of_tar, require_clean, write_code_tar
+from reproexec.build import build_code_image
+from reproexec.codebox import (
+    CODE_TAR,
+    CodeState,
+    capture_code,
+    code_of_tar,
+    require_clean,
+    write_code_tar,
+)
 from reproexec.config import LoadedConfig
 from reproexec.engine import ContainerSpec, Engine, Exit, Mount, RunHandle
-from reproexec.errors import ConfigError, EngineError, Interrupted, ReproexecError, RunError
+from reproexec.errors import (
+    ConfigError,
+    EngineError,
+    Interrupted,
+    ReproexecError,
+    RunError,
+)
 from reproexec.fsutil import is_disk_full, sha256_file, write_atomic, write_json_atomic
 from reproexec.outputs import Intake, make_staging, remove_tree, take_outputs
 from reproexec.runstore import (
@@ -164,9 +178,7 @@ def check_options(loaded: LoadedConfig, opts: RunOptions) -> None:
 def prepare_run(loaded: LoadedConfig, opts: RunOptions, engine: Engine | None, on_log: Callable[[str], None],
                 clock: Clock | None = None) -> Prepared:  # fmt: skip
     from reproexec.data.manifest import verify_snapshot
-    from reproexec.runtime.seeding import pinned_environment
-
-    from reproexec.runtime.seeding import check_cpu_level
+    from reproexec.runtime.seeding import check_cpu_level, pinned_environment
 
     clock = clock or Clock()
     cfg = loaded.config
@@ -664,7 +676,7 @@ def _start(prep: Prepared, opts: RunOptions, run_id: str, run_dir: Path, staging
         mounts.append(Mount(str(run_dir / "config.resolved.json"), CONFIG_MOUNT, read_only=True))
         if prep.weights:
             mounts.append(Mount(str(prep.weights), WEIGHTS_MOUNT, read_only=True))
-    image = code_image(engine, prep, run_dir) if cfg.entrypoint else prep.image["tag"]
+    image = build_code_image(engine, prep.image["tag"], run_dir / CODE_TAR, CODE_DIR) if cfg.entrypoint else prep.image["tag"]
     r = cfg.resources
     spec = ContainerSpec(
         image=image,
@@ -709,31 +721,6 @@ def expand_entrypoint(command: list[str], env: dict[str, str]) -> list[str]:
     """${VAR} / $VAR in the arguments, as the process will see them ($$ is a literal $); the config
     has already refused any variable reproexec does not define."""
     return [string.Template(arg).substitute(env) for arg in command]
-
-
-def code_image(engine: Engine, prep: Prepared, run_dir: Path) -> str:
-    """The run image plus the run's code.tar at /code (bring-your-own entrypoint). Built from the
-    code.tar in the run folder, for a run and its reruns alike: the same bytes, the same image."""
-    import dataclasses
-    import tempfile
-
-    from reproexec.codebox import read_code_tar
-    from reproexec.context import ContextEntry, write_context
-    from reproexec.wheels import cache_dir
-
-    assert prep.image is not None
-    entries = [dataclasses.replace(e, arcname=f"code/{e.arcname}") for e in read_code_tar(run_dir / CODE_TAR)]
-    dockerfile = f"FROM {prep.image['tag']}\nCOPY code/ {CODE_DIR}/\nWORKDIR {CODE_DIR}\n"
-    entries.append(ContextEntry.from_bytes("Dockerfile", dockerfile.encode()))
-    digest = hashlib.sha256(json.dumps([[e.arcname, e.sha256] for e in sorted(entries, key=lambda e: e.arcname)]).encode()).hexdigest()
-    tag = f"reproexec-code:{digest}"
-    if engine.image(tag) is None:
-        (cache_dir() / "tmp").mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=cache_dir() / "tmp") as ctx:
-            write_context(entries, ctx)
-            ctx.seek(0)
-            engine.build(ctx, tag=tag, labels={"org.reproexec.code-sha256": digest}, network_mode="none")
-    return tag
 
 
 def _stream(handle: RunHandle, log_path: Path, on_event: EventFn) -> dict[str, Any]:

@@ -1,0 +1,74 @@
+"""What "the same numbers on another machine" costs: bundle sizes and the rerun on a fresh machine B.
+
+    python benchmarks/bench_machine_b.py [--with-image]
+
+In one command, on this host:
+  A        `reproexec run examples/digits/config.yaml` (the demo; image present): its wall time
+  export   `reproexec export ID --with-base` (and, with --with-image, `--with-image` to a .tar):
+           the bundle sizes and their ratio (goal: --with-base ≤ 1/20 of the image bundle)
+  B        a second, empty `dockerd` (tests/machineb.py) with its own empty REPROEXEC_CACHE and run
+           store: `reproexec rerun bundle --data …`: base imported, wheels fetched again from the
+           package index and checked, the run image rebuilt to the recorded tag, the demo trained.
+           Its wall time as a ratio to A's, and the verdict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CLI = str(Path(sys.executable).with_name("reproexec"))
+sys.path.insert(0, str(REPO / "tests"))
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
+    t = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, **(env or {})})
+    if r.returncode != 0:
+        sys.exit(f"failed ({r.returncode}): {' '.join(cmd)}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    return time.perf_counter() - t, r.stdout
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--with-image", action="store_true", help="also measure the --with-image bundle (GBs)")
+    args = ap.parse_args()
+    from machineb import start_second_engine
+
+    work = Path(tempfile.mkdtemp(prefix="bench-machine-b-"))
+    runs_a = work / "runs-a"
+    a_wall, _ = timed([CLI, "run", "examples/digits/config.yaml", "--runs-dir", str(runs_a)])
+    (run_dir,) = [p for p in runs_a.iterdir() if not p.name.startswith(".")]
+    out = {"a_wall_s": a_wall, "run_id": run_dir.name}
+    base_bundle = work / "with-base.tar.gz"
+    out["export_with_base_s"], _ = timed([CLI, "export", run_dir.name, "-o", str(base_bundle), "--with-base",
+                                          "--runs-dir", str(runs_a)])
+    out["with_base_bytes"] = base_bundle.stat().st_size
+    if args.with_image:
+        image_bundle = work / "with-image.tar"
+        out["export_with_image_s"], _ = timed([CLI, "export", run_dir.name, "-o", str(image_bundle), "--with-image",
+                                               "--runs-dir", str(runs_a)])
+        out["with_image_bytes"] = image_bundle.stat().st_size
+        out["base_over_image"] = out["with_base_bytes"] / out["with_image_bytes"]
+        image_bundle.unlink()
+    b = start_second_engine()
+    try:
+        env = {"DOCKER_HOST": b.host, "REPROEXEC_CACHE": str(work / "cache-b")}
+        out["b_rerun_s"], stdout = timed([CLI, "rerun", str(base_bundle), "--data", str(REPO / "data" / "digits-v1"),
+                                          "--runs-dir", str(work / "runs-b")], env)
+        out["b_verdict_line"] = next((line for line in stdout.splitlines() if "rerun of" in line), "")
+    finally:
+        b.stop()
+    out["b_over_a"] = out["b_rerun_s"] / a_wall
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
