@@ -8,19 +8,23 @@ half-done build never carries a reproexec tag.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from reproexec.basebox import resolve_base
 from reproexec.config import LoadedConfig
-from reproexec.context import ContextEntry, write_context
+from reproexec.context import ContextEntry, streamed_context
 from reproexec.engine import Engine
 from reproexec.errors import BuildError, ConfigError, LockError
 from reproexec.imagespec import (
+    WHEEL_PORT,
     BaseImage,
     ImageSpec,
     build_context,
@@ -30,6 +34,7 @@ from reproexec.imagespec import (
     render_dockerfile,
 )
 from reproexec.lock import Lockfile, read_lock
+from reproexec.runstore import LABEL_OWNER, this_process
 from reproexec.selfwheel import reproexec_wheel
 from reproexec.wheels import (
     PROBE_SCRIPT,
@@ -51,6 +56,7 @@ CUDA_MARKER_PACKAGES = ["nvidia-cuda-runtime", "nvidia-cuda-runtime-cu12", "nvid
 LABEL_HASH = "org.reproexec.content-hash"
 LABEL_INPUTS = "org.reproexec.hash-inputs"
 LABEL_FREEZE = "org.reproexec.pip-freeze"
+LABEL_BUILD_SERVER = "org.reproexec.build-server"  # the wheel server of a build in progress (reaped if its owner died)
 
 
 @dataclass(frozen=True)
@@ -156,12 +162,8 @@ def build_image(plan: BuildPlan, engine: Engine, *, on_log: LogFn | None = None)
     if base.pinned_by == "content":  # FROM names the content tag: point it at exactly the base resolved
         repository, _, version = base.pinned.rpartition(":")
         engine.tag(base.image_id, repository, version)
-    tmp_root = cache_dir() / "tmp"
-    tmp_root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryFile(dir=tmp_root) as ctx:
-        write_context(plan.context, ctx)
-        ctx.seek(0)
-        staged = engine.build(ctx, tag=None, labels=labels, network_mode=plan.spec.build_network, on_log=on_log)
+    with served_wheels(plan.spec, engine) as network_mode, streamed_context(plan.context) as ctx:
+        staged = engine.build(ctx, tag=None, labels=labels, network_mode=network_mode, on_log=on_log)
 
     check_built_on_base(engine, staged, base)
     freeze = read_freeze(engine, staged)
@@ -169,11 +171,33 @@ def build_image(plan: BuildPlan, engine: Engine, *, on_log: LogFn | None = None)
 
     # Tag last, in a one-line build that also records the frozen environment as a label.
     final = f"FROM {staged}\n".encode()
-    with tempfile.TemporaryFile(dir=tmp_root) as ctx:
-        write_context([ContextEntry.from_bytes("Dockerfile", final)], ctx)
-        ctx.seek(0)
+    with streamed_context([ContextEntry.from_bytes("Dockerfile", final)]) as ctx:
         image_id = engine.build(ctx, tag=plan.tag, labels={**labels, LABEL_FREEZE: freeze}, network_mode="none")
     return BuildResult(tag=plan.tag, image_id=image_id, cached=False, freeze=freeze)
+
+
+@contextlib.contextmanager
+def served_wheels(spec: ImageSpec, engine: Engine) -> Iterator[str]:
+    """The spec's wheels, checked, in a folder of their own (hard links into the cache), served to
+    the build by a throwaway server from the base image; yields the build's network mode. The
+    build's steps share the server's network namespace, which has only loopback (apt pins add a
+    route to Debian's mirror). So no wheel is ever sent as build context or kept in a layer: a cold
+    build writes the environment once, not the wheels and two copies of the environment."""
+    root = cache_dir() / "tmp"
+    root.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(dir=root, prefix="serve-"))
+    try:
+        folder.chmod(0o755)  # the server runs as nobody
+        for w in spec.wheels:
+            try:
+                os.link(w.path, folder / w.filename)
+            except OSError:  # another file system, or links not allowed: a copy serves as well
+                shutil.copyfile(w.path, folder / w.filename)
+        labels = {LABEL_BUILD_SERVER: "1", LABEL_OWNER: json.dumps(this_process())}
+        with engine.serve_folder(spec.base.image_id, folder, port=WHEEL_PORT, outside=bool(spec.apt_packages), labels=labels) as mode:
+            yield mode
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def check_built_on_base(engine: Engine, image: str, base: BaseImage) -> None:
@@ -231,9 +255,6 @@ def build_code_image(engine: Engine, image_tag: str, code_tar: Path, code_dir: s
     digest = hashlib.sha256(json.dumps([[e.arcname, e.sha256] for e in sorted(entries, key=lambda e: e.arcname)]).encode()).hexdigest()
     tag = f"reproexec-code:{digest}"
     if engine.image(tag) is None:
-        (cache_dir() / "tmp").mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=cache_dir() / "tmp") as ctx:
-            write_context(entries, ctx)
-            ctx.seek(0)
+        with streamed_context(entries) as ctx:
             engine.build(ctx, tag=tag, labels={"org.reproexec.code-sha256": digest}, network_mode="none")
     return tag

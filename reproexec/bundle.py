@@ -12,26 +12,25 @@ An image is loaded without the tags it carries and tagged only once it proved to
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import os
-import queue
 import re
 import shutil
 import tarfile
 import tempfile
-import threading
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO
 
 from reproexec.build import LABEL_HASH
 from reproexec.engine import Engine
 from reproexec.errors import RunError
-from reproexec.fsutil import is_disk_full, sha256_file
+from reproexec.fsutil import is_disk_full, piped, sha256_file
 from reproexec.runstore import MAX_RUN_JSON_BYTES, RUN_JSON, RunRecord, load_run, parse_run_json
 
 IMAGE_MEMBER = "image.tar"
@@ -64,18 +63,18 @@ def export_run(record: RunRecord, out: Path, *, engine: Engine | None = None, wi
     if with_image and with_base:
         raise RunError("--with-image and --with-base: choose one", "--with-base is the light one; --with-image needs no package index")
     base_file = _base_of(record, engine) if with_base else None
+    image = (record.data.get("image") or {}).get("tag") if with_image else None
+    if with_image and (not image or engine is None):
+        raise RunError(f"run {record.run_id} has no image to save (local runtime?)", "export without --with-image")
     mode = "w:gz" if out.name.endswith((".tar.gz", ".tgz")) else "w"
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     files = total = 0
     image_file = None
     try:
-        if with_image:
-            image = (record.data.get("image") or {}).get("tag")
-            if not image or engine is None:
-                raise RunError(f"run {record.run_id} has no image to save (local runtime?)", "export without --with-image")
+        if image and mode != "w":  # a gzip stream cannot go back to write the size: save first
             image_file = tempfile.NamedTemporaryFile(dir=out.parent, prefix=".image-", suffix=".tar", delete=False)
             with image_file:
-                engine.save(image, image_file)  # type: ignore[attr-defined]
+                engine.save(image, image_file)  # type: ignore[union-attr]
         with tarfile.open(tmp, mode, format=tarfile.PAX_FORMAT) as tar:
             for rel in [RUN_JSON, *sorted(record.data.get("artifacts") or {})]:
                 p = record.path / rel
@@ -86,13 +85,15 @@ def export_run(record: RunRecord, out: Path, *, engine: Engine | None = None, wi
                 total += p.stat().st_size
             if image_file is not None:
                 tar.add(image_file.name, arcname=f"{record.run_id}/{IMAGE_MEMBER}", filter=_normalize)
+            elif image:
+                _add_streamed(tar, f"{record.run_id}/{IMAGE_MEMBER}", lambda f: engine.save(image, f))  # type: ignore[union-attr]
             if base_file is not None:
                 tar.add(base_file, arcname=f"{record.run_id}/{BASE_MEMBER}", filter=_normalize)
         os.replace(tmp, out)
     except OSError as e:
         if not is_disk_full(e):
             raise
-        need = "twice the image's size (it is saved, then packed)" if with_image else "the run folder's size"
+        need = "the image's size" if image and mode == "w" else "twice the image's size (saved, then packed)" if image else "the run folder's size"
         raise RunError(f"disk full while writing {out}: nothing was written",
                        f"free space on {out.parent} (about {need}), or export to another disk with -o") from None
     finally:
@@ -125,6 +126,38 @@ def _base_of(record: RunRecord, engine: Engine | None) -> Path:
             "export --with-image, or export from a machine that still has the recorded base",
         )
     return path
+
+
+def _add_streamed(tar: tarfile.TarFile, arcname: str, fill: Callable[[IO[bytes]], None]) -> None:
+    """Append a member whose size is known only once it is written (`docker save` streams an image
+    of unknown length), with no temporary copy: a header with size 0, the data, then the header
+    rewritten in place with the real size. GNU headers hold any size in the same 512 bytes. Needs
+    an uncompressed archive in a seekable file."""
+    f = tar.fileobj
+    assert f is not None
+    start = f.tell()
+    info = _normalize(tarfile.TarInfo(arcname))
+    header = info.tobuf(tarfile.GNU_FORMAT)
+    if len(header) != tarfile.BLOCKSIZE:
+        raise ValueError(f"member name too long for an in-place header: {arcname}")
+    f.write(header)
+    size = 0
+
+    class _Counting:
+        def write(self, b: bytes) -> int:
+            nonlocal size
+            size += len(b)
+            return f.write(b)
+
+    fill(_Counting())  # type: ignore[arg-type]
+    f.write(tarfile.NUL * (-size % tarfile.BLOCKSIZE))
+    end = f.tell()
+    info.size = size
+    f.seek(start)
+    f.write(info.tobuf(tarfile.GNU_FORMAT))
+    f.seek(end)
+    tar.offset = end  # tarfile pads the archive's end from its own count of what was written
+    tar.members.append(info)
 
 
 def _normalize(info: tarfile.TarInfo) -> tarfile.TarInfo:
@@ -307,49 +340,29 @@ def _check_room(members: list[tarfile.TarInfo], runs_dir: Path, source: str) -> 
         )
 
 
-def untagged_image_stream(src: IO[bytes]) -> Iterator[bytes]:
+@contextlib.contextmanager
+def untagged_image(src: IO[bytes]) -> Iterator[IO[bytes]]:
     """The `docker save` archive in `src`, re-streamed without the names it would tag: RepoTags in
     manifest.json emptied, the legacy `repositories` file dropped, OCI ref-name annotations removed.
     So loading it can never move a tag that already points somewhere on this machine."""
-    chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=64)
 
-    class _Pipe(io.RawIOBase):
-        def writable(self) -> bool:
-            return True
+    def rewrite(dst: IO[bytes]) -> None:
+        with tarfile.open(fileobj=src, mode="r|") as inner, tarfile.open(fileobj=dst, mode="w|", format=tarfile.PAX_FORMAT) as out:
+            for m in inner:
+                name = m.name.removeprefix("./")
+                if name == "repositories":
+                    continue
+                if name in ("manifest.json", "index.json") and m.isreg():
+                    f = inner.extractfile(m)
+                    assert f is not None
+                    data = _strip_names(name, f.read(16 * 1024**2 + 1))
+                    m.size = len(data)
+                    out.addfile(m, io.BytesIO(data))
+                else:
+                    out.addfile(m, inner.extractfile(m) if m.isreg() else None)
 
-        def write(self, b: Any) -> int:
-            chunks.put(bytes(b))
-            return len(b)
-
-    def produce() -> None:
-        try:
-            with tarfile.open(fileobj=src, mode="r|") as inner, tarfile.open(fileobj=_Pipe(), mode="w|", format=tarfile.PAX_FORMAT) as out:
-                for m in inner:
-                    name = m.name.removeprefix("./")
-                    if name == "repositories":
-                        continue
-                    if name in ("manifest.json", "index.json") and m.isreg():
-                        f = inner.extractfile(m)
-                        assert f is not None
-                        data = _strip_names(name, f.read(16 * 1024**2 + 1))
-                        m.size = len(data)
-                        out.addfile(m, io.BytesIO(data))
-                    else:
-                        out.addfile(m, inner.extractfile(m) if m.isreg() else None)
-            chunks.put(None)
-        except BaseException as e:  # noqa: BLE001 - handed to the consumer
-            chunks.put(e)
-
-    worker = threading.Thread(target=produce, daemon=True)
-    worker.start()
-    while True:
-        item = chunks.get()
-        if item is None:
-            break
-        if isinstance(item, BaseException):
-            raise item
-        yield item
-    worker.join()
+    with piped(rewrite) as stream:
+        yield stream
 
 
 def _strip_names(name: str, data: bytes) -> bytes:
@@ -375,7 +388,8 @@ def load_image_checked(engine: Engine, src: IO[bytes], expected: dict, source: s
     """Load a saved image untagged; keep it only if it is the recorded one; then tag it
     `reproexec-env:<content hash>` unless that tag already exists. Returns the image id."""
     want_id, want_hash = expected.get("id"), expected.get("content_hash")
-    ids = engine.load(untagged_image_stream(src))
+    with untagged_image(src) as stream:
+        ids = engine.load(stream)
     if ids != [want_id]:
         raise RunError(
             f"the image in bundle {source} is not the one its run.json records ({want_id}); loaded: {', '.join(ids) or 'nothing'}",

@@ -10,9 +10,13 @@ from __future__ import annotations
 import hashlib
 import io
 import tarfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
+
+from reproexec.fsutil import piped
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,14 @@ def write_context(entries: list[ContextEntry], out: IO[bytes]) -> None:
                 assert e.path is not None
                 with open(e.path, "rb") as f:
                     tar.addfile(info, f)
+
+
+@contextmanager
+def streamed_context(entries: list[ContextEntry]) -> Iterator[IO[bytes]]:
+    """The context tar of `entries` as a stream, written as Docker reads it: a build sends
+    gigabytes of wheels without a temporary copy of them on disk."""
+    with piped(lambda out: write_context(entries, out)) as stream:
+        yield stream
 
 
 def _info(name: str, size: int, mode: int, kind: bytes) -> tarfile.TarInfo:

@@ -7,8 +7,11 @@ imported lazily, inside `DockerEngine`, so `reproexec --help` never pays for it.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -119,6 +122,7 @@ class Engine(Protocol):
         network_mode: str,
         on_log: LogFn | None = None,
     ) -> str: ...
+    def serve_folder(self, image: str, folder: Path, *, port: int, outside: bool, labels: Mapping[str, str]) -> AbstractContextManager[str]: ...
     def run_capture(self, image: str, command: Sequence[str], *, network: bool = False) -> ContainerResult: ...
     def start(self, spec: ContainerSpec) -> RunHandle: ...
     def containers(self, label: str) -> list[ContainerInfo]: ...
@@ -254,7 +258,7 @@ class DockerEngine:
         on_log: LogFn | None = None,
     ) -> str:
         """Build from an uncompressed tar context; return the image id. Raise BuildError with the
-        log's last lines if any step fails."""
+        log's last lines if any step fails. `network_mode` is "none" or what `serve_folder` gives."""
         log: list[str] = []
         image_id: str | None = None
         try:
@@ -292,6 +296,49 @@ class DockerEngine:
         if image_id is None:
             raise BuildError("the image build ended without an image id", details=log[-25:])
         return image_id
+
+    @contextlib.contextmanager
+    def serve_folder(self, image: str, folder: Path, *, port: int, outside: bool, labels: Mapping[str, str]) -> Iterator[str]:
+        """Serve `folder` read-only over HTTP on 127.0.0.1:`port` from a container of `image` (its
+        python3); yields the `network_mode` that puts a build's steps in that container's network
+        namespace, where the server is their localhost. Without `outside` the namespace has no
+        interface but loopback: the build reaches the server and nothing else. The server runs
+        unprivileged (no capabilities, read-only root, uid 65534) and is removed afterwards."""
+        container = None
+        try:
+            host_config = self._api.create_host_config(
+                binds={str(folder): {"bind": "/srv", "mode": "ro"}},
+                network_mode=None if outside else "none",
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+                read_only=True,
+                pids_limit=64,
+            )
+            container = self._api.create_container(
+                image,
+                command=["python3", "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", "/srv"],
+                user="65534:65534",
+                environment={"PYTHONUNBUFFERED": "1"},
+                labels=dict(labels),
+                host_config=host_config,
+            )["Id"]
+            self._api.start(container)
+            deadline = time.monotonic() + 30
+            while b"Serving HTTP" not in self._api.logs(container):
+                state = self._api.inspect_container(container)["State"]
+                if not state.get("Running") or time.monotonic() > deadline:
+                    out = self._api.logs(container).decode("utf-8", "replace").strip()
+                    raise EngineError(f"the build's wheel server did not start: {out[-500:] or state.get('Error') or 'no output'}")
+                time.sleep(0.05)
+        except BaseException as e:
+            self._remove_quietly(container)
+            if isinstance(e, self._errors.APIError):
+                raise EngineError(f"Docker could not start the build's wheel server: {e.explanation}") from None
+            raise
+        try:
+            yield f"container:{container}"
+        finally:
+            self._remove_quietly(container)
 
     # -- containers ----------------------------------------------------------------------------
     def run_capture(self, image: str, command: Sequence[str], *, network: bool = False) -> ContainerResult:

@@ -14,8 +14,9 @@ import errno
 import hashlib
 import json
 import os
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -83,3 +84,39 @@ def sha256_file(path: Path | str, *, follow_symlinks: bool = True) -> str:
 
 def is_disk_full(e: BaseException) -> bool:
     return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextlib.contextmanager
+def piped(write: Callable[[BinaryIO], None]) -> Iterator[BinaryIO]:
+    """A stream to read what `write(out)` writes, produced by a thread as it is read: gigabytes go
+    from one API to another (a build context to Docker, a saved image through a filter) with no
+    temporary copy on disk. A reader that stops early closes the pipe and the writer ends on the
+    broken pipe. An error of the writer's is raised here, in place of the reader's own error
+    (a short stream is only its symptom)."""
+    r, w = os.pipe()
+    reader, writer = os.fdopen(r, "rb"), os.fdopen(w, "wb")
+    failure: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            with writer:
+                write(writer)
+        except BrokenPipeError:
+            pass
+        except BaseException as e:  # noqa: BLE001 - handed to the reader's side
+            failure.append(e)
+
+    thread = threading.Thread(target=produce, name="piped", daemon=True)
+    thread.start()
+    try:
+        yield reader
+    except BaseException:
+        reader.close()
+        thread.join()
+        if failure:
+            raise failure[0] from None
+        raise
+    reader.close()
+    thread.join()
+    if failure:
+        raise failure[0]

@@ -1,10 +1,10 @@
 """`reproexec gc`: the disk reproexec's images take, and giving back what no run needs.
 
 reproexec's images are the run images (`reproexec-env:<hash>`), the bring-your-own code images
-(`reproexec-code:<hash>`) and what their builds leave behind: Docker's classic builder keeps the
-install stage of every run image (the wheels and the environment, about 9 GB for the demo) as an
-untagged image. A run in the store refers to its run image and, for a bring-your-own run, its
-code image; those are never removed. The rest is removed, newest first kept with --keep-last N.
+(`reproexec-code:<hash>`) and what their builds leave behind: a build that failed or was stopped
+leaves its finished steps as untagged images (up to the ~6 GB environment layer for the demo). A
+run in the store refers to its run image and, for a bring-your-own run, its code image; those are
+never removed. The rest is removed, newest first kept with --keep-last N.
 Left-over build stages are found by the label every image built on a `reproexec base bootstrap`
 base inherits; stages of builds on other bases are left alone (`docker image prune` takes them).
 """

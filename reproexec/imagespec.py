@@ -21,10 +21,18 @@ from reproexec.context import ContextEntry
 from reproexec.lock import Lockfile
 from reproexec.wheels import Wheel
 
-HASH_SCHEMA = 2  # bump when the meaning of the hash inputs changes (2: the base by its layers, not its id)
+# bump when the meaning of the hash inputs changes (2: the base by its layers, not its id; 3: wheels
+# served to the build, not copied into a stage)
+HASH_SCHEMA = 3
 TAG_REPOSITORY = "reproexec-env"
 # Local bases are tagged here by content id right before a build, so FROM names the same on every machine.
 BASE_CONTENT_REPOSITORY = "reproexec-base-content"
+# Where the build's install step finds the wheels: a server that exists only while the image builds,
+# in whose network namespace (loopback only) the build's steps run (build.py). Fixed, so the
+# Dockerfile (and Docker's layer cache key for the install step) is the same in every build.
+WHEEL_HOST = "127.0.0.1"
+WHEEL_PORT = 8000
+WHEEL_URL = f"http://{WHEEL_HOST}:{WHEEL_PORT}/"
 
 
 @dataclass(frozen=True)
@@ -73,8 +81,9 @@ class ImageSpec:
 
     @property
     def build_network(self) -> str:
-        # pip never needs the network (wheels come from the context); apt pins do.
-        return "default" if self.apt_packages else "none"
+        """What the build's steps can reach: only the wheel server, or, for apt pins, also the
+        outside (Debian's mirror)."""
+        return "wheels+outside" if self.apt_packages else "wheels-only"
 
 
 def templates_root() -> Path:
@@ -107,6 +116,8 @@ def render_dockerfile(spec: ImageSpec) -> str:
         apt_packages=sorted(spec.apt_packages),
         lock_sha256=spec.lock.sha256,
         cublas_workspace_config=spec.cublas_workspace_config,
+        wheel_url=WHEEL_URL,
+        wheel_host=WHEEL_HOST,
     )
     # Collapse the blank lines left by empty blocks, so the text (and the hash) is tidy and stable.
     lines: list[str] = []
@@ -117,7 +128,7 @@ def render_dockerfile(spec: ImageSpec) -> str:
 
 
 def build_context(spec: ImageSpec, dockerfile: str) -> list[ContextEntry]:
-    """Every file the build sees, at fixed paths."""
+    """Every file the build is sent, at fixed paths (the wheels are served, not sent)."""
     self_req = f"/build/selfwheel/{spec.self_wheel.filename} --hash=sha256:{spec.self_wheel.sha256}\n"
     entries = [
         ContextEntry.from_bytes("Dockerfile", dockerfile.encode()),
@@ -125,7 +136,6 @@ def build_context(spec: ImageSpec, dockerfile: str) -> list[ContextEntry]:
         ContextEntry.from_bytes("selfwheel/requirements.txt", self_req.encode()),
         ContextEntry.from_file(f"selfwheel/{spec.self_wheel.filename}", spec.self_wheel.path, spec.self_wheel.sha256),
     ]
-    entries += [ContextEntry.from_file(f"wheels/{w.filename}", w.path, w.sha256) for w in spec.wheels]
     return sorted(entries, key=lambda e: e.arcname)
 
 

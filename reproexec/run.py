@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from reproexec import __version__
-from reproexec.build import build_code_image
+from reproexec.build import LABEL_BUILD_SERVER, build_code_image
 from reproexec.codebox import (
     CODE_TAR,
     CodeState,
@@ -45,6 +45,7 @@ from reproexec.errors import (
 from reproexec.fsutil import is_disk_full, sha256_file, write_atomic, write_json_atomic
 from reproexec.outputs import Intake, make_staging, remove_tree, take_outputs
 from reproexec.runstore import (
+    LABEL_OWNER,
     RECORDS,
     RESERVE,
     RUN_JSON,
@@ -73,7 +74,6 @@ RESERVE_BYTES = 256 * 1024  # set aside at the start, given back for the final r
 SANDBOX_UID = SANDBOX_GID = 10001
 LABEL_RUN = "org.reproexec.run-id"
 LABEL_RUN_DIR = "org.reproexec.run-dir"
-LABEL_OWNER = "org.reproexec.owner"
 
 
 @dataclass(frozen=True)
@@ -831,6 +831,14 @@ def reap_orphans(engine: Engine) -> list[str]:
         run_id, run_dir = c.labels.get(LABEL_RUN, ""), Path(c.labels.get(LABEL_RUN_DIR, "/nonexistent"))
         notes.append(f"removed the container of run {run_id}: the reproexec process that ran it (pid {owner.get('pid')}) is gone")
         mark_interrupted(run_dir, c.id, owner)
+    for c in engine.containers(LABEL_BUILD_SERVER):  # a build's wheel server whose build was killed
+        try:
+            owner = json.loads(c.labels.get(LABEL_OWNER, ""))
+        except (json.JSONDecodeError, RecursionError):
+            continue
+        if isinstance(owner, dict) and owner_is_gone(owner):
+            engine.remove_container(c.id)
+            notes.append(f"removed a build's wheel server: the reproexec process that started it (pid {owner.get('pid')}) is gone")
     return notes
 
 

@@ -82,6 +82,9 @@ def artifact_hashes(run_dir: Path, known: dict[str, str] | None = None) -> dict[
     return dict(sorted(out.items()))
 
 
+LABEL_OWNER = "org.reproexec.owner"  # on a container: json of this_process() of the reproexec that started it
+
+
 def this_process() -> dict[str, Any]:
     """Who owns a run: host, boot, pid and the pid's start time, so a reused pid is not the owner."""
     return {"host": socket.gethostname(), "boot": _boot_id(), "pid": os.getpid(), "started": _start_ticks(os.getpid())}

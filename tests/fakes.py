@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import tarfile
@@ -18,6 +19,7 @@ class FakeEngine:
     def __init__(self) -> None:
         self.images: dict[str, ImageInfo] = {}
         self.builds: list[dict] = []
+        self.served: list[dict] = []
         self.runs: list[tuple[str, list[str]]] = []
         self.freeze = ""
         self.fail_build: str | None = None
@@ -76,6 +78,13 @@ class FakeEngine:
             seen.add(info.id)
             out.append(info)
         return out
+
+    @contextlib.contextmanager
+    def serve_folder(self, image, folder, *, port, outside, labels):
+        """Records what a build would be served; the folder exists only while it is served."""
+        self.served.append({"image": image, "files": sorted(p.name for p in Path(folder).iterdir()), "port": port,
+                            "outside": outside, "folder": Path(folder), "labels": dict(labels)})  # fmt: skip
+        yield f"container:fake-wheel-server-{len(self.served)}"
 
     def build(self, context: IO[bytes], *, tag, labels, network_mode, on_log=None) -> str:
         names, dockerfile = [], ""

@@ -69,7 +69,7 @@ def test_a_digest_pinned_base_is_pulled_pinned_and_built(docker_engine, base_ima
 
     cfg = load_config(write_config(tmp_path, demo_snapshot, env={"base_image": digest_ref}))
     plan = plan_build(cfg, docker_engine)
-    assert f"FROM {digest_ref} AS system" in plan.dockerfile
+    assert f"FROM {digest_ref}\n" in plan.dockerfile
     assert plan.inputs["base_image"] == {"reference": digest_ref, "pinned_by": "digest"}
     assert plan.inputs["base_layers"] == list(docker_engine.image(base_image.tag).layers)  # content, not an id
     result = build_image(plan, docker_engine)

@@ -58,7 +58,13 @@ def test_first_build_builds_then_tags_and_second_is_a_cache_hit(project):
     first = build_image(plan, engine)
     assert not first.cached and first.tag == f"reproexec-env:{plan.content_hash}"
     staged, final = engine.builds
-    assert staged["tag"] is None and staged["network_mode"] == "none"  # built untagged, offline
+    (served,) = engine.served  # the wheels, served to the staged build only, in a namespace with no way out
+    assert staged["tag"] is None and staged["network_mode"] == "container:fake-wheel-server-1"
+    assert not served["outside"] and served["port"] == 8000 and served["image"] == plan.spec.base.image_id
+    assert served["files"] == sorted(w.filename for w in plan.spec.wheels)
+    assert not served["folder"].exists()  # the folder of links is gone after the build
+    assert final["network_mode"] == "none"
+    assert not any(m.startswith("wheels") for m in staged["members"])  # never sent as build context
     assert final["tag"] == plan.tag  # tagged only in the last step, after the freeze check
     assert final["labels"]["org.reproexec.pip-freeze"].startswith("matplotlib==1.0\n")
     assert json.loads(final["labels"]["org.reproexec.hash-inputs"]) == plan.inputs
@@ -92,7 +98,7 @@ def test_build_starts_from_the_verified_base_by_its_content_tag(project):
     plan = plan_build(loaded(tmp), engine)
     build_image(plan, engine)
     content_tag = plan.spec.base.pinned
-    assert content_tag.startswith("reproexec-base-content:") and f"FROM {content_tag} AS system" in plan.dockerfile
+    assert content_tag.startswith("reproexec-base-content:") and f"FROM {content_tag}\n" in plan.dockerfile
     assert engine.image(content_tag).id == plan.spec.base.image_id
     built = engine.image(plan.tag)
     assert built.layers[: len(plan.spec.base.layers)] == plan.spec.base.layers

@@ -4,6 +4,7 @@ import dataclasses
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -69,29 +70,30 @@ def test_rendered_dockerfile_matches_golden(tmp_path, flavour):
     assert text == golden.read_text(), f"rendered Dockerfile.{flavour} changed; review, then REPROEXEC_UPDATE_GOLDEN=1"
 
 
-def test_dockerfile_is_multi_stage_offline_hashed_and_not_root(tmp_path):
+def test_dockerfile_is_one_chain_with_served_wheels_hashed_and_not_root(tmp_path):
     text = render_dockerfile(make_spec(tmp_path))
-    assert text.count("\nFROM ") == 4  # system, install, self, run image
+    assert len(re.findall(r"^FROM ", text, re.M)) == 1  # no stage holds a second copy of the environment
     spec = make_spec(tmp_path)
-    assert f"FROM reproexec-base-content:{spec.base.content_id.removeprefix('sha256:')} AS system" in text
+    assert f"FROM reproexec-base-content:{spec.base.content_id.removeprefix('sha256:')}\n" in text
     assert BASE_ID.removeprefix("sha256:") not in text  # no machine-local id anywhere in the hashed text
     assert "--no-index" in text and "--require-hashes" in text
-    final_stage = text.split("FROM system\n", 1)[1]
-    assert "wheels" not in final_stage.replace("no wheel", "")  # no wheel is copied into the run image
-    assert "USER 10001:10001" in final_stage
-    assert "CUBLAS_WORKSPACE_CONFIG=:4096:8" in final_stage and "PYTHONHASHSEED=0" in final_stage
+    assert "--find-links http://127.0.0.1:8000/ --trusted-host 127.0.0.1" in text  # the build's own server
+    assert not re.search(r"^(COPY|ADD) .*wheels/ ", text, re.M)  # no wheel is ever a layer
+    assert text.index("requirements.lock") < text.index("selfwheel/")  # reproexec above the environment
+    assert "USER 10001:10001" in text
+    assert "CUBLAS_WORKSPACE_CONFIG=:4096:8" in text and "PYTHONHASHSEED=0" in text
 
 
 def test_digest_base_is_pinned_by_digest(tmp_path):
     ref = "python:3.11-slim-bookworm@sha256:" + "2" * 64
     spec = make_spec(tmp_path, base=BaseImage(reference=ref, image_id=BASE_ID, pinned_by="digest"))
-    assert f"FROM {ref} AS system" in render_dockerfile(spec)
+    assert f"FROM {ref}\n" in render_dockerfile(spec)
 
 
 def test_apt_packages_are_sorted_and_need_the_build_network(tmp_path):
     spec = make_spec(tmp_path, apt_packages=("zlib1g=1:1.2.13", "libgomp1=12.2.0-14"))
     assert "install -y --no-install-recommends libgomp1=12.2.0-14 zlib1g=1:1.2.13" in render_dockerfile(spec)
-    assert spec.build_network == "default" and make_spec(tmp_path).build_network == "none"
+    assert spec.build_network == "wheels+outside" and make_spec(tmp_path).build_network == "wheels-only"
 
 
 def test_context_tar_is_normalized_and_byte_identical(tmp_path):
@@ -100,7 +102,7 @@ def test_context_tar_is_normalized_and_byte_identical(tmp_path):
     entries = build_context(spec, df)
     a, b = io.BytesIO(), io.BytesIO()
     write_context(entries, a)
-    os.utime(spec.wheels[0].path, (1, 1))  # a file's timestamp must not matter
+    os.utime(spec.self_wheel.path, (1, 1))  # a file's timestamp must not matter
     write_context(build_context(spec, df), b)
     assert a.getvalue() == b.getvalue()
     a.seek(0)
@@ -108,7 +110,8 @@ def test_context_tar_is_normalized_and_byte_identical(tmp_path):
         members = tar.getmembers()
     assert [m.name for m in members if m.isfile()] == sorted(m.name for m in members if m.isfile())
     assert {(m.uid, m.gid, m.uname, m.gname, m.mtime) for m in members} == {(0, 0, "", "", 0)}
-    assert "wheels/numpy-2.4.6-cp311-cp311-manylinux_2_28_x86_64.whl" in [m.name for m in members]
+    assert f"selfwheel/{spec.self_wheel.filename}" in [m.name for m in members]
+    assert not [m.name for m in members if m.name.startswith("wheels")]  # served to the build, not sent
 
 
 def test_hash_is_stable_across_processes(tmp_path):

@@ -66,3 +66,31 @@ def test_unknown_run_lists_the_latest_ids(tmp_path):
     with pytest.raises(RunError) as e:
         load_run("nope", tmp_path)
     assert e.value.message == f"no run 'nope' in {tmp_path}" and "latest: r1" in e.value.hint
+
+
+def test_a_wheel_server_left_by_a_killed_build_is_reaped_and_a_live_ones_is_not():
+    from reproexec.build import LABEL_BUILD_SERVER
+    from reproexec.engine import ContainerInfo
+    from reproexec.run import reap_orphans
+    from reproexec.runstore import LABEL_OWNER, this_process
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    gone = {**this_process(), "pid": dead.pid, "started": None}
+
+    class Engine:
+        removed: list[str] = []
+
+        def containers(self, label):
+            if label != LABEL_BUILD_SERVER:
+                return []
+            return [ContainerInfo("c-dead", "running", {LABEL_BUILD_SERVER: "1", LABEL_OWNER: json.dumps(gone)}),
+                    ContainerInfo("c-live", "running", {LABEL_BUILD_SERVER: "1", LABEL_OWNER: json.dumps(this_process())})]  # fmt: skip
+
+        def remove_container(self, ref):
+            self.removed.append(ref)
+
+    engine = Engine()
+    notes = reap_orphans(engine)
+    assert engine.removed == ["c-dead"]
+    assert notes == [f"removed a build's wheel server: the reproexec process that started it (pid {dead.pid}) is gone"]
