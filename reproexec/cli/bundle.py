@@ -16,7 +16,9 @@ def export(
     run_id: Annotated[str, typer.Argument(help="Run id or run folder.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Bundle to write (.tar.gz, or .tar).")],
     with_image: Annotated[
-        bool, typer.Option("--with-image", help="Save the run image too (GBs), for machines that reach no package index.")
+        bool,
+        typer.Option("--with-image", help="Save the run image too (GBs), for machines that reach no package index. "
+                     "Into a .tar it is streamed (only its own size on disk); a .tar.gz saves it first."),  # fmt: skip
     ] = False,
     with_base: Annotated[
         bool, typer.Option("--with-base", help="Bring the base's rootfs (tens of MB); the other machine rebuilds the image.")

@@ -92,10 +92,11 @@ DRIVER = r'''
 import sys, time
 import docker.api.container as api
 real_start = api.ContainerApiMixin.start
-def slow_start(self, *a, **k):  # a slow engine: the container exists but has not started yet
-    print("STARTING", flush=True)
-    time.sleep(8)
-    return real_start(self, *a, **k)
+def slow_start(self, container, *a, **k):  # a slow engine: the run's container exists, not yet started
+    if "org.reproexec.run-id" in (self.inspect_container(container)["Config"]["Labels"] or {}):
+        print("STARTING", flush=True)  # (not a build's wheel server)
+        time.sleep(8)
+    return real_start(self, container, *a, **k)
 api.ContainerApiMixin.start = slow_start
 from reproexec.cli.app import app
 sys.argv = ["reproexec", *sys.argv[1:]]
@@ -108,8 +109,11 @@ def _cli_run(tmp_path: Path, demo_snapshot: Path, driver: bool = False) -> tuple
     cfg = write_config(tmp_path, demo_snapshot, entrypoint=["python", "sleeper.py"])
     runs = tmp_path / "runs"
     head = [sys.executable, "-c", DRIVER] if driver else [sys.executable, "-m", "reproexec"]
+    # SIGINT as a terminal delivers it: a suite started in the background (`cmd &` without job
+    # control) hands its children SIGINT ignored, and Python then never raises KeyboardInterrupt.
     proc = subprocess.Popen([*head, "run", str(cfg), "--runs-dir", str(runs)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+                            stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     return proc, runs
 
 
