@@ -11,6 +11,11 @@ In one command, alternating runtime by runtime each round so machine noise hits 
   smoke   `reproexec smoke` on the demo: wall, and the share outside the trainer's own steps.
   import  `python -c "import torch, torchvision"` in a fresh interpreter: the floor every PyTorch
           run pays before its first step, whatever runs it.
+  floors  (`--only floors` runs just these) what no change to reproexec can remove, each the median
+          of 5: in the run image, `docker run … true`, `import torch` (ended with os._exit, as the
+          trainer ends), `import torchvision` after it, and where a plain torch.optim step imports
+          torch._dynamo without torchvision; on the host, importing the CLI's libraries (typer,
+          pydantic, docker, jinja2, PyYAML, rich) against `docker image ls`.
 Ratios are the result (the machine is shared and noisy); seconds are printed for context.
 """
 
@@ -62,12 +67,78 @@ def med(xs: list[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 
 
+# Runs in the run image: torch's own optimizers import torch._dynamo, with no torchvision in the
+# process (torch 2.x wraps Optimizer.add_param_group in torch._disable_dynamo, and step() calls
+# torch._dynamo.graph_break()). So dynamo's import is paid by any training step, whoever imports it first.
+PROBE = """
+import json, os, sys, time
+t0 = time.perf_counter()
+import torch
+t1 = time.perf_counter()
+m = torch.nn.Linear(4, 2)
+before = "torch._dynamo" in sys.modules
+t2 = time.perf_counter()
+opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+t3 = time.perf_counter()
+after = "torch._dynamo" in sys.modules
+opt2 = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+t4 = time.perf_counter()
+print(json.dumps({"import_torch_s": t1 - t0, "dynamo_before_optimizer": before, "dynamo_after_optimizer": after,
+                  "first_optimizer_s": t3 - t2, "second_optimizer_s": t4 - t3}))
+sys.stdout.flush(); os._exit(0)
+"""
+
+CLI_LIBS = "import typer, typer._adapters, pydantic, docker, jinja2, yaml, rich.console"
+
+
+def floors() -> dict:
+    """What a run and a cache-hit check pay before reproexec's own work: each the median of 5."""
+    import subprocess as sp
+
+    tag = sp.run([CLI, "build", str(CONFIG)], capture_output=True, text=True, check=True).stdout.split("tag", 1)[1].split()[0]
+    docker = ["docker", "run", "--rm", "--network", "none", tag]
+
+    def five(cmd: list[str]) -> float:
+        return med([timed(cmd)[0] for _ in range(5)])
+
+    out: dict = {"image": tag}
+    out["docker_run_true_s"] = five([*docker, "true"])
+    out["image_python_pass_s"] = five([*docker, "python", "-c", "import os; os._exit(0)"])
+    out["image_import_torch_s"] = five([*docker, "python", "-c", "import os, torch; os._exit(0)"])
+    out["image_import_torch_torchvision_s"] = five([*docker, "python", "-c", "import os, torch, torchvision; os._exit(0)"])
+    probes = [json.loads(timed([*docker, "python", "-c", PROBE])[1]) for _ in range(5)]
+    out["optim_step"] = {k: (med([p[k] for p in probes]) if isinstance(probes[0][k], float) else probes[0][k]) for k in probes[0]}
+    out["host_cli_libs_s"] = five([sys.executable, "-c", CLI_LIBS])
+    out["host_python_pass_s"] = five([sys.executable, "-c", "pass"])
+    out["docker_image_ls_s"] = five(["docker", "image", "ls"])
+    # Outside the trainer, at the least: the CLI's libraries, a container, Python with torch and torchvision.
+    out["run_floor_s"] = out["host_cli_libs_s"] + out["image_import_torch_torchvision_s"]
+    out["build_check_floor_over_image_ls"] = out["host_cli_libs_s"] / out["docker_image_ls_s"]
+    o = out["optim_step"]
+    print(f"floors (medians of 5, s): docker run true {out['docker_run_true_s']:.2f}; in the image: python "
+          f"{out['image_python_pass_s']:.2f}, +import torch {out['image_import_torch_s']:.2f}, +torchvision "
+          f"{out['image_import_torch_torchvision_s']:.2f} (each including docker run)")
+    print(f"  torch.optim, no torchvision: torch._dynamo loaded before the first optimizer {o['dynamo_before_optimizer']}, "
+          f"after {o['dynamo_after_optimizer']}; first SGD(...) {o['first_optimizer_s']:.2f} s, second "
+          f"{o['second_optimizer_s']:.4f} s")
+    print(f"  host: CLI libraries {out['host_cli_libs_s']:.2f} s (python -c pass {out['host_python_pass_s']:.3f}), "
+          f"docker image ls {out['docker_image_ls_s']:.2f} s: {out['build_check_floor_over_image_ls']:.1f}× before any work")
+    print(f"  a run's floor outside the trainer: {out['run_floor_s']:.2f} s (CLI libraries + container + torch + torchvision)")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--runtimes", default="docker,local")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--only", choices=["floors"], help="measure only the floors (about a minute)")
     args = ap.parse_args()
+    if args.only == "floors":
+        out = {"floors": floors()}
+        if args.json:
+            args.json.write_text(json.dumps(out, indent=2) + "\n")
+        return
     runtimes = args.runtimes.split(",")
     runs = Path(tempfile.mkdtemp(prefix="bench-overhead-")) / "runs"
     runs.mkdir()
@@ -122,6 +193,7 @@ def main() -> None:
     out["import_torch_torchvision_s"] = med(imp)
     out["python_pass_s"] = med(nothing)
     print(f"import torch, torchvision: {med(imp):.2f} s (python -c pass {med(nothing):.3f} s)")
+    out["floors"] = floors()
     if args.json:
         args.json.write_text(json.dumps(out, indent=2) + "\n")
 
