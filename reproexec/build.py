@@ -193,11 +193,27 @@ def served_wheels(spec: ImageSpec, engine: Engine) -> Iterator[str]:
                 os.link(w.path, folder / w.filename)
             except OSError:  # another file system, or links not allowed: a copy serves as well
                 shutil.copyfile(w.path, folder / w.filename)
+            _readable_by_nobody(folder / w.filename, w.path)
         labels = {LABEL_BUILD_SERVER: "1", LABEL_OWNER: json.dumps(this_process())}
         with engine.serve_folder(spec.base.image_id, folder, port=WHEEL_PORT, outside=bool(spec.apt_packages), labels=labels) as mode:
             yield mode
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _readable_by_nobody(served: Path, cached: Path) -> None:
+    """The server runs as nobody, so every served wheel must be world-readable. One cached under a
+    strict umask (0600) is made 0644 (a hard link shares the cached file's mode: wheels are public
+    files); one this user may not chmod is served from a copy."""
+    mode = served.stat().st_mode
+    if mode & 0o004:
+        return
+    try:
+        os.chmod(served, mode | 0o444)
+    except PermissionError:
+        served.unlink()
+        shutil.copyfile(cached, served)
+        os.chmod(served, 0o644)
 
 
 def check_built_on_base(engine: Engine, image: str, base: BaseImage) -> None:

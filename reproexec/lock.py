@@ -73,7 +73,7 @@ def parse_lock(text: str, path: Path) -> Lockfile:
 
     problems: list[str] = []
     reqs: list[LockedRequirement] = []
-    for lineno, logical in _logical_lines(text):
+    for lineno, logical in logical_lines(text):
         try:  # shlex only where quoting or escapes need it: it costs ~10 ms a line, str.split ~1 µs
             tokens = shlex.split(logical) if any(c in logical for c in "'\"\\") else logical.split()
         except ValueError as e:
@@ -132,7 +132,7 @@ def parse_lock(text: str, path: Path) -> Lockfile:
     return Lockfile(path=path, text=text, requirements=tuple(sorted(reqs, key=lambda r: r.name)))
 
 
-def _logical_lines(text: str) -> list[tuple[int, str]]:
+def logical_lines(text: str) -> list[tuple[int, str]]:
     """Join backslash continuations and drop comments, keeping the first physical line number."""
     out: list[tuple[int, str]] = []
     buf, start = "", 0

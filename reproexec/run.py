@@ -17,7 +17,7 @@ import signal
 import string
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -821,25 +821,28 @@ def reap_orphans(engine: Engine) -> list[str]:
     pid and start time, so a reused pid is not mistaken for the owner."""
     notes: list[str] = []
     for c in engine.containers(LABEL_RUN):
-        try:
-            owner = json.loads(c.labels.get(LABEL_OWNER, ""))
-        except (json.JSONDecodeError, RecursionError):
-            continue
-        if not isinstance(owner, dict) or not owner_is_gone(owner):
+        owner = _gone_owner(c.labels)
+        if owner is None:
             continue
         engine.remove_container(c.id)
         run_id, run_dir = c.labels.get(LABEL_RUN, ""), Path(c.labels.get(LABEL_RUN_DIR, "/nonexistent"))
         notes.append(f"removed the container of run {run_id}: the reproexec process that ran it (pid {owner.get('pid')}) is gone")
         mark_interrupted(run_dir, c.id, owner)
     for c in engine.containers(LABEL_BUILD_SERVER):  # a build's wheel server whose build was killed
-        try:
-            owner = json.loads(c.labels.get(LABEL_OWNER, ""))
-        except (json.JSONDecodeError, RecursionError):
-            continue
-        if isinstance(owner, dict) and owner_is_gone(owner):
+        owner = _gone_owner(c.labels)
+        if owner is not None:
             engine.remove_container(c.id)
             notes.append(f"removed a build's wheel server: the reproexec process that started it (pid {owner.get('pid')}) is gone")
     return notes
+
+
+def _gone_owner(labels: Mapping[str, str]) -> dict[str, Any] | None:
+    """The owner a container's label names, when that process is gone; None if it lives or the label is bad."""
+    try:
+        owner = json.loads(labels.get(LABEL_OWNER, ""))
+    except (json.JSONDecodeError, RecursionError):
+        return None
+    return owner if isinstance(owner, dict) and owner_is_gone(owner) else None
 
 
 def mark_interrupted(run_dir: Path, container_id: str, owner: dict[str, Any]) -> None:

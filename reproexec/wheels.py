@@ -8,6 +8,10 @@ lockfile's sha256 and stored under its own hash. The build installs them with
 Cache layout (under `cache_dir()`):
     wheels/<sha[:2]>/<sha>/<filename>     one file per content hash
     resolved/<key>.json                   lockfile + target platform → the wheels chosen
+    resolved/choices-<target>.json        one pin (name, version, its sha256 set, marker) + target
+                                          platform → the wheel pip chose for it
+A changed lockfile downloads only the pins it changed: for an unchanged pin pip would choose the
+same file among the same allowed hashes, so the file it chose before is used again.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from pathlib import Path
 
 from reproexec.errors import BuildError, LockError
 from reproexec.fsutil import sha256_file, write_atomic
-from reproexec.lock import Lockfile
+from reproexec.lock import LockedRequirement, Lockfile, logical_lines
 
 
 def cache_dir() -> Path:
@@ -81,28 +85,83 @@ class Wheel:
 def ensure_wheels(
     lock: Lockfile, target: TargetPlatform, *, cache: Path | None = None, on_log: Callable[[str], None] | None = None
 ) -> list[Wheel]:
-    """The lockfile's wheels for `target`, downloading only what the cache lacks."""
+    """The lockfile's wheels for `target`, downloading only the pins the cache has no wheel for."""
     cache = cache or cache_dir()
     index = cache / "resolved" / f"{hashlib.sha256((lock.sha256 + target.key).encode()).hexdigest()}.json"
+    choices_path = cache / "resolved" / f"choices-{target.key}.json"
     if index.is_file():
-        wheels = [Wheel(**{**w, "path": Path(w["path"])}) for w in json.loads(index.read_text())]
+        wheels = _read_wheels(json.loads(index.read_text()))
         if all(w.path.is_file() for w in wheels):
+            if not choices_path.exists():  # a cache from before the choices were kept: remember them now
+                _remember(choices_path, {}, lock.requirements, wheels)
             return wheels
-    wheels = _download(lock, target, cache, on_log)
+    try:
+        choices = json.loads(choices_path.read_text())
+    except (OSError, ValueError):
+        choices = {}
+    known: list[Wheel] = []
+    wanted: list[LockedRequirement] = []
+    for req in lock.requirements:
+        wheel = _cached(choices.get(_pin_key(req)))
+        if wheel is not None and wheel.path.is_file():
+            known.append(wheel)
+        else:
+            wanted.append(req)
+    if known and wanted and on_log:
+        on_log(f"{len(known)} locked wheels are cached; {len(wanted)} changed or new")
+    fetched = _download(lock, wanted, target, cache, on_log) if wanted else []
+    wheels = sorted(known + fetched, key=lambda w: w.name)
+    missing = sorted({r.name for r in lock.requirements} - {w.name for w in wheels})
+    if missing:
+        raise LockError(f"no wheel was downloaded for: {', '.join(missing)}", "check the lockfile's markers")
     index.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(index, json.dumps([{**asdict(w), "path": str(w.path)} for w in wheels], indent=1))
+    if fetched:
+        _remember(choices_path, choices, wanted, fetched)
+    write_atomic(index, json.dumps([_wheel_json(w) for w in wheels], indent=1))
     return wheels
 
 
-def _download(lock: Lockfile, target: TargetPlatform, cache: Path, on_log: Callable[[str], None] | None) -> list[Wheel]:
+def _remember(path: Path, choices: dict[str, object], reqs: Iterable[LockedRequirement], wheels: list[Wheel]) -> None:
+    """Add each pin's chosen wheel to the target's choices file."""
+    by_hash = {w.sha256: w for w in wheels}
+    chosen = {_pin_key(r): _wheel_json(by_hash[h]) for r in reqs for h in r.hashes if h in by_hash}
+    write_atomic(path, json.dumps({**choices, **chosen}, indent=1))
+
+
+def _pin_key(req: LockedRequirement) -> str:
+    """What decides pip's choice of file, besides the target platform: the pin and its allowed hashes."""
+    return f"{req.name}=={req.version};{req.marker or ''};{','.join(req.hashes)}"
+
+
+def _wheel_json(w: Wheel) -> dict[str, str]:
+    return {**asdict(w), "path": str(w.path)}
+
+
+def _read_wheels(items: list[dict[str, str]]) -> list[Wheel]:
+    return [Wheel(**{**w, "path": Path(w["path"])}) for w in items]
+
+
+def _cached(entry: object) -> Wheel | None:
+    """A choices entry as a Wheel, or None for a missing or damaged one (downloaded again)."""
+    try:
+        return _read_wheels([entry])[0]  # type: ignore[list-item]
+    except (TypeError, KeyError):
+        return None
+
+
+def _download(
+    lock: Lockfile, wanted: list[LockedRequirement], target: TargetPlatform, cache: Path,
+    on_log: Callable[[str], None] | None,
+) -> list[Wheel]:  # fmt: skip
     from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
     tmp_root = cache / "tmp"
     tmp_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=tmp_root, prefix="download-") as tmp:
-        # The lockfile is copied next to the downloads so pip sees exactly the text that was hashed.
+        # pip reads the lockfile's own lines for these pins: exactly the text that was hashed and checked.
+        lines = dict(logical_lines(lock.text))
         reqs = Path(tmp) / "requirements.lock"
-        reqs.write_text(lock.text, encoding="utf-8")
+        reqs.write_text("".join(lines[r.line] + "\n" for r in wanted), encoding="utf-8")
         dest = Path(tmp) / "wheels"
         cmd = [
             sys.executable, "-m", "pip", "download",
@@ -114,7 +173,7 @@ def _download(lock: Lockfile, target: TargetPlatform, cache: Path, on_log: Calla
         for p in target.platforms:
             cmd += ["--platform", p]
         if on_log:
-            on_log(f"downloading {len(lock.requirements)} locked wheels for {target.key} (pip download)")
+            on_log(f"downloading {len(wanted)} locked wheels for {target.key} (pip download)")
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             out = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
@@ -129,7 +188,7 @@ def _download(lock: Lockfile, target: TargetPlatform, cache: Path, on_log: Calla
                 details=out[-15:],
             )
         wheels: list[Wheel] = []
-        by_name = {r.name: r for r in lock.requirements}
+        by_name = {r.name: r for r in wanted}
         for f in sorted(dest.iterdir()):
             try:
                 name, version, _, _ = parse_wheel_filename(f.name)
@@ -145,11 +204,9 @@ def _download(lock: Lockfile, target: TargetPlatform, cache: Path, on_log: Calla
             stored = cache / "wheels" / digest[:2] / digest / f.name
             stored.parent.mkdir(parents=True, exist_ok=True)
             os.replace(f, stored)
+            stored.chmod(0o644)  # public files, served to builds by an unprivileged server, whatever the umask
             wheels.append(Wheel(name=name, version=str(version), filename=f.name, sha256=digest, path=stored))
-    missing = sorted(set(by_name) - {w.name for w in wheels})
-    if missing:
-        raise LockError(f"no wheel was downloaded for: {', '.join(missing)}", "check the lockfile's markers")
-    return sorted(wheels, key=lambda w: w.name)
+    return wheels
 
 
 def verify_wheels(wheels: Iterable[Wheel]) -> None:

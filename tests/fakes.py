@@ -82,8 +82,10 @@ class FakeEngine:
     @contextlib.contextmanager
     def serve_folder(self, image, folder, *, port, outside, labels):
         """Records what a build would be served; the folder exists only while it is served."""
-        self.served.append({"image": image, "files": sorted(p.name for p in Path(folder).iterdir()), "port": port,
-                            "outside": outside, "folder": Path(folder), "labels": dict(labels)})  # fmt: skip
+        files = sorted(Path(folder).iterdir())
+        self.served.append({"image": image, "files": [p.name for p in files], "port": port, "outside": outside,
+                            "folder": Path(folder), "labels": dict(labels),
+                            "modes": {p.name: p.stat().st_mode & 0o777 for p in files}})  # fmt: skip
         yield f"container:fake-wheel-server-{len(self.served)}"
 
     def build(self, context: IO[bytes], *, tag, labels, network_mode, on_log=None) -> str:

@@ -168,3 +168,14 @@ def test_lockfile_missing_trainer_packages(project):
     lock.write_text("\n".join(b for b in lock.read_text().split("\n") if not b.startswith(("torch==", "pyyaml"))))
     with pytest.raises(LockError, match="lacks packages the run image needs"):
         plan_build(loaded(tmp), engine)
+
+
+def test_wheels_cached_under_a_strict_umask_are_served_readable(project):
+    """The wheel server runs as nobody: a wheel cached 0600 (umask 077) is served world-readable."""
+    tmp, engine = project
+    plan = plan_build(loaded(tmp), engine)
+    for w in plan.spec.wheels:
+        w.path.chmod(0o600)
+    build_image(plan, engine)
+    (served,) = engine.served
+    assert served["files"] and all(mode & 0o004 for mode in served["modes"].values()), served["modes"]
