@@ -14,6 +14,7 @@ import re
 import shlex
 import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +54,11 @@ class Lockfile:
 
     def missing(self, names: list[str]) -> list[str]:
         return [n for n in names if self.get(n) is None]
+
+    def text_of(self, reqs: Iterable[LockedRequirement]) -> str:
+        """This lockfile's own lines for these pins (continuations joined, comments dropped)."""
+        lines = dict(logical_lines(self.text))
+        return "".join(lines[r.line] + "\n" for r in reqs)
 
 
 def read_lock(path: str | Path) -> Lockfile:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from reproexec.errors import BuildError, LockError
 from reproexec.fsutil import sha256_file, write_atomic
-from reproexec.lock import LockedRequirement, Lockfile, logical_lines
+from reproexec.lock import LockedRequirement, Lockfile
 
 
 def cache_dir() -> Path:
@@ -159,9 +159,8 @@ def _download(
     tmp_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=tmp_root, prefix="download-") as tmp:
         # pip reads the lockfile's own lines for these pins: exactly the text that was hashed and checked.
-        lines = dict(logical_lines(lock.text))
         reqs = Path(tmp) / "requirements.lock"
-        reqs.write_text("".join(lines[r.line] + "\n" for r in wanted), encoding="utf-8")
+        reqs.write_text(lock.text_of(wanted), encoding="utf-8")
         dest = Path(tmp) / "wheels"
         cmd = [
             sys.executable, "-m", "pip", "download",

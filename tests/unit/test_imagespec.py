@@ -14,6 +14,7 @@ import pytest
 
 from reproexec.context import write_context
 from reproexec.imagespec import (
+    LARGE_WHEEL_BYTES,
     BaseImage,
     ImageSpec,
     build_context,
@@ -30,12 +31,18 @@ GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 BASE_ID = "sha256:" + "1" * 64
 BASE_LAYERS = ("sha256:" + "4" * 64,)
 BASE_CONFIG = {"Cmd": ["python3"], "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]}
-LOCK_TEXT = "numpy==2.4.6 \\\n    --hash=sha256:" + "a" * 64 + "\n"
+LOCK_TEXT = (
+    "numpy==2.4.6 \\\n    --hash=sha256:" + "a" * 64 + "\n"
+    "torch==2.14.1 \\\n    --hash=sha256:" + "b" * 64 + "\n    # via torchvision\n"
+)
 
 
 def make_spec(tmp: Path, **changes) -> ImageSpec:
     wheel = tmp / "numpy-2.4.6-cp311-cp311-manylinux_2_28_x86_64.whl"
     wheel.write_bytes(b"numpy wheel")
+    large = tmp / "torch-2.14.1-cp311-cp311-manylinux_2_28_x86_64.whl"
+    with open(large, "wb") as f:
+        f.truncate(LARGE_WHEEL_BYTES)  # sparse: a large wheel as far as the spec can tell
     me = tmp / "reproexec-0.1.0-py3-none-any.whl"
     me.write_bytes(b"reproexec wheel")
     spec = ImageSpec(
@@ -43,7 +50,7 @@ def make_spec(tmp: Path, **changes) -> ImageSpec:
         base=BaseImage(reference="reproexec-base:bookworm", image_id=BASE_ID, pinned_by="content",
                        layers=BASE_LAYERS, config=BASE_CONFIG),
         lock=parse_lock(LOCK_TEXT, Path("requirements.lock")),
-        wheels=(Wheel("numpy", "2.4.6", wheel.name, "a" * 64, wheel),),
+        wheels=(Wheel("numpy", "2.4.6", wheel.name, "a" * 64, wheel), Wheel("torch", "2.14.1", large.name, "b" * 64, large)),
         self_wheel=Wheel("reproexec", "0.1.0", me.name, "c" * 64, me),
         apt_packages=(),
         cublas_workspace_config=":4096:8",
@@ -127,12 +134,12 @@ def test_hash_is_stable_across_processes(tmp_path):
 
 def test_every_input_changes_the_tag(tmp_path):
     spec = make_spec(tmp_path)
-    other_wheel = dataclasses.replace(spec.wheels[0], sha256="d" * 64)
+    other_wheel = dataclasses.replace(spec.wheels[0], sha256="d" * 64)  # numpy's, small
     variants = {
         "base layers": dict(base=dataclasses.replace(spec.base, layers=("sha256:" + "3" * 64,))),
         "base config": dict(base=dataclasses.replace(spec.base, config={**BASE_CONFIG, "User": "1000"})),
         "lockfile": dict(lock=parse_lock(LOCK_TEXT + "# comment\n", Path("requirements.lock"))),
-        "wheel": dict(wheels=(other_wheel,)),
+        "wheel": dict(wheels=(other_wheel, spec.wheels[1])),
         "reproexec wheel": dict(self_wheel=dataclasses.replace(spec.self_wheel, sha256="e" * 64)),
         "flavour": dict(flavour="cuda"),
         "apt": dict(apt_packages=("libgomp1=12.2.0-14",)),
@@ -159,3 +166,30 @@ def test_a_base_with_other_layers_gives_another_tag_and_says_so(tmp_path):
     diffs = input_differences(inputs_of(here), inputs_of(there))
     assert f"base_layers: recorded only {BASE_LAYERS[0][:19]}…; rebuilt only {moved_on[:19]}…" in diffs
     assert any(d.startswith("dockerfile_sha256:") for d in diffs)  # FROM names the content tag
+
+
+def test_large_wheels_get_a_layer_that_a_small_pin_change_keeps(tmp_path):
+    """torch & co. are installed first from requirements.large.lock: changing numpy changes neither
+    that file nor the Dockerfile up to it, so Docker reuses the large layer; changing torch does."""
+    spec = make_spec(tmp_path)
+    text = render_dockerfile(spec)
+    large_step = text.index("COPY requirements.large.lock")
+    assert large_step < text.index("COPY requirements.lock") < text.index("selfwheel/")
+    assert "--no-deps" in text[large_step : text.index("COPY requirements.lock")]
+
+    def context(s: ImageSpec) -> dict[str, str]:
+        return {e.arcname: e.sha256 for e in build_context(s, render_dockerfile(s))}
+
+    here = context(spec)
+    large_lock = parse_lock(spec.lock.text_of([spec.lock.get("torch")]), Path("requirements.large.lock"))
+    assert [(r.name, r.version, r.hashes) for r in large_lock.requirements] == [("torch", "2.14.1", ("b" * 64,))]
+    numpy_changed = make_spec(tmp_path, lock=parse_lock(LOCK_TEXT.replace("numpy==2.4.6", "numpy==2.4.5"), Path("r.lock")))
+    torch_changed = make_spec(tmp_path, lock=parse_lock(LOCK_TEXT.replace("torch==2.14.1", "torch==2.14.0"), Path("r.lock")))
+    assert context(numpy_changed)["requirements.large.lock"] == here["requirements.large.lock"]
+    assert context(numpy_changed)["requirements.lock"] != here["requirements.lock"]
+    assert render_dockerfile(numpy_changed)[:large_step] == text[:large_step]
+    assert context(torch_changed)["requirements.large.lock"] != here["requirements.large.lock"]
+
+    small_only = make_spec(tmp_path, lock=parse_lock(LOCK_TEXT.split("torch")[0], Path("r.lock")), wheels=spec.wheels[:1])
+    assert "requirements.large.lock" not in render_dockerfile(small_only)
+    assert "requirements.large.lock" not in context(small_only)
