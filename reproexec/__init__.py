@@ -4,7 +4,17 @@ Inside a run, a script may call `reproexec.seed_everything()` (when its launcher
 hook) and `reproexec.track.log(step=..., loss=...)` to record metrics reproexec compares.
 """
 
-__version__ = "0.1.0"
+from typing import Any
+
+
+def __getattr__(name: str) -> Any:
+    # `reproexec.__version__`, computed when first asked (from git in a checkout: reproexec/_version.py),
+    # so importing reproexec stays free of a git call.
+    if name == "__version__":
+        from reproexec._version import version
+
+        return version()
+    raise AttributeError(f"module 'reproexec' has no attribute {name!r}")
 
 
 def seed_everything(seed: int | None = None, mode: str | None = None) -> dict[str, int]:

@@ -27,6 +27,7 @@ allowed). Anything else is refused with the member named; nothing is imported ha
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gzip
 import hashlib
 import json
@@ -37,9 +38,10 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from reproexec.engine import Engine, ImageInfo
 from reproexec.errors import EngineError, ReproexecError
@@ -55,6 +57,10 @@ BASE_PACKAGES = ("ca-certificates", "python3", "python3-venv")
 DEFAULT_SOURCE_DATE_EPOCH = 1704067200
 CANONICAL_MIRROR = "http://deb.debian.org/debian"
 BASE_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# A base imported from a rootfs tar that came from elsewhere (a bundle, the cache) is tagged by its
+# checked sha256 here, never under a name the bundle chose.
+ROOTFS_REPOSITORY = "reproexec-base-rootfs"
 
 LABEL_ROOTFS = "org.reproexec.base.rootfs-sha256"
 LABEL_PACKAGES = "org.reproexec.base.debian-packages"
@@ -97,6 +103,43 @@ def _base_image(reference: str, info: ImageInfo, pinned_by: str) -> BaseImage:
         )
     return BaseImage(reference=reference, image_id=info.id, pinned_by=pinned_by,  # type: ignore[arg-type]
                      layers=tuple(info.layers), config=dict(info.config))
+
+
+def find_base(engine: Engine, inputs: Mapping[str, Any], *, source: str, packages: Mapping[str, str]) -> BaseImage:
+    """The base a recorded build used (`inputs`: its hash inputs), found on this machine by its
+    recorded layers and config: under its recorded name, its content tag or its rootfs tag, or
+    imported (checked) from the rootfs tar in reproexec's cache. `packages` are the Debian packages
+    the recorded image held, to name what moved when only another base of that name is here."""
+    recorded = inputs["base_image"]
+    want = BaseImage(reference=str(recorded["reference"]), image_id="", pinned_by=recorded["pinned_by"],
+                     layers=tuple(inputs["base_layers"]), config=dict(inputs["base_config"]))  # fmt: skip
+    rootfs = want.layers[0].removeprefix("sha256:") if len(want.layers) == 1 else None
+    names = [want.reference, want.pinned] + ([f"{ROOTFS_REPOSITORY}:{rootfs}"] if rootfs else [])
+    for name in names:
+        info = engine.image(name) or (engine.pull(name) if name == want.reference and want.pinned_by == "digest" else None)
+        if info is not None and tuple(info.layers) == want.layers and dict(info.config) == want.config:
+            return dataclasses.replace(want, image_id=info.id)
+    cached = rootfs_store() / f"{rootfs}.tar.gz" if rootfs else None
+    if cached is not None and cached.is_file():
+        result = import_base_rootfs(engine, cached, rootfs or "", f"{ROOTFS_REPOSITORY}:{rootfs}")
+        info = engine.image(result.image_id)
+        if info is not None and dict(info.config) == want.config:
+            return dataclasses.replace(want, image_id=info.id)
+    other = engine.image(want.reference)
+    moved = _moved_packages(packages, other.labels.get(LABEL_PACKAGES, "") if other else "")
+    raise EngineError(
+        f"{source} was built on a base that is not on this machine: {want.reference} with "
+        + (f"rootfs sha256 {rootfs[:12]}" if rootfs else f"layers {', '.join(want.layers)[:100]}")
+        + (f"; {want.reference} here is another base" + (f" (Debian packages moved on: {', '.join(moved[:8])})" if moved else "")
+           if other is not None else ""),
+        "bring the base with the run: `reproexec export RUN --with-base` on the machine that made it, and rerun "
+        "that bundle (or `reproexec base bootstrap --from-tar ROOTFS.tar`); `export --with-image` brings the whole image",
+    )  # fmt: skip
+
+
+def _moved_packages(recorded: Mapping[str, str], label: str) -> list[str]:
+    here = dict(item.split("=", 1) for item in label.split() if "=" in item)
+    return [f"{name} {recorded[name]} → {here[name]}" for name in sorted(set(recorded) & set(here)) if recorded[name] != here[name]]
 
 
 @dataclass(frozen=True)

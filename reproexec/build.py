@@ -21,7 +21,7 @@ from typing import Any
 from reproexec.basebox import resolve_base
 from reproexec.config import LoadedConfig
 from reproexec.context import ContextEntry, streamed_context
-from reproexec.engine import Engine
+from reproexec.engine import Engine, ImageInfo
 from reproexec.errors import BuildError, ConfigError, LockError
 from reproexec.imagespec import (
     WHEEL_PORT,
@@ -151,6 +151,7 @@ def probe_target(engine: Engine, base_image_id: str) -> TargetPlatform:
 def build_image(plan: BuildPlan, engine: Engine, *, on_log: LogFn | None = None) -> BuildResult:
     existing = engine.image(plan.tag)
     if existing is not None:  # same inputs were built before: nothing to do
+        check_built_here(existing, plan.tag, plan.content_hash, plan.inputs)
         return BuildResult(tag=plan.tag, image_id=existing.id, cached=True, freeze=existing.labels.get(LABEL_FREEZE, ""))
 
     verify_wheels([*plan.spec.wheels, plan.spec.self_wheel])
@@ -162,7 +163,8 @@ def build_image(plan: BuildPlan, engine: Engine, *, on_log: LogFn | None = None)
     if base.pinned_by == "content":  # FROM names the content tag: point it at exactly the base resolved
         repository, _, version = base.pinned.rpartition(":")
         engine.tag(base.image_id, repository, version)
-    with served_wheels(plan.spec, engine) as network_mode, streamed_context(plan.context) as ctx:
+    outside = plan.inputs.get("build_network") == "wheels+outside"
+    with served_wheels(plan.spec, engine, outside=outside) as network_mode, streamed_context(plan.context) as ctx:
         staged = engine.build(ctx, tag=None, labels=labels, network_mode=network_mode, on_log=on_log)
 
     check_built_on_base(engine, staged, base)
@@ -176,8 +178,40 @@ def build_image(plan: BuildPlan, engine: Engine, *, on_log: LogFn | None = None)
     return BuildResult(tag=plan.tag, image_id=image_id, cached=False, freeze=freeze)
 
 
+def check_built_here(info: ImageInfo, tag: str, digest: str, inputs: dict[str, Any]) -> None:
+    """An image found under a reproexec-env tag is trusted only if it carries the labels this tag's
+    build gives (its content hash and hash inputs) and the pip freeze that build checked. Only
+    `build_image` tags this repository; a bundle's image is loaded under reproexec-bundle: instead."""
+    labels = info.labels
+    try:
+        recorded = json.loads(labels.get(LABEL_INPUTS, ""))
+    except (ValueError, RecursionError):
+        recorded = None
+    if labels.get(LABEL_HASH) != digest or recorded != inputs or not labels.get(LABEL_FREEZE):
+        raise BuildError(
+            f"image {tag} does not carry the labels reproexec's build of it gives (content hash, build inputs, "
+            "pip freeze); something other than reproexec tagged it, and it is not used",
+            f"remove the tag (`docker rmi {tag}`) and run again: reproexec builds the image afresh",
+        )
+
+
+def image_record(plan: BuildPlan, result: BuildResult) -> dict[str, Any]:
+    """What run.json (and a sweep) records of the image a run used."""
+    base, wheel = plan.spec.base, plan.spec.self_wheel
+    return {
+        "tag": result.tag,
+        "id": result.image_id,
+        "content_hash": plan.content_hash,
+        "hash_inputs": plan.inputs,
+        "base": {"reference": base.reference, "id": base.image_id, "content_id": base.content_id, "layers": list(base.layers)},
+        "pip_freeze": result.freeze,
+        # the reproexec inside the image: its wheel is in the run folder's recipe/
+        "reproexec": {"version": wheel.version, "wheel": wheel.filename, "sha256": wheel.sha256},
+    }
+
+
 @contextlib.contextmanager
-def served_wheels(spec: ImageSpec, engine: Engine) -> Iterator[str]:
+def served_wheels(spec: ImageSpec, engine: Engine, *, outside: bool) -> Iterator[str]:
     """The spec's wheels, checked, in a folder of their own (hard links into the cache), served to
     the build by a throwaway server from the base image; yields the build's network mode. The
     build's steps share the server's network namespace, which has only loopback (apt pins add a
@@ -195,7 +229,7 @@ def served_wheels(spec: ImageSpec, engine: Engine) -> Iterator[str]:
                 shutil.copyfile(w.path, folder / w.filename)
             _readable_by_nobody(folder / w.filename, w.path)
         labels = {LABEL_BUILD_SERVER: "1", LABEL_OWNER: json.dumps(this_process())}
-        with engine.serve_folder(spec.base.image_id, folder, port=WHEEL_PORT, outside=bool(spec.apt_packages), labels=labels) as mode:
+        with engine.serve_folder(spec.base.image_id, folder, port=WHEEL_PORT, outside=outside, labels=labels) as mode:
             yield mode
     finally:
         shutil.rmtree(folder, ignore_errors=True)

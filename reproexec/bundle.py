@@ -28,6 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from reproexec.build import LABEL_HASH
+from reproexec.imagespec import BUNDLE_REPOSITORY
 from reproexec.engine import Engine
 from reproexec.errors import RunError
 from reproexec.fsutil import is_disk_full, piped, sha256_file
@@ -106,7 +107,7 @@ def export_run(record: RunRecord, out: Path, *, engine: Engine | None = None, wi
 
 def _base_of(record: RunRecord, engine: Engine | None) -> Path:
     """The gzipped rootfs of the run's base, checked to be the base the run was built on."""
-    from reproexec.basebox import base_rootfs
+    from reproexec.basebox import base_rootfs, rootfs_store
 
     base = ((record.data.get("image") or {}).get("base")) or {}
     layers = base.get("layers") or []
@@ -118,6 +119,9 @@ def _base_of(record: RunRecord, engine: Engine | None) -> Path:
             "from one rootfs (`reproexec base bootstrap`) can travel as one",
             "export --with-image instead",
         )
+    cached = rootfs_store() / f"{str(layers[0]).removeprefix('sha256:')}.tar.gz"
+    if cached.is_file():  # kept when the base was made or imported here, whatever it is called now
+        return cached
     path, digest = base_rootfs(engine, base["reference"])
     if f"sha256:{digest}" != layers[0]:
         raise RunError(
@@ -273,7 +277,7 @@ def import_bundle(bundle: Path, runs_dir: Path, engine: Callable[[], Engine] | N
             if base_member is not None:
                 if engine is None:
                     raise RunError(f"bundle {bundle} holds a base but no Docker engine was given", "connect to Docker")
-                base_tag = _import_base(engine(), tar, base_member, record["image"]["base"]["reference"], base_sha or "")
+                base_tag = _import_base(engine(), tar, base_member, base_sha or "")
     except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
         raise RunError(f"bundle {bundle} cannot be read: {e or type(e).__name__}", "the file is damaged, truncated or not a tar archive") from None
     return ImportResult(record=load_run(str(dest)), image=loaded, already_present=present, base=base_tag)
@@ -290,10 +294,11 @@ def _recorded_base(record: dict, source: str) -> str:
     return layers[0].removeprefix("sha256:")
 
 
-def _import_base(engine: Engine, tar: tarfile.TarFile, member: tarfile.TarInfo, tag: str, sha: str) -> str:
-    """The bundle's base rootfs, imported as the recorded tag once it proved to be the recorded one
-    (basebox.import_base_rootfs checks its sha256 and every member; a tag naming another base stays)."""
-    from reproexec.basebox import import_base_rootfs
+def _import_base(engine: Engine, tar: tarfile.TarFile, member: tarfile.TarInfo, sha: str) -> str:
+    """The bundle's base rootfs, imported once it proved to be the recorded one (basebox.import_base_rootfs
+    checks its sha256 and every member), and tagged reproexec-base-rootfs:<sha256>: a name derived from
+    what was checked, never one the bundle chose. A rebuild finds it by its layer (basebox.find_base)."""
+    from reproexec.basebox import ROOTFS_REPOSITORY, import_base_rootfs
     from reproexec.wheels import cache_dir
 
     src = tar.extractfile(member)
@@ -302,7 +307,7 @@ def _import_base(engine: Engine, tar: tarfile.TarFile, member: tarfile.TarInfo, 
     with tempfile.NamedTemporaryFile(dir=cache_dir() / "tmp", suffix=".tar.gz") as f:
         shutil.copyfileobj(src, f, 1 << 20)
         f.flush()
-        return import_base_rootfs(engine, Path(f.name), sha, tag).tag
+        return import_base_rootfs(engine, Path(f.name), sha, f"{ROOTFS_REPOSITORY}:{sha}").tag
 
 
 def _check_listing(members: list[tarfile.TarInfo], record: dict, run_id: str, extras: list[tarfile.TarInfo],
@@ -385,8 +390,9 @@ def _strip_names(name: str, data: bytes) -> bytes:
 
 
 def load_image_checked(engine: Engine, src: IO[bytes], expected: dict, source: str) -> str:
-    """Load a saved image untagged; keep it only if it is the recorded one; then tag it
-    `reproexec-env:<content hash>` unless that tag already exists. Returns the image id."""
+    """Load a saved image untagged; keep it only if it is the recorded one (image id and content-hash
+    label); then tag it `reproexec-bundle:<content hash>`, never `reproexec-env:` (only a build made
+    here tags that: a bundle must not plant the cache hit of a later build). Returns the image id."""
     want_id, want_hash = expected.get("id"), expected.get("content_hash")
     with untagged_image(src) as stream:
         ids = engine.load(stream)
@@ -401,10 +407,7 @@ def load_image_checked(engine: Engine, src: IO[bytes], expected: dict, source: s
             f"the image in bundle {source} lacks the recorded content hash {want_hash}",
             "the bundle was altered; nothing was tagged. Do not use it",
         )
-    tag = expected["tag"]
-    if engine.image(tag) is None:
-        repository, _, version = tag.partition(":")
-        engine.tag(want_id, repository, version)
+    engine.tag(want_id, BUNDLE_REPOSITORY, str(want_hash))
     return want_id
 
 

@@ -230,7 +230,7 @@ def _outputs(folder: Path) -> dict[str, str]:
     """Every file the entrypoint left in a run folder (any depth, dotfiles too) and its sha256, from
     run.json's artifacts (taken when the run ended): all but reproexec's own records."""
     artifacts = (_json(folder / "run.json") or {}).get("artifacts") or {}
-    return {rel: digest for rel, digest in artifacts.items() if rel not in _RECORDS}
+    return {rel: digest for rel, digest in artifacts.items() if rel.split("/")[0] not in _RECORDS}
 
 
 def _within(c: Comparison) -> None:

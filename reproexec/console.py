@@ -204,11 +204,11 @@ def gc_plan(plan: Any, *, dry_run: bool) -> None:
     rows = [["remove" if dry_run else "removing", i.ref[:80], size(i.size), i.why] for i in plan.remove]
     rows += [["keep", i.ref[:80], size(i.size), i.why] for i in plan.keep]
     if not rows:
-        info("no reproexec images on this engine")
+        info("no reproexec images or cached base rootfs here")
         return
-    table(None, ["", "image", "size", "why"], rows)
+    table(None, ["", "image or file", "size", "why"], rows)
     verb = "would free" if dry_run else "frees"
-    info(f"{len(plan.remove)} image(s) to remove; {verb} up to {size(plan.bytes)} (images share layers)")
+    info(f"{len(plan.remove)} item(s) to remove; {verb} up to {size(plan.bytes)} (images share layers)")
 
 
 def sweep_plan(view: dict[str, Any]) -> None:

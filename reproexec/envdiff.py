@@ -91,7 +91,10 @@ def diff_env(a: EnvView, b: EnvView) -> list[Difference]:
         va, vb = a.values.get(key, "—"), b.values.get(key, "—")
         if va == vb:
             continue
-        if key == "cpu.flags":
+        if key == "image.id" and a.values.get("image.content_hash") and a.values.get("image.content_hash") == b.values.get("image.content_hash"):
+            numerics, why = False, ("two builds of the same content tag (the same recorded Dockerfile, lockfile, wheels "
+                                    "and base layers): Docker gives every build a new id")  # fmt: skip
+        elif key == "cpu.flags":
             fa, fb = set(va.split()), set(vb.split())
             va = " ".join(sorted(fa - fb)) or "—"
             vb = " ".join(sorted(fb - fa)) or "—"
@@ -154,7 +157,9 @@ def view_from_parts(label: str, environment: dict[str, Any] | None, record: dict
         values[f"determinism.{k}"] = str(v)
     image = rec.get("image") or {}
     if image.get("id"):
-        values["image.id"] = image["id"]
+        values["image.id"] = str(image["id"])
+    if image.get("content_hash"):
+        values["image.content_hash"] = str(image["content_hash"])
     host = (rec.get("owner") or {}).get("host")
     if host:
         values["host.name"] = host

@@ -14,6 +14,7 @@ import errno
 import hashlib
 import json
 import os
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -80,6 +81,30 @@ def sha256_file(path: Path | str, *, follow_symlinks: bool = True) -> str:
     flags = os.O_RDONLY | _CLOEXEC | (0 if follow_symlinks else _NOFOLLOW)
     with os.fdopen(os.open(path, flags), "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+class UnreadableFile(OSError):
+    """A file someone else chose that reproexec will not read: not a regular file, or over a limit."""
+
+
+def read_bounded(path: Path | str, limit: int, *, follow_symlinks: bool = True) -> bytes:
+    """The bytes of the regular file `path`, at most `limit` of them; UnreadableFile for a device, a
+    FIFO, a socket or a folder (opened without blocking, so a FIFO never hangs the caller) or a
+    larger file, whatever its `st_size` claims (a device reports 0). With follow_symlinks=False a
+    link is refused (OSError ELOOP). Every read of a file from elsewhere (a config, a lockfile, a
+    run's output, a bundle's member) goes through here or through a bounded stream."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | _CLOEXEC | (0 if follow_symlinks else _NOFOLLOW)
+    fd = os.open(path, flags)
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a folder" if stat.S_ISDIR(mode) else "a device, FIFO or socket"
+        raise UnreadableFile(errno.EINVAL, f"{kind}, not a regular file", str(path))
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise UnreadableFile(errno.EFBIG, f"larger than the limit of {limit:,} bytes", str(path))
+    return data
 
 
 def is_disk_full(e: BaseException) -> bool:

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from reproexec import __version__
 from reproexec.context import ContextEntry
 from reproexec.lock import LockedRequirement, Lockfile
 from reproexec.wheels import Wheel
@@ -24,7 +23,10 @@ from reproexec.wheels import Wheel
 # bump when the meaning of the hash inputs changes (2: the base by its layers, not its id; 3: wheels
 # served to the build, not copied into a stage; 4: the large wheels in a layer of their own)
 HASH_SCHEMA = 4
-TAG_REPOSITORY = "reproexec-env"
+TAG_REPOSITORY = "reproexec-env"  # tagged only by build_image, after the build was checked
+# An image loaded from a --with-image bundle, under its recorded content hash: never reproexec-env,
+# so a bundle cannot plant the image a later build of the same inputs would take as its cache hit.
+BUNDLE_REPOSITORY = "reproexec-bundle"
 # Local bases are tagged here by content id right before a build, so FROM names the same on every machine.
 BASE_CONTENT_REPOSITORY = "reproexec-base-content"
 # Where the build's install step finds the wheels: a server that exists only while the image builds,
@@ -125,7 +127,7 @@ def jinja_env() -> Any:
 def render_dockerfile(spec: ImageSpec) -> str:
     template = jinja_env().get_template(spec.template)
     text = template.render(
-        reproexec_version=__version__,
+        reproexec_version=spec.self_wheel.version,
         template=spec.template,
         flavour=spec.flavour,
         base=spec.base,
@@ -183,27 +185,3 @@ def content_hash(inputs: dict[str, Any]) -> str:
 
 def image_tag(digest: str) -> str:
     return f"{TAG_REPOSITORY}:{digest}"
-
-
-def input_differences(recorded: dict[str, Any], rebuilt: dict[str, Any]) -> list[str]:
-    """Which hash inputs differ, in words (for a rebuild whose tag is not the recorded one)."""
-    out = []
-    for key in sorted(set(recorded) | set(rebuilt)):
-        a, b = recorded.get(key), rebuilt.get(key)
-        if a == b:
-            continue
-        if isinstance(a, list) and isinstance(b, list):
-            gone = sorted(_item_name(x) for x in a if x not in b)
-            new = sorted(_item_name(x) for x in b if x not in a)
-            out.append(f"{key}: recorded only {', '.join(gone) or '-'}; rebuilt only {', '.join(new) or '-'}")
-        else:
-            out.append(f"{key}: recorded {json.dumps(a, sort_keys=True)}, rebuilt {json.dumps(b, sort_keys=True)}")
-    return out
-
-
-def _item_name(item: Any) -> str:
-    """A list item as a reader knows it: a [name, hash, ...] entry by its name, a digest shortened."""
-    if isinstance(item, list) and item:
-        return str(item[0])
-    text = str(item)
-    return text[:19] + "…" if text.startswith("sha256:") else text

@@ -75,7 +75,7 @@ def _outputs(run_dir: Path, record: dict[str, Any]) -> list[tuple[str, str, str]
     output = (_json(run_dir / "config.resolved.json") or {}).get("output") or {}
     artifacts = record.get("artifacts") or {}
     return [(name, classify(name, output.get("results") or [], output.get("logs") or []), digest)
-            for name, digest in sorted(artifacts.items()) if name not in _RECORDS]  # fmt: skip
+            for name, digest in sorted(artifacts.items()) if name.split("/")[0] not in _RECORDS]  # fmt: skip
 
 
 def _seeding(run_dir: Path) -> dict[str, Any] | None:

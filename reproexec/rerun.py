@@ -4,13 +4,14 @@ run, compare with the original, and explain the environment differences."""
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reproexec import __version__
+from reproexec._version import version
 from reproexec.codebox import CODE_TAR
 from reproexec.compare import Comparison, compare_runs
 from reproexec.config import LoadedConfig, validate_config
@@ -41,7 +42,10 @@ def locate(ref: str, runs_dir: Path, engine: Engine | None) -> RunRecord:
     return load_run(ref, runs_dir)
 
 
-def replay_config(original: RunRecord, *, data: Path | None, cpuset: str | None) -> LoadedConfig:
+def replay_config(original: RunRecord, *, data: Path | None, cpuset: str | None) -> tuple[LoadedConfig, dict[str, Any]]:
+    """The recorded config, replayed: as the host reads it (validated by this reproexec), and as the
+    run's process gets it (the recorded JSON with only the paths and the cpuset replaced, so the
+    recorded reproexec inside the image reads what it wrote, whatever fields this one adds)."""
     try:
         raw = json.loads((original.path / "config.resolved.json").read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError) as e:
@@ -54,11 +58,13 @@ def replay_config(original: RunRecord, *, data: Path | None, cpuset: str | None)
     recorded = (original.data.get("data") or {}).get("snapshot") if isinstance(original.data.get("data"), dict) else None
     if data is None and not isinstance(recorded, str):
         raise RunError(f"run {original.run_id}'s run.json records no dataset snapshot", "pass --data PATH")
-    raw["data"]["snapshot"] = str(data or recorded)
+    raw["data"]["snapshot"] = str(data.resolve() if data is not None else recorded)  # --data is relative to the caller
     raw["data"]["manifest"] = str(original.path / "manifest.json")  # verify against what the run used
     if cpuset is not None:
         raw["resources"]["cpuset"] = cpuset
-    return LoadedConfig(config=validate_config(raw, f"{original.run_id}/config.resolved.json"), path=original.path / "config.yaml")
+    loaded = LoadedConfig(config=validate_config(copy.deepcopy(raw), f"{original.run_id}/config.resolved.json"),
+                          path=original.path / "config.yaml")  # fmt: skip
+    return loaded, raw
 
 
 def rerun(
@@ -77,12 +83,9 @@ def rerun(
     original = locate(ref, runs_dir, engine)
     if original.data.get("status") != "succeeded":
         raise RunError(f"run {original.run_id} did not succeed ({original.status}); there is nothing to compare with")
-    made_by = original.data.get("reproexec_version")
-    if made_by != __version__:
-        on_log(f"warning: run {original.run_id} was made by reproexec {made_by}, this is {__version__}: reproexec's "
-               "own wheel is part of the image, so a rebuilt image will not have the recorded tag "
-               "(bring the image with `export --with-image`, or rerun with reproexec " + str(made_by) + ")")  # fmt: skip
-    loaded = replay_config(original, data=data, cpuset=cpuset)
+    for line in build_differences(original):
+        on_log(line)
+    loaded, resolved = replay_config(original, data=data, cpuset=cpuset)
     # What runs is decided by the replayed config; run.json must agree with it.
     if bool(loaded.config.entrypoint) != bool(original.data.get("entrypoint")):
         raise RunError(
@@ -98,15 +101,18 @@ def rerun(
                 "(runs with --runtime local and runs made by an older reproexec keep none)",
                 "check out the recorded commit, apply code.patch, and `reproexec run` its config",
             )
-    dockerfile = original.path / "Dockerfile"
+    randomness = original.data.get("randomness")
+    environment = randomness.get("environment") if isinstance(randomness, dict) else None
     opts = RunOptions(
         gpu=gpu,
         runtime=runtime,  # type: ignore[arg-type]
         runs_dir=runs_dir,
         replay=Replay(
             image=original.data.get("image") if runtime == "docker" else None,
-            dockerfile=dockerfile.read_text(encoding="utf-8") if dockerfile.is_file() else None,
+            source=original.path,
             code_tar=code_tar,
+            config=resolved,
+            environment=environment if isinstance(environment, dict) else None,
         ),
     )
     outcome = execute_run(loaded, opts, engine=engine, on_event=on_event, on_log=on_log)
@@ -116,6 +122,25 @@ def rerun(
     hints = explain(loaded, comparison, diffs)
     _record(original, outcome, comparison, diffs, hints)
     return RerunResult(original=original, outcome=outcome, comparison=comparison, env_diff=diffs, hints=hints)
+
+
+def build_differences(original: RunRecord) -> list[str]:
+    """When another build of reproexec made the run: which, and what that means for the rerun."""
+    made_by = original.data.get("reproexec_version")
+    if made_by == version():
+        return []
+    image = original.data.get("image") if isinstance(original.data.get("image"), dict) else {}
+    inside = image.get("reproexec") if isinstance(image.get("reproexec"), dict) else {}
+    line = f"note: run {original.run_id} was made by reproexec {made_by}"
+    if inside.get("sha256"):
+        line += f" (wheel {str(inside['sha256'])[:12]})"
+    line += f"; this is reproexec {version()}."
+    if image:
+        line += (" The recorded image is reused or rebuilt from the run's recipe, so the recorded reproexec trains "
+                 "inside it; only the host side is this one.")  # fmt: skip
+    else:
+        line += " The run used --runtime local: this reproexec's trainer runs it."
+    return [line]
 
 
 def explain(loaded: LoadedConfig, comparison: Comparison | None, diffs: list[Difference]) -> list[str]:

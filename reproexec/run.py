@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from reproexec import __version__
+from reproexec._version import version
 from reproexec.build import LABEL_BUILD_SERVER, build_code_image
 from reproexec.codebox import (
     CODE_TAR,
@@ -34,6 +35,7 @@ from reproexec.codebox import (
     write_code_tar,
 )
 from reproexec.config import LoadedConfig
+from reproexec.context import ContextEntry
 from reproexec.engine import ContainerSpec, Engine, Exit, Mount, RunHandle
 from reproexec.errors import (
     ConfigError,
@@ -44,6 +46,7 @@ from reproexec.errors import (
 )
 from reproexec.fsutil import is_disk_full, sha256_file, write_atomic, write_json_atomic
 from reproexec.outputs import Intake, make_staging, remove_tree, take_outputs
+from reproexec.recipe import RECIPE_DIR, write_recipe
 from reproexec.runstore import (
     LABEL_OWNER,
     RECORDS,
@@ -76,13 +79,24 @@ LABEL_RUN = "org.reproexec.run-id"
 LABEL_RUN_DIR = "org.reproexec.run-dir"
 
 
+# How the host starts the reproexec inside a run image (the modules and flags of `_process`, the mount
+# points, the REPROEXEC_* variables, the files it leaves). A rerun starts the *recorded* reproexec in
+# the recorded image, so a change to any of these needs a new number, and the old one kept.
+RUNTIME_PROTOCOL = 1
+SUPPORTED_PROTOCOLS = (1,)
+# Variables a run's recorded environment may set when it is replayed (what any reproexec pins).
+_PINNED_VAR = re.compile(r"^(ATEN_CPU_CAPABILITY|CUBLAS_WORKSPACE_CONFIG|PYTHONHASHSEED|(DNNL|MKL|OMP|ONEDNN|KMP|OPENBLAS)_[A-Z0-9_]+)$")
+
+
 @dataclass(frozen=True)
 class Replay:
     """What a run must reuse instead of deciding afresh (a rerun; a sweep's cells share an image)."""
 
     image: dict[str, Any] | None = None  # the recorded image (tag, content hash, hash inputs): reused or rebuilt to it
-    dockerfile: str | None = None  # its Dockerfile, recorded beside it
+    source: Path | None = None  # the folder that holds its recipe/ (a run folder; a sweep's image folder)
     code_tar: Path | None = None  # a bring-your-own run's code.tar, instead of the work tree
+    config: dict[str, Any] | None = None  # the resolved config the run's process gets, as the recorded reproexec wrote it
+    environment: dict[str, str] | None = None  # the pinned variables, as recorded
 
 
 @dataclass(frozen=True)
@@ -155,7 +169,8 @@ class Prepared:
     manifest: Any
     manifest_id: str
     image: dict[str, Any] | None
-    dockerfile: str | None
+    recipe: list[ContextEntry] | None  # the image's build context, kept in the run folder (recipe/)
+    resolved: dict[str, Any]  # config.resolved.json: what the run's process reads
     env: dict[str, str]
     fingerprint: str
     weights: Path | None = None  # the pinned weights file, verified on the host
@@ -208,7 +223,7 @@ def prepare_run(loaded: LoadedConfig, opts: RunOptions, engine: Engine | None, o
     weights = _verified_weights(loaded)
 
     image: dict[str, Any] | None = None
-    dockerfile = None
+    recipe = None
     if opts.runtime == "docker":
         assert engine is not None
         check_cpu_level(cfg)  # a CPU without the pinned level is refused before a long build
@@ -219,13 +234,14 @@ def prepare_run(loaded: LoadedConfig, opts: RunOptions, engine: Engine | None, o
                 "`nvidia-ctk runtime configure --runtime=docker`, restart dockerd; or run without --gpu",
             )
         with clock.phase("image"):
-            image, dockerfile = _ensure_image(loaded, opts, engine, on_log)
+            image, recipe = _ensure_image(loaded, opts, engine, on_log)
 
-    env = pinned_environment(cfg)
+    env = replayed_environment(opts.replay.environment) if opts.replay.environment else pinned_environment(cfg)
+    resolved = opts.replay.config if opts.replay.config is not None else cfg.resolved()
     fingerprint = hashlib.sha256(
         json.dumps(
             {
-                "config": cfg.resolved(),
+                "config": resolved,
                 "manifest_id": report.manifest_id,
                 "image": image["content_hash"] if image else "local",
                 "commit": code.commit or code.tree_sha256,
@@ -236,9 +252,23 @@ def prepare_run(loaded: LoadedConfig, opts: RunOptions, engine: Engine | None, o
         ).encode()
     ).hexdigest()
     return Prepared(
-        loaded, code, data_dir, manifest, report.manifest_id, image, dockerfile, env, fingerprint, weights,
+        loaded, code, data_dir, manifest, report.manifest_id, image, recipe, resolved, env, fingerprint, weights,
         code_rels, code_tar, clock,
     )  # fmt: skip
+
+
+def replayed_environment(recorded: Mapping[str, Any]) -> dict[str, str]:
+    """A recorded run's pinned variables, to hand its process exactly what the recorded reproexec did
+    (a newer one may pin more, or otherwise). Only variables that pin the math libraries, Python's
+    hash seed or cuBLAS: anything else in an altered run.json is refused, not passed on."""
+    bad = [k for k, v in recorded.items() if not (isinstance(k, str) and _PINNED_VAR.match(k) and isinstance(v, str)
+                                                   and len(v) < 200 and v.isprintable())]  # fmt: skip
+    if bad:
+        raise RunError(
+            f"run.json randomness.environment sets {', '.join(repr(k) for k in bad[:5])}, which no reproexec pins",
+            "the run folder was altered; do not use it",
+        )
+    return dict(recorded)
 
 
 def check_classes(cfg: Any, relpaths: list[str]) -> None:
@@ -332,40 +362,55 @@ def _verified_weights(loaded: LoadedConfig) -> Path | None:
     return path
 
 
-def _ensure_image(
-    loaded: LoadedConfig, opts: RunOptions, engine: Engine, on_log: Callable[[str], None]
-) -> tuple[dict[str, Any], str]:
-    """Build or reuse the run image; for a rerun, the recorded image or an identical rebuild."""
-    from reproexec.build import build_image, plan_build
-    from reproexec.imagespec import input_differences
+def _ensure_image(loaded: LoadedConfig, opts: RunOptions, engine: Engine,
+                  on_log: Callable[[str], None]) -> tuple[dict[str, Any], list[ContextEntry] | None]:  # fmt: skip
+    """Build or reuse the run image, and its recipe. A rerun (or a sweep's cell) reuses the recorded
+    image if this machine has it, else rebuilds it from the recorded recipe (recipe.py): the same
+    tag, with the recorded reproexec inside, whichever reproexec runs this."""
+    from reproexec.build import build_image, image_record, plan_build
+    from reproexec.recipe import plan_from_recipe, recipe_entries
 
-    expected = opts.replay.image
+    expected, source = opts.replay.image, opts.replay.source
     if expected:
-        info = engine.image(expected["tag"])
-        if info is not None:  # still here, or loaded from a --with-image bundle
-            on_log(f"image {expected['tag']} (the recorded one, reused)")
-            return {**expected, "id": info.id, "reused": True}, opts.replay.dockerfile or ""
-    plan = plan_build(loaded, engine, gpu=opts.gpu, on_log=on_log)
-    if expected and plan.content_hash != expected["content_hash"]:
-        raise RunError(
-            f"the rebuilt image is not the recorded one (content hash {plan.content_hash[:12]}, recorded "
-            f"{expected['content_hash'][:12]}); nothing was run",
-            "bring the recorded image (`reproexec export --with-image`), or make the inputs listed above match "
-            "(same base image id, same reproexec version)",
-            details=input_differences(expected.get("hash_inputs") or {}, plan.inputs),
-        )
+        protocol = expected.get("runtime_protocol", 1)
+        if protocol not in SUPPORTED_PROTOCOLS:
+            raise RunError(
+                f"the recorded image runs reproexec's in-container side by protocol {protocol!r}; this reproexec "
+                f"({version()}) starts protocol {', '.join(map(str, SUPPORTED_PROTOCOLS))}",
+                "rerun with a newer reproexec (run.json reproexec_version names the one that made it)",
+            )
+        found = _recorded_image(engine, expected)
+        if found is not None:
+            tag, image_id = found
+            on_log(f"image {tag} (the recorded one, reused)")
+            recipe = recipe_entries(source, expected, source=f"run {source.name}") if source is not None else None
+            return {**expected, "id": image_id, "reused": True, "runtime_image": tag}, recipe
+        if source is None:
+            raise RunError(f"image {expected['tag']} is not on this machine and nothing records how to rebuild it")
+        plan = plan_from_recipe(expected, source, engine, source=f"run {source.name}", on_log=on_log)
+    else:
+        plan = plan_build(loaded, engine, gpu=opts.gpu, on_log=on_log)
     result = build_image(plan, engine, on_log=on_log)
     on_log(f"image {result.tag} ({'cached' if result.cached else 'built'})")
-    image = {
-        "tag": result.tag,
-        "id": result.image_id,
-        "content_hash": plan.content_hash,
-        "hash_inputs": plan.inputs,
-        "base": {"reference": plan.spec.base.reference, "id": plan.spec.base.image_id,
-                 "content_id": plan.spec.base.content_id, "layers": list(plan.spec.base.layers)},
-        "pip_freeze": result.freeze,
-    }
-    return image, plan.dockerfile
+    image = {**image_record(plan, result), "runtime_protocol": expected.get("runtime_protocol", 1) if expected else RUNTIME_PROTOCOL}
+    return image, plan.context
+
+
+def _recorded_image(engine: Engine, expected: dict[str, Any]) -> tuple[str, str] | None:
+    """The tag under which this machine has the recorded image: built here (its labels checked), or
+    loaded from a --with-image bundle (reproexec-bundle:, its id the recorded one)."""
+    from reproexec.build import check_built_here
+    from reproexec.imagespec import BUNDLE_REPOSITORY
+
+    info = engine.image(expected["tag"])
+    if info is not None:
+        check_built_here(info, expected["tag"], expected["content_hash"], expected.get("hash_inputs") or {})
+        return expected["tag"], info.id
+    loaded = f"{BUNDLE_REPOSITORY}:{expected['content_hash']}"
+    info = engine.image(loaded)
+    if info is not None and info.id == expected.get("id"):
+        return loaded, info.id
+    return None
 
 
 def execute_run(
@@ -568,7 +613,7 @@ def _initial_record(prep: Prepared, opts: RunOptions) -> dict[str, Any]:
         "reason": None,
         "started_at": now_iso(),
         "finished_at": None,
-        "reproexec_version": __version__,
+        "reproexec_version": version(),
         "owner": this_process(),
         "config": {"path": str(prep.loaded.path), "name": cfg.name, "sha256": _sha(prep.loaded.path.read_bytes())},
         "code": prep.code.record(),
@@ -623,12 +668,14 @@ def _write_inputs(run_dir: Path, prep: Prepared) -> None:
     """What went in: config (as written and resolved), lockfile, Dockerfile, manifest, code patch."""
     cfg = prep.loaded.config
     write_atomic(run_dir / "config.yaml", prep.loaded.path.read_bytes())
-    write_json_atomic(run_dir / "config.resolved.json", cfg.resolved())
+    write_json_atomic(run_dir / "config.resolved.json", prep.resolved)
     lock = prep.loaded.resolve(cfg.env.lockfile)
     if lock.is_file():
         write_atomic(run_dir / "requirements.lock", lock.read_bytes())
-    if prep.dockerfile:
-        write_atomic(run_dir / "Dockerfile", prep.dockerfile)
+    if prep.recipe is not None:
+        write_recipe(prep.recipe, run_dir / RECIPE_DIR)
+        dockerfile = next(e for e in prep.recipe if e.arcname == "Dockerfile")
+        write_atomic(run_dir / "Dockerfile", dockerfile.data or b"")  # the rendered Dockerfile, for readers
     write_atomic(run_dir / "manifest.json", prep.manifest.to_json())
     if prep.code.patch:
         write_atomic(run_dir / "code.patch", prep.code.patch)
@@ -676,7 +723,8 @@ def _start(prep: Prepared, opts: RunOptions, run_id: str, run_dir: Path, staging
         mounts.append(Mount(str(run_dir / "config.resolved.json"), CONFIG_MOUNT, read_only=True))
         if prep.weights:
             mounts.append(Mount(str(prep.weights), WEIGHTS_MOUNT, read_only=True))
-    image = build_code_image(engine, prep.image["tag"], run_dir / CODE_TAR, CODE_DIR) if cfg.entrypoint else prep.image["tag"]
+    run_image = prep.image.get("runtime_image") or prep.image["tag"]
+    image = build_code_image(engine, run_image, run_dir / CODE_TAR, CODE_DIR) if cfg.entrypoint else run_image
     r = cfg.resources
     spec = ContainerSpec(
         image=image,

@@ -18,12 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reproexec import __version__
+from reproexec._version import version
 from reproexec.errors import RunError
 from reproexec.fsutil import sha256_file
 
 RUN_JSON = "run.json"
-RUN_SCHEMA = 1  # the run.json format this reproexec writes and reads
+# The run.json format this reproexec writes; it reads every earlier one too (tests/fixtures/runs/ holds
+# a run folder of each). 1: the first; 2: the image's recipe (recipe/, image.reproexec, image.runtime_protocol).
+RUN_SCHEMA = 2
+READ_SCHEMAS = (1, 2)
 RUNS_DIR_ENV = "REPROEXEC_RUNS"
 STAGING = ".staging"  # runs_dir/.staging/<run id>: where a run's process writes (see outputs.py)
 RESERVE = ".reserve"  # room set aside in a run folder for its final run.json
@@ -31,6 +34,7 @@ RESERVE = ".reserve"  # room set aside in a run folder for its final run.json
 RECORDS = frozenset({
     RUN_JSON, "config.yaml", "config.resolved.json", "requirements.lock", "Dockerfile", "manifest.json",
     "code.patch", "code.tar", "stdout.log", "report.html", "comparison.json", "comparison.html", RESERVE,
+    "recipe",  # the image's build context (env: recipe.py), a folder
 })  # fmt: skip
 _ID_PART = re.compile(r"[^A-Za-z0-9.-]+")
 FINAL = ("succeeded", "failed", "interrupted")
@@ -157,10 +161,11 @@ def parse_run_json(data: bytes, source: str) -> dict[str, Any]:
         details = [f"{'.'.join(str(x) for x in err['loc']) or '(top level)'}: {err['msg']}" for err in e.errors(include_url=False)]
         raise RunError(f"{source} is not a valid run.json", "this is not a run.json reproexec wrote (or it was altered)",
                        details=details[:20]) from None
-    if record.schema_ != RUN_SCHEMA:
+    if record.schema_ not in READ_SCHEMAS:
         raise RunError(
-            f"{source} has schema {record.schema_}; this reproexec ({__version__}) reads schema {RUN_SCHEMA}",
-            "use the reproexec version that wrote it (run.json reproexec_version) or a newer one",
+            f"{source} has run.json schema {record.schema_} (written by reproexec {record.reproexec_version}); "
+            f"this reproexec ({version()}) reads schemas {READ_SCHEMAS[0]} to {READ_SCHEMAS[-1]}",
+            "use a reproexec at least as new as the one that wrote it",
         )
     return doc
 

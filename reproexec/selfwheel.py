@@ -1,57 +1,41 @@
 """reproexec's own wheel, installed into every run image (the trainer and environment capture).
 
 Built from the source checkout with hatchling, whose wheels are reproducible (fixed timestamps,
-sorted RECORD), so the same source gives the same wheel sha256 on any machine — and so the same
-image content hash. The wheel is cached by a hash of the sources that go into it.
+sorted RECORD), so the same source at the same version gives the same wheel sha256 on any machine —
+and so the same image content hash. The version comes from git (reproexec/_version.py), so each
+commit's wheel carries its own. Built wheels are cached by the version and a hash of the sources.
+A run keeps the wheel it used in its run folder (recipe/), so a later reproexec rebuilds the image
+from it instead of from its own source.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from reproexec._version import checkout_root, source_hash, version_of_checkout
 from reproexec.errors import BuildError
 from reproexec.fsutil import sha256_file
 from reproexec.wheels import Wheel, cache_dir
 
-# What goes into the wheel (pyproject's packages + force-include + readme).
-_TOP_FILES = ("pyproject.toml", "README.md", "Dockerfile.cpu", "Dockerfile.cuda")
-_TREES = ("reproexec", "templates")
 
-
-def checkout_root() -> Path | None:
-    root = Path(__file__).resolve().parent.parent
-    pyproject = root / "pyproject.toml"
-    if pyproject.is_file() and 'name = "reproexec"' in pyproject.read_text(encoding="utf-8"):
-        return root
-    return None
-
-
-def source_hash(root: Path) -> str:
-    h = hashlib.sha256()
-    files = [root / f for f in _TOP_FILES]
-    for tree in _TREES:
-        files += [p for p in (root / tree).rglob("*") if p.is_file() and "__pycache__" not in p.parts]
-    for p in sorted(files, key=lambda p: p.relative_to(root).as_posix()):
-        h.update(p.relative_to(root).as_posix().encode() + b"\0")
-        h.update(hashlib.sha256(p.read_bytes()).digest())
-    return h.hexdigest()
+def wheel_of(path: Path, sha256: str | None = None) -> Wheel:
+    """A reproexec wheel file as a Wheel (name and version from its file name, PEP 427)."""
+    name, version = path.name.split("-")[:2]
+    return Wheel(name, version, path.name, sha256 or sha256_file(path), path)
 
 
 def reproexec_wheel(cache: Path | None = None) -> Wheel:
-    """The wheel of the running reproexec (built once per source state)."""
-    from importlib.metadata import version
-
+    """The wheel of the running reproexec (built once per version and source state)."""
     override = os.environ.get("REPROEXEC_WHEEL")
     if override:
         path = Path(override)
         if not path.is_file():
             raise BuildError(f"REPROEXEC_WHEEL={override} is not a file", "point it at a reproexec wheel")
-        return Wheel("reproexec", version("reproexec"), path.name, sha256_file(path), path)
+        return wheel_of(path)
     root = checkout_root()
     if root is None:
         raise BuildError(
@@ -59,7 +43,8 @@ def reproexec_wheel(cache: Path | None = None) -> Wheel:
             "set REPROEXEC_WHEEL to the reproexec wheel file you installed, or install reproexec from a checkout",
         )
     cache = cache or cache_dir()
-    slot = cache / "self" / source_hash(root)
+    version = version_of_checkout(root)
+    slot = cache / "self" / f"{source_hash(root)[:32]}-{version.replace('+', '_')}"
     found = sorted(slot.glob("reproexec-*.whl")) if slot.is_dir() else []
     if not found:
         slot.mkdir(parents=True, exist_ok=True)
@@ -78,5 +63,4 @@ def reproexec_wheel(cache: Path | None = None) -> Wheel:
             for f in Path(tmp).glob("*.whl"):
                 os.replace(f, slot / f.name)
         found = sorted(slot.glob("reproexec-*.whl"))
-    path = found[0]
-    return Wheel("reproexec", version("reproexec"), path.name, sha256_file(path), path)
+    return wheel_of(found[0])

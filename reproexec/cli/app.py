@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from reproexec import __version__, console
+from reproexec import console
 from reproexec.errors import Interrupted, ReproexecError
 
 
@@ -59,7 +59,9 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        console.data(f"reproexec {__version__}")
+        from reproexec._version import version
+
+        console.data(f"reproexec {version()}")
         raise typer.Exit()
 
 

@@ -1,4 +1,4 @@
-"""`reproexec gc [--dry-run] [--keep-last N]`: remove reproexec's images no run in the store uses."""
+"""`reproexec gc [--dry-run] [--keep-last N]`: remove reproexec's images and cached base rootfs no run uses."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def gc(
     keep_last: Annotated[int, typer.Option("--keep-last", min=0, help="Keep the N newest unused run images.")] = 0,
     runs_dir: Annotated[Path, typer.Option(help="Run store whose runs keep their images.", envvar="REPROEXEC_RUNS")] = Path("runs"),
 ) -> None:
-    """Remove run images, code images and left-over build stages that no run in the store uses."""
+    """Remove run images, code images, left-over build stages and cached base rootfs that no run in the store uses."""
     from reproexec.engine import connect
     from reproexec.gc import apply_gc, plan_gc
 
@@ -27,4 +27,4 @@ def gc(
     problems = apply_gc(engine, plan)
     for p in problems:
         console.warn(f"not removed: {p}")
-    console.success(f"removed {len(plan.remove) - len(problems)} image(s)")
+    console.success(f"removed {len(plan.remove) - len(problems)} item(s)")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from reproexec.errors import Interrupted, ReproexecError
-from reproexec.sweep.plan import SWEEP_JSON
+from reproexec.sweep.plan import SWEEP_JSON, image_folder
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
@@ -72,8 +72,8 @@ def run_cell(sweep_dir: Path, key: str, *, engine: Any = None) -> dict[str, Any]
         opts = RunOptions(
             name=f"{sweep['name']}-{key}", runtime="docker", runs_dir=Path(sweep["runs_dir"]),
             # the sweep's image, as built before the first cell (not one planned again from the source now)
-            replay=Replay(image={k: image[k] for k in ("tag", "content_hash", "hash_inputs", "base", "pip_freeze")},
-                          dockerfile=image["dockerfile"]),
+            replay=Replay(image={k: v for k, v in image.items() if k != "saved"},
+                          source=image_folder(sweep_dir, cell["image_tag"])),
         )  # fmt: skip
         outcome = execute_run(loaded, opts, engine=engine, on_log=lambda s: print(s, file=sys.stderr, flush=True))
         result.update(status=outcome.status, reason=outcome.reason, run_id=outcome.run_id, run_dir=str(outcome.run_dir))

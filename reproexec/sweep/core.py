@@ -19,7 +19,7 @@ from typing import Any, Literal
 from reproexec.engine import Engine
 from reproexec.errors import ConfigError, Interrupted, RunError
 from reproexec.fsutil import open_atomic, sha256_file, write_atomic, write_json_atomic
-from reproexec.sweep.plan import SWEEP_JSON, SweepPlan, plan_sweep, sweep_folder
+from reproexec.sweep.plan import SWEEP_JSON, SweepPlan, image_folder, plan_sweep, sweep_folder
 from reproexec.sweep.spec import SweepSpec, load_sweep, resolve_sweep_path
 
 LogFn = Callable[[str], None]
@@ -90,22 +90,24 @@ def dry_run(plan: SweepPlan, opts: SweepOptions) -> dict[str, Any]:
 
 
 def run_sweep(plan: SweepPlan, opts: SweepOptions, engine: Engine, *, on_log: LogFn = lambda s: None) -> SweepOutcome:
-    from reproexec.build import build_image
+    from reproexec.build import build_image, image_record
+    from reproexec.recipe import RECIPE_DIR, write_recipe
+    from reproexec.run import RUNTIME_PROTOCOL
     from reproexec.runstore import now_iso
 
     spec = plan.spec
     images: dict[str, dict[str, Any]] = {}
+    built = {}
     for tag, build in sorted(plan.builds.items()):  # every image before any cell: cells never race to build
         result = build_image(build, engine, on_log=on_log)
         on_log(f"image {tag} ({'cached' if result.cached else 'built'})")
         # What each cell's run records and runs: exactly this image, even if the source changes meanwhile.
-        images[tag] = {
-            "tag": tag, "content_hash": build.content_hash, "hash_inputs": build.inputs,
-            "base": {"reference": build.spec.base.reference, "id": build.spec.base.image_id},
-            "pip_freeze": result.freeze, "dockerfile": build.dockerfile, "saved": None,
-        }  # fmt: skip
+        images[tag] = {**image_record(build, result), "runtime_protocol": RUNTIME_PROTOCOL, "saved": None}
+        built[tag] = build
 
     folder = sweep_folder(opts.sweeps_dir, plan, create=True)
+    for tag, build in built.items():  # each image's recipe, which every cell's run keeps (recipe.py)
+        write_recipe(build.context, image_folder(folder, tag) / RECIPE_DIR)
     previous = _read_record(folder)
     record = _new_record(plan, opts, folder, previous, images)
     store = _Recorder(folder, record)
@@ -220,7 +222,7 @@ def _read_record(folder: Path) -> dict[str, Any] | None:
 def _new_record(
     plan: SweepPlan, opts: SweepOptions, folder: Path, previous: dict[str, Any] | None, images: dict[str, Any]
 ) -> dict[str, Any]:
-    from reproexec import __version__
+    from reproexec._version import version
     from reproexec.runstore import now_iso
 
     spec = plan.spec
@@ -233,7 +235,7 @@ def _new_record(
         "started_at": now_iso(),
         "finished_at": None,
         "attempt": int((previous or {}).get("attempt", 0)) + 1,
-        "reproexec_version": __version__,
+        "reproexec_version": version(),
         "sweep_file": {"path": str(spec.path), "sha256": _sha(spec.text), "text": spec.text},
         "base_config": str(spec.base.path),
         "base_dir": str(spec.base.base_dir),

@@ -143,3 +143,8 @@ def sweep_folder(sweeps_dir: Path, plan: SweepPlan, *, create: bool, today: dt.d
         (folder / "cells").mkdir(parents=True, exist_ok=True)
         write_atomic(folder / ".gitignore", "*\n")
     return folder
+
+
+def image_folder(folder: Path, tag: str) -> Path:
+    """Where a sweep keeps what it knows of one image (its recipe/, which each cell's run copies)."""
+    return folder / "images" / tag.rpartition(":")[2]

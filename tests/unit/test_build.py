@@ -10,7 +10,6 @@ from fakes import FakeEngine
 from reproexec.build import build_image, plan_build
 from reproexec.config import LoadedConfig, validate_config
 from reproexec.errors import BuildError, ConfigError, EngineError, LockError
-from reproexec.imagespec import input_differences
 from reproexec.wheels import TargetPlatform
 
 pytestmark = pytest.mark.unit
@@ -87,10 +86,7 @@ def test_same_base_layers_on_another_machine_give_the_same_tag(project):
 
     engine_b.add_image("reproexec-base:bookworm", image_id="sha256:" + "b" * 64, layers=("sha256:" + "5" * 64,))
     moved_on = plan_build(loaded(tmp), engine_b)
-    assert moved_on.tag != plan_a.tag
-    assert f"base_layers: recorded only sha256:{'4' * 12}…; rebuilt only sha256:{'5' * 12}…" in input_differences(
-        plan_a.inputs, moved_on.inputs
-    )
+    assert moved_on.tag != plan_a.tag and moved_on.inputs["base_layers"] == ["sha256:" + "5" * 64]
 
 
 def test_build_starts_from_the_verified_base_by_its_content_tag(project):

@@ -123,7 +123,7 @@ def test_a_file_altered_after_export_is_refused(tmp_path):
         (json.dumps({**run_json()[0], "run_id": "../../../elsewhere"}).encode(), "run_id: String should match pattern"),
         (json.dumps({**run_json()[0], "artifacts": {"../x": "0" * 64}}).encode(), "unsafe path or malformed sha256: '../x'"),
         (json.dumps({**run_json()[0], "status": "running"}).encode(), "is still running"),
-        (json.dumps({**run_json()[0], "schema": 99}).encode(), "has schema 99; this reproexec (0.1.0) reads schema 1"),
+        (json.dumps({**run_json()[0], "schema": 99}).encode(), "has run.json schema 99 (written by reproexec 0.1.0); this reproexec ("),
         (json.dumps({**run_json()[0], "run_id": "other-run"}).encode(), "run.json says run 'other-run'"),
     ],
 )
@@ -204,13 +204,14 @@ def image_bundle(tmp_path, name="b.tar.gz"):
     return make_bundle(tmp_path / name, extra=[image], record=record)
 
 
-def test_a_saved_image_never_moves_a_tag_it_names_and_is_tagged_only_as_recorded(tmp_path):
+def test_a_saved_image_never_moves_a_tag_it_names_and_is_tagged_only_as_a_bundle_image(tmp_path):
     engine = LoadingEngine()
     result = import_bundle(image_bundle(tmp_path), tmp_path / "runs", lambda: engine)
     assert result.image == IMAGE_ID
     assert json.loads(engine.seen["manifest.json"])[0]["RepoTags"] is None and "repositories" not in engine.seen
     assert engine.images["victim:latest"].id == "sha256:" + "9" * 64  # untouched
-    assert engine.images[f"reproexec-env:{CONTENT}"].id == IMAGE_ID
+    # never reproexec-env:<hash>, which a later build of the same inputs would take as its cache hit
+    assert engine.images[f"reproexec-bundle:{CONTENT}"].id == IMAGE_ID and f"reproexec-env:{CONTENT}" not in engine.images
     assert not (result.record.path / "image.tar").exists()  # streamed to docker load, not copied into the store
 
 
@@ -224,7 +225,7 @@ def test_a_saved_image_never_moves_a_tag_it_names_and_is_tagged_only_as_recorded
 def test_an_image_that_is_not_the_recorded_one_is_never_tagged(tmp_path, engine, expected):
     with pytest.raises(RunError, match=expected):
         import_bundle(image_bundle(tmp_path), tmp_path / "runs", lambda: engine)
-    assert f"reproexec-env:{CONTENT}" not in engine.images
+    assert not any(tag.startswith("reproexec-") for tag in engine.images)
     assert engine.images["victim:latest"].id == "sha256:" + "9" * 64
 
 
@@ -295,7 +296,7 @@ def test_an_exported_image_round_trips_streamed_or_saved_first(tmp_path, name):
         assert tar.getnames()[-1] == f"{RUN}/image.tar"
     engine = LoadingEngine()
     result = import_bundle(out, tmp_path / "other-store", lambda: engine)
-    assert result.image == IMAGE_ID and engine.images[f"reproexec-env:{CONTENT}"].id == IMAGE_ID
+    assert result.image == IMAGE_ID and engine.images[f"reproexec-bundle:{CONTENT}"].id == IMAGE_ID
 
 
 def test_an_in_place_header_holds_an_image_larger_than_8_gib():

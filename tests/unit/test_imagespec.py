@@ -20,7 +20,6 @@ from reproexec.imagespec import (
     build_context,
     content_hash,
     hash_inputs,
-    input_differences,
     render_dockerfile,
 )
 from reproexec.lock import parse_lock
@@ -158,14 +157,13 @@ def test_the_same_base_imported_on_two_machines_gives_the_same_tag(tmp_path):
     assert render_dockerfile(there) == render_dockerfile(here)
 
 
-def test_a_base_with_other_layers_gives_another_tag_and_says_so(tmp_path):
+def test_a_base_with_other_layers_gives_another_tag(tmp_path):
     here = make_spec(tmp_path)
     moved_on = "sha256:" + "5" * 64  # the mirror moved on: another rootfs, another diff_id
     there = dataclasses.replace(here, base=dataclasses.replace(here.base, layers=(moved_on,)))
     assert tag_of(there) != tag_of(here)
-    diffs = input_differences(inputs_of(here), inputs_of(there))
-    assert f"base_layers: recorded only {BASE_LAYERS[0][:19]}…; rebuilt only {moved_on[:19]}…" in diffs
-    assert any(d.startswith("dockerfile_sha256:") for d in diffs)  # FROM names the content tag
+    assert inputs_of(there)["base_layers"] == [moved_on]
+    assert render_dockerfile(there) != render_dockerfile(here)  # FROM names the content tag
 
 
 def test_large_wheels_get_a_layer_that_a_small_pin_change_keeps(tmp_path):
