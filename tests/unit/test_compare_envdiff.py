@@ -183,3 +183,15 @@ def test_env_diff_names_the_debian_packages_when_the_base_moved_on():
         "deb libnew1": ("—", "1.0-1", False),
         "deb tzdata": ("2025b-0+deb12u1", "2025c-0+deb12u1", False),
     }
+
+
+def test_a_rebuild_of_the_same_content_tag_is_not_a_numerics_difference():
+    """Machine B rebuilt the recorded tag: another image id, the same inputs. Not a false alarm."""
+    def view(label, image_id, content):
+        return view_from_parts(label, {}, {"image": {"id": image_id, "content_hash": content}})
+
+    same = diff_env(view("a", "sha256:" + "1" * 64, "c" * 64), view("b", "sha256:" + "2" * 64, "c" * 64))
+    assert [(d.key, d.numerics) for d in same] == [("image.id", False)]
+    assert "same content tag" in same[0].why
+    other = diff_env(view("a", "sha256:" + "1" * 64, "c" * 64), view("b", "sha256:" + "2" * 64, "d" * 64))
+    assert {(d.key, d.numerics) for d in other} == {("image.id", True), ("image.content_hash", True)}
