@@ -107,6 +107,72 @@ def read_bounded(path: Path | str, limit: int, *, follow_symlinks: bool = True) 
     return data
 
 
+# Limits on what reproexec reads of a file a run (or a bundle) wrote; README's reliability section.
+MAX_JSON_BYTES = 64 * 1024**2  # one JSON file (run.json has its own, lower, limit)
+MAX_JSONL_BYTES = 256 * 1024**2  # one metrics file
+MAX_JSONL_ROWS = 1_000_000  # rows of one metrics file (a row is ~100 bytes, ~1 KB once parsed)
+
+
+def load_json(path: Path | str, limit: int = MAX_JSON_BYTES) -> Any:
+    """JSON from a file someone else wrote: a regular file (no link followed), at most `limit`
+    bytes. OSError if it cannot be read so; ValueError if it is not JSON, not UTF-8, or nested too
+    deeply to parse (a RecursionError is a ValueError here)."""
+    data = read_bounded(path, limit, follow_symlinks=False)
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deeply") from None
+
+
+def read_json_object(path: Path | str, limit: int = MAX_JSON_BYTES) -> dict[str, Any] | None:
+    """A JSON object a run may have written, or None when the file is missing, unreadable, not JSON
+    or not an object: what a run left is read, never trusted to be well-formed."""
+    try:
+        doc = load_json(path, limit)
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def read_jsonl_objects(path: Path | str, *, limit: int = MAX_JSONL_BYTES,
+                       max_rows: int = MAX_JSONL_ROWS) -> tuple[list[dict[str, Any]], str | None]:  # fmt: skip
+    """The JSON-object lines of a metrics file a run wrote (blank lines skipped), and the first
+    problem met, in words: a line that is not a JSON object (named by its number; the rows before and
+    after it are kept), more than `max_rows` rows or `limit` bytes (the rest is not read). A missing
+    or unreadable file gives no rows and its problem."""
+    try:
+        data = read_bounded(path, limit, follow_symlinks=False)
+    except FileNotFoundError:
+        return [], None
+    except UnreadableFile as e:
+        if e.errno != errno.EFBIG:
+            return [], f"{Path(path).name}: {e.strerror}"
+        with os.fdopen(os.open(path, os.O_RDONLY | _NOFOLLOW | _CLOEXEC), "rb") as f:
+            data = f.read(limit)
+        data = data[: data.rfind(b"\n") + 1]
+        problem: str | None = f"{Path(path).name} is larger than {limit:,} bytes: only its first rows were read"
+    except OSError as e:
+        return [], f"{Path(path).name}: {e.strerror or e}"
+    else:
+        problem = None
+    rows: list[dict[str, Any]] = []
+    for n, line in enumerate(data.splitlines(), 1):
+        if not line.strip():
+            continue
+        if len(rows) >= max_rows:
+            problem = problem or f"{Path(path).name} has more than {max_rows:,} rows: only the first were read"
+            break
+        try:
+            row = json.loads(line)
+        except (ValueError, RecursionError):
+            row = None
+        if isinstance(row, dict):
+            rows.append(row)
+        elif problem is None:
+            problem = f"{Path(path).name} line {n} is not a JSON object (the other rows were kept)"
+    return rows, problem
+
+
 def is_disk_full(e: BaseException) -> bool:
     return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
 
