@@ -38,10 +38,11 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from reproexec.engine import Engine, ImageInfo
 from reproexec.errors import EngineError, ReproexecError
@@ -276,6 +277,9 @@ def import_base_rootfs(engine: Engine, path: Path, expected_sha256: str, tag: st
     repository, version = split_tag(tag)
     existing = engine.image(tag)
     if existing is not None and tuple(existing.layers) == (f"sha256:{expected_sha256}",):
+        digest = _rootfs_digest(path)  # still read: a damaged or altered file is refused, not waved through
+        if digest != expected_sha256:
+            raise _rootfs_mismatch(path, digest, expected_sha256)
         return BaseResult(tag=tag, image_id=existing.id, created=False, source="already present", rootfs_sha256=expected_sha256)
     if existing is not None:
         raise EngineError(
@@ -285,13 +289,17 @@ def import_base_rootfs(engine: Engine, path: Path, expected_sha256: str, tag: st
     with _workdir() as tmp:
         archive, digest = _uncompressed_copy(path, tmp / "rootfs.tar")
         if digest != expected_sha256:
-            raise EngineError(
-                f"base rootfs {path} does not match its recorded id: sha256 {digest[:16]}…, recorded {expected_sha256[:16]}…",
-                "the file was altered or damaged; do not use it (export the run again on the machine it came from)",
-            )
+            raise _rootfs_mismatch(path, digest, expected_sha256)
         image_id = _import_checked(engine, archive, digest, repository, version, {})
         _store_rootfs(archive, digest)
     return BaseResult(tag=tag, image_id=image_id, created=True, source=f"rootfs import {path}", rootfs_sha256=digest)
+
+
+def _rootfs_mismatch(path: Path, digest: str, expected: str) -> EngineError:
+    return EngineError(
+        f"base rootfs {path} does not match its recorded id: sha256 {digest[:16]}…, recorded {expected[:16]}…",
+        "the file was altered or damaged; do not use it (export the run again on the machine it came from)",
+    )
 
 
 def _import_checked(engine: Engine, archive: Path, digest: str, repository: str, version: str,
@@ -323,12 +331,19 @@ def _store_rootfs(archive: Path, digest: str) -> Path:
 
 
 def _uncompressed_copy(path: Path, out: Path) -> tuple[Path, str]:
-    """Write `path` (tar or tar.gz) uncompressed to `out`, hashing what is written; refuse oversized input."""
+    """Write `path` (tar or tar.gz) uncompressed to `out`, hashing what is written."""
+    with open(out, "wb") as dst:
+        return out, _rootfs_digest(path, dst)
+
+
+def _rootfs_digest(path: Path, copy_to: IO[bytes] | None = None) -> str:
+    """sha256 of `path` (tar or tar.gz) uncompressed, read once (and copied on the way); oversized,
+    damaged or non-gzip input refused."""
     h, total = hashlib.sha256(), 0
     try:
         with open(path, "rb") as raw:
             gzipped = raw.read(2) == b"\x1f\x8b"
-        with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as src, open(out, "wb") as dst:
+        with gzip.open(path, "rb") if gzipped else open(path, "rb") as src:
             while chunk := src.read(1024 * 1024):
                 total += len(chunk)
                 if total > MAX_ROOTFS_BYTES:
@@ -337,10 +352,11 @@ def _uncompressed_copy(path: Path, out: Path) -> tuple[Path, str]:
                         "a base root filesystem is a few hundred MB; set REPROEXEC_MAX_ROOTFS to allow more",
                     )
                 h.update(chunk)
-                dst.write(chunk)
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
+                if copy_to is not None:
+                    copy_to.write(chunk)
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise EngineError(f"rootfs {path} cannot be read: {e}", "the file is damaged or not a tar archive") from None
-    return out, h.hexdigest()
+    return h.hexdigest()
 
 
 # -- the rules for an untrusted rootfs ------------------------------------------------------------

@@ -262,25 +262,41 @@ def import_bundle(bundle: Path, runs_dir: Path, engine: Callable[[], Engine] | N
                         f"a different run {run_id} is already in {runs_dir}; the bundle was not imported",
                         f"import into another run store (--runs-dir), or remove {dest} if it should be replaced",
                     )
-            else:
-                runs_dir.mkdir(parents=True, exist_ok=True)
-                _unpack(tar, [m for m in members if m.isreg() and m not in (image_member, base_member)], run_id, runs_dir,
-                        dest, str(bundle))  # fmt: skip
-            loaded = None
-            if image_member is not None:
-                if engine is None:
-                    raise RunError(f"bundle {bundle} holds an image but no Docker engine was given", "connect to Docker")
-                img = tar.extractfile(image_member)
-                assert img is not None
-                loaded = load_image_checked(engine(), img, record.get("image") or {}, str(bundle))
-            base_tag = None
-            if base_member is not None:
-                if engine is None:
-                    raise RunError(f"bundle {bundle} holds a base but no Docker engine was given", "connect to Docker")
-                base_tag = _import_base(engine(), tar, base_member, base_sha or "")
+            if (image_member is not None or base_member is not None) and engine is None:
+                raise RunError(f"bundle {bundle} holds an image or a base but no Docker engine was given", "connect to Docker")
+            with _staged(runs_dir) as staging:
+                if not present:  # unpacked and checked beside the store, moved in only once all else is checked
+                    _unpack(tar, [m for m in members if m.isreg() and m not in (image_member, base_member)], run_id,
+                            staging, str(bundle))  # fmt: skip
+                loaded = None
+                if image_member is not None:
+                    img = tar.extractfile(image_member)
+                    assert img is not None and engine is not None
+                    loaded = load_image_checked(engine(), img, record.get("image") or {}, str(bundle))
+                base_tag = None
+                if base_member is not None:
+                    assert engine is not None
+                    base_tag = _import_base(engine(), tar, base_member, base_sha or "")
+                if not present:
+                    try:
+                        os.rename(staging / run_id, dest)  # fails if dest appeared meanwhile (never replaced)
+                    except OSError as e:
+                        raise RunError(f"run {run_id} appeared in {runs_dir} during the import: {e.strerror}", "import it again") from None
     except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
         raise RunError(f"bundle {bundle} cannot be read: {e or type(e).__name__}", "the file is damaged, truncated or not a tar archive") from None
     return ImportResult(record=load_run(str(dest)), image=loaded, already_present=present, base=base_tag)
+
+
+@contextlib.contextmanager
+def _staged(runs_dir: Path) -> Iterator[Path]:
+    """A private folder in the run store (the same file system, so the final move is one rename),
+    removed with whatever is left in it."""
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=runs_dir, prefix=".import-"))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _recorded_base(record: dict, source: str) -> str:
@@ -411,24 +427,16 @@ def load_image_checked(engine: Engine, src: IO[bytes], expected: dict, source: s
     return want_id
 
 
-def _unpack(tar: tarfile.TarFile, members: list[tarfile.TarInfo], run_id: str, runs_dir: Path, dest: Path, source: str) -> None:
-    """Unpack into a private staging folder, check every sha256, then move into place at once."""
-    staging = Path(tempfile.mkdtemp(dir=runs_dir, prefix=".import-"))
-    try:
-        for m in members:
-            target = staging / m.name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            src = tar.extractfile(m)
-            assert src is not None
-            with open(target, "xb") as f:  # "x": never through anything already there
-                shutil.copyfileobj(src, f, 1 << 20)
-        _check_artifacts(staging / run_id, source)
-        try:
-            os.rename(staging / run_id, dest)  # fails if dest appeared meanwhile (never replaced)
-        except OSError as e:
-            raise RunError(f"run {run_id} appeared in {runs_dir} during the import: {e.strerror}", "import it again") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+def _unpack(tar: tarfile.TarFile, members: list[tarfile.TarInfo], run_id: str, staging: Path, source: str) -> None:
+    """Unpack into the private staging folder and check every sha256 against run.json."""
+    for m in members:
+        target = staging / m.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        src = tar.extractfile(m)
+        assert src is not None
+        with open(target, "xb") as f:  # "x": never through anything already there
+            shutil.copyfileobj(src, f, 1 << 20)
+    _check_artifacts(staging / run_id, source)
 
 
 def _check_artifacts(folder: Path, source: str) -> None:

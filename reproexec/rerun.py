@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from reproexec.compare import Comparison, compare_runs
 from reproexec.config import LoadedConfig, validate_config
 from reproexec.engine import Engine
 from reproexec.envdiff import Difference, diff_env, view_of_run_dir
-from reproexec.errors import RunError
+from reproexec.errors import ConfigError, ReproexecError, RunError
 from reproexec.run import EventFn, Replay, RunOptions, RunOutcome, execute_run
 from reproexec.fsutil import sha256_file, write_atomic, write_json_atomic
 from reproexec.runstore import RUN_JSON, RunRecord, load_run
@@ -80,9 +81,12 @@ def rerun(
     on_event: EventFn = lambda e: None,
     on_log: Callable[[str], None] = lambda s: None,
 ) -> RerunResult:
+    if cpuset is not None:
+        check_cpuset(cpuset)
     original = locate(ref, runs_dir, engine)
     if original.data.get("status") != "succeeded":
         raise RunError(f"run {original.run_id} did not succeed ({original.status}); there is nothing to compare with")
+    check_tolerances(tolerances or {}, original)
     for line in build_differences(original):
         on_log(line)
     loaded, resolved = replay_config(original, data=data, cpuset=cpuset)
@@ -101,6 +105,7 @@ def rerun(
                 "(runs with --runtime local and runs made by an older reproexec keep none)",
                 "check out the recorded commit, apply code.patch, and `reproexec run` its config",
             )
+    check_record_agrees(original, resolved)
     randomness = original.data.get("randomness")
     environment = randomness.get("environment") if isinstance(randomness, dict) else None
     opts = RunOptions(
@@ -122,6 +127,74 @@ def rerun(
     hints = explain(loaded, comparison, diffs)
     _record(original, outcome, comparison, diffs, hints)
     return RerunResult(original=original, outcome=outcome, comparison=comparison, env_diff=diffs, hints=hints)
+
+
+def check_cpuset(cpuset: str) -> None:
+    """--cpuset, by the rule the config's resources.cpuset follows (and named as the flag it is)."""
+    from pydantic import ValidationError
+
+    from reproexec.config import ResourcesSection
+
+    try:
+        ResourcesSection(cpuset=cpuset)
+    except ValidationError as e:
+        raise ConfigError(f"--cpuset {cpuset!r}: {e.errors()[0]['msg']}", "e.g. --cpuset 1, --cpuset 0-1 or --cpuset 0,2") from None
+
+
+def check_tolerances(tolerances: dict[str, float], original: RunRecord) -> None:
+    """Each --tolerance names a metric the run logged, a tensor (a dotted name) or a glob, and a
+    finite tolerance of 0 or more: an unknown name would silently tolerate nothing."""
+    known = logged_metrics(original.path)
+    for name, value in tolerances.items():
+        if not math.isfinite(value) or value < 0:
+            raise ConfigError(f"--tolerance {name}={value}: a tolerance is a finite number of 0 or more", "e.g. --tolerance val_loss=1e-6")
+        if name in known or "." in name or any(c in name for c in "*?["):
+            continue
+        raise ConfigError(
+            f"--tolerance {name}={value}: run {original.run_id} logged no metric {name!r}",
+            f"name one it logged ({', '.join(sorted(known)[:12]) or 'none'}), a tensor (e.g. layer4.0.conv1.weight) "
+            "or a glob (layer4.*)",
+        )
+
+
+def logged_metrics(run_dir: Path) -> set[str]:
+    """Every metric name a run logged (its metrics files' numeric columns and its summary's finals)."""
+    from reproexec.compare import METRIC_STREAMS
+    from reproexec.fsutil import read_json_object, read_jsonl_objects
+
+    names: set[str] = set()
+    for stream, _ in METRIC_STREAMS:
+        rows, _problem = read_jsonl_objects(run_dir / "metrics" / f"{stream}.jsonl")
+        for row in rows[:1000]:  # the columns, not every value
+            names |= {k for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    final = (read_json_object(run_dir / "summary.json") or {}).get("final")
+    return names | (set(final) if isinstance(final, dict) else set())
+
+
+def check_record_agrees(original: RunRecord, resolved: dict[str, Any]) -> None:
+    """run.json's seed, determinism and manifest id are what the run's own config and manifest say:
+    a rerun replays the config, so a hand-edited run.json would report a replay of something else."""
+    from reproexec.data.manifest import load_manifest
+
+    problems = []
+    rnd = original.data.get("randomness") if isinstance(original.data.get("randomness"), dict) else {}
+    if "seed" in rnd and rnd["seed"] != resolved.get("seed"):
+        problems.append(f"seed: run.json {rnd['seed']!r}, config.resolved.json {resolved.get('seed')!r}")
+    det, cfg_det = rnd.get("determinism"), resolved.get("determinism") if isinstance(resolved.get("determinism"), dict) else {}
+    for key, value in (det.items() if isinstance(det, dict) else []):
+        if key in cfg_det and cfg_det[key] != value:
+            problems.append(f"determinism.{key}: run.json {value!r}, config.resolved.json {cfg_det[key]!r}")
+    recorded = (original.data.get("data") or {}).get("manifest_id")
+    try:
+        actual = load_manifest(original.path / "manifest.json").manifest_id if (original.path / "manifest.json").exists() else recorded
+    except ReproexecError as e:
+        problems.append(f"manifest.json: {e.message}")
+    else:
+        if recorded != actual:
+            problems.append(f"data.manifest_id: run.json {str(recorded)[:16]}…, manifest.json {actual[:16]}…")
+    if problems:
+        raise RunError(f"run {original.run_id}: run.json disagrees with the run's own files", "the run folder was altered; do not use it",
+                       details=problems)  # fmt: skip
 
 
 def build_differences(original: RunRecord) -> list[str]:

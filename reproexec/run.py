@@ -44,7 +44,7 @@ from reproexec.errors import (
     ReproexecError,
     RunError,
 )
-from reproexec.fsutil import is_disk_full, sha256_file, write_atomic, write_json_atomic
+from reproexec.fsutil import is_disk_full, read_json_object, sha256_file, write_atomic, write_json_atomic
 from reproexec.outputs import Intake, make_staging, remove_tree, take_outputs
 from reproexec.recipe import RECIPE_DIR, write_recipe
 from reproexec.runstore import (
@@ -128,12 +128,14 @@ class RunOutcome:
 class Clock:
     """Where a run's time goes: named phases of the host's own work, in seconds (run.json `timing`)."""
 
-    def __init__(self, *, since_process_start: bool = False) -> None:
-        """since_process_start: the command line's own clock, whose wall time starts with the process
-        (interpreter, imports, config) — recorded as the phase "startup"."""
+    def __init__(self, *, since: float | None = None) -> None:
+        """since: a time.perf_counter() mark from before this clock (the command line's first import,
+        reproexec.cli.STARTED): the time from it to now is recorded as the phase "startup". Not the
+        process's start: a wrapper script that `exec`s reproexec shares its process with whatever the
+        script did before."""
         self.phases: dict[str, float] = {}
         self.t0 = time.perf_counter()
-        self.age0 = process_age() if since_process_start else None
+        self.age0 = max(0.0, self.t0 - since) if since is not None else None
         if self.age0 is not None:
             self.phases["startup"] = self.age0
 
@@ -149,16 +151,6 @@ class Clock:
             self.phases[name] = self.phases.get(name, 0.0) + time.perf_counter() - t0
 
 
-def process_age() -> float | None:
-    """Seconds since this process started (Linux: /proc), or None where that cannot be read."""
-    try:
-        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        uptime = float(Path("/proc/uptime").read_text().split()[0])
-    except (OSError, IndexError, ValueError):
-        return None
-    return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
-
-
 @dataclass
 class Prepared:
     """Everything checked and decided before a run folder exists."""
@@ -168,6 +160,7 @@ class Prepared:
     data_dir: Path
     manifest: Any
     manifest_id: str
+    data_state: dict[str, Any]  # the verified files' stat, to check the snapshot did not change under the run
     image: dict[str, Any] | None
     recipe: list[ContextEntry] | None  # the image's build context, kept in the run folder (recipe/)
     resolved: dict[str, Any]  # config.resolved.json: what the run's process reads
@@ -198,6 +191,7 @@ def prepare_run(loaded: LoadedConfig, opts: RunOptions, engine: Engine | None, o
     clock = clock or Clock()
     cfg = loaded.config
     check_options(loaded, opts)
+    check_store(opts.runs_dir)
     if opts.runtime == "local":
         check_cpu_level(cfg)  # in Docker the host's CPU is the engine's too: checked below, before a build
     with clock.phase("code"):
@@ -217,6 +211,7 @@ def prepare_run(loaded: LoadedConfig, opts: RunOptions, engine: Engine | None, o
     report.raise_for_problems()
     manifest = report.manifest  # the one just verified, not the file read again
     assert manifest is not None
+    data_state = dataset_state(data_dir, manifest)  # to tell, when the run ends, whether it read these files
     if not cfg.entrypoint:
         check_classes(cfg, [f.relpath for f in manifest.files])
     check_host(cfg, opts, engine)
@@ -252,9 +247,33 @@ def prepare_run(loaded: LoadedConfig, opts: RunOptions, engine: Engine | None, o
         ).encode()
     ).hexdigest()
     return Prepared(
-        loaded, code, data_dir, manifest, report.manifest_id, image, recipe, resolved, env, fingerprint, weights,
-        code_rels, code_tar, clock,
+        loaded, code, data_dir, manifest, report.manifest_id, data_state, image, recipe, resolved, env, fingerprint,
+        weights, code_rels, code_tar, clock,
     )  # fmt: skip
+
+
+def dataset_state(root: Path, manifest: Any) -> dict[str, tuple[int, int, int, int] | None]:
+    """Size, mtime, ctime and inode of every file of a verified snapshot: a file written or replaced
+    after verification changes its ctime (which no one but root can set back)."""
+    out: dict[str, tuple[int, int, int, int] | None] = {}
+    for f in manifest.files:
+        try:
+            st = os.stat(root / f.relpath, follow_symlinks=False)
+            out[f.relpath] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        except OSError:
+            out[f.relpath] = None
+    return out
+
+
+def dataset_changes(root: Path, manifest: Any, before: Mapping[str, Any]) -> list[str]:
+    """What changed in the snapshot since it was verified: files written, replaced, removed or added."""
+    from reproexec.data.hashing import walk
+    from reproexec.data.manifest import RESERVED_NAMES
+
+    now = dataset_state(root, manifest)
+    changed = [rel for rel, state in before.items() if now.get(rel) != state]
+    added = [rel for rel in walk(str(root), manifest.excludes, RESERVED_NAMES).files if rel not in before]
+    return [f"{rel} (changed)" for rel in changed] + [f"{rel} (added)" for rel in added]
 
 
 def replayed_environment(recorded: Mapping[str, Any]) -> dict[str, str]:
@@ -351,8 +370,11 @@ def _verified_weights(loaded: LoadedConfig) -> Path | None:
     if ref is None:
         return None
     path = loaded.resolve(ref.path)
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(f"model.weights.path {path} does not exist", "point it at a local state_dict file (never downloaded)")
+    if not path.is_file():
+        raise ConfigError(f"model.weights.path {path} is not a regular file (a folder, device or FIFO)",
+                          "point it at a local state_dict file (never downloaded)")  # fmt: skip
     actual = sha256_file(path)
     if actual != ref.sha256:
         raise ConfigError(
@@ -463,18 +485,28 @@ def _execute(prep: Prepared, opts: RunOptions, engine: Engine | None, on_event: 
     except BaseException as e:  # noqa: BLE001 - every way out is recorded, then re-raised or returned
         problem = e
     t_finish = time.perf_counter()
-    with _signals_held():  # from here on the run is wrapped up whatever arrives
-        if problem is not None:
-            on_log(f"stopping the run: {_describe(problem)}")
-        if handle is not None:
-            if exit_info is None:
-                handle.stop()
-            handle.remove()
-        status, reason, intake = _conclude(prep, run_dir, staging, exit_info, problem, record)
-        clock.phases["finish"] = time.perf_counter() - t_finish  # the report and run.json follow at once
-        record["timing"] = _timing(clock, run_dir)
-        status, reason = _finish(run_dir, record, status, reason, exit_info, intake, owner=_ids(record["files_owner"]))
-        remove_tree(staging)
+    status, reason = "failed", "reproexec stopped while finishing the run"
+    try:
+        with _signals_held():  # from here on the run is wrapped up whatever arrives
+            if problem is not None:
+                on_log(f"stopping the run: {_describe(problem)}")
+            try:
+                if handle is not None:
+                    if exit_info is None:
+                        handle.stop()
+                    handle.remove()
+                status, reason, intake = _conclude(prep, run_dir, staging, exit_info, problem, record)
+                clock.phases["finish"] = time.perf_counter() - t_finish  # the report and run.json follow at once
+                record["timing"] = _timing(clock, run_dir)
+                status, reason = _finish(run_dir, record, status, reason, exit_info, intake, owner=_ids(record["files_owner"]))
+            except Exception as e:  # a bug, or output that broke a reader: run.json still says how the run ended
+                status, reason = "failed", f"reproexec could not finish the run: {type(e).__name__}: {e}"
+                _record_end(run_dir, record, status, reason)
+                problem = problem or e
+            finally:
+                remove_tree(staging)
+    except (KeyboardInterrupt, Interrupted) as late:  # delivered once finishing was done: the run ended as recorded
+        on_log(f"{_describe(late)} arrived while the run was being finished; it ended as run.json says ({status})")
     if problem is not None and _signum(problem) is None and not is_disk_full(problem):
         raise problem  # the run says failed with the reason; the error (or a bug's traceback) says it too
     return RunOutcome(run_id=run_id, run_dir=run_dir, status=status, reason=reason,
@@ -508,6 +540,13 @@ def _conclude(prep: Prepared, run_dir: Path, staging: Path, exit_info: Exit | No
     if intake_error is not None:
         return "failed", f"the run's outputs could not be taken in: {intake_error}", intake
     status, reason = _verdict(exit_info, run_dir, byo=bool(prep.loaded.config.entrypoint))
+    changed = dataset_changes(prep.data_dir, prep.manifest, prep.data_state)
+    if changed and status == "succeeded":
+        status, reason = "failed", (
+            f"the dataset changed while the run read it ({len(changed)} files: {', '.join(changed[:3])}"
+            f"{', ...' if len(changed) > 3 else ''}): its results are not those of the verified snapshot "
+            f"(manifest {prep.manifest_id[:12]}); keep the snapshot read-only and run again"
+        )
     if intake is not None and intake.unsafe and status == "succeeded":
         first = intake.refused[0]
         status, reason = "failed", (
@@ -521,7 +560,7 @@ def _timing(clock: Clock, run_dir: Path) -> dict[str, Any]:
     wall = clock.wall()
     phases = [[k, round(v, 3)] for k, v in clock.phases.items()]  # in the order they happened
     phases.append(["other", round(max(0.0, wall - sum(clock.phases.values())), 3)])
-    trainer = _read_json(run_dir / "timing.json") or {}
+    trainer = read_json_object(run_dir / "timing.json") or {}
     out: dict[str, Any] = {"phases_s": phases, "wall_s": round(wall, 3)}
     trainer_wall = trainer.get("wall_s")
     if isinstance(trainer_wall, (int, float)):
@@ -567,8 +606,22 @@ def open_run_folder(runs_dir: Path, run_id: str, record: dict[str, Any]) -> tupl
                 f"disk full: {runs_dir} has {free:,} bytes free, not enough to start a run; nothing was written",
                 "free some space (or point --runs-dir / REPROEXEC_RUNS at a bigger disk) and run again",
             ) from None
-        raise
+        raise RunError(f"cannot write the run folder {run_dir}: {e.strerror or e}", STORE_HINT) from None
     return run_id, run_dir
+
+
+STORE_HINT = "point --runs-dir (or REPROEXEC_RUNS) at a folder you can write"
+
+
+def check_store(runs_dir: Path) -> None:
+    """The run store can take a run folder (or be made where it is missing): checked before an image
+    is built or data verified, and without creating anything."""
+    probe = runs_dir
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        what = "the run store" if probe == runs_dir else f"the run store {runs_dir} cannot be made: its parent"
+        raise RunError(f"{what} {probe} is not a folder this user can write", STORE_HINT)
 
 
 @contextmanager
@@ -801,8 +854,11 @@ def _verdict(exit_info: Exit, run_dir: Path, *, byo: bool) -> tuple[str, str | N
     if exit_info.code != 0:
         tail = _tail(run_dir / LOG_FILE, 3)
         if any("No space left on device" in ln or "[Errno 28]" in ln for ln in tail):
+            if any("/dev/shm" in ln or "/torch_" in ln or "shared memory" in ln for ln in tail):
+                return "failed", (f"shared memory full: /dev/shm (resources.shm_size) could not hold what the DataLoader "
+                                  f"workers pass on (exit code {exit_info.code}: {tail[-1]}); raise resources.shm_size")  # fmt: skip
             return "failed", f"disk full: the run could not write its outputs (exit code {exit_info.code}: {tail[-1]})"
-        err = _read_json(run_dir / "error.json")
+        err = read_json_object(run_dir / "error.json")
         if err and isinstance(err.get("message"), str) and err["message"]:
             return "failed", f"exit code {exit_info.code}: {err['message'][:2000]}"
         if exit_info.code == 137:
@@ -810,7 +866,7 @@ def _verdict(exit_info: Exit, run_dir: Path, *, byo: bool) -> tuple[str, str | N
         if exit_info.code == 143:
             return "failed", "exit code 143: the process was terminated (SIGTERM)"
         return "failed", f"exit code {exit_info.code}" + (f": {tail[-1][:2000]}" if tail else "")
-    if not byo and _read_json(run_dir / "summary.json") is None:
+    if not byo and read_json_object(run_dir / "summary.json") is None:
         return "failed", "the trainer exited 0 but wrote no summary.json"
     return "succeeded", None
 
@@ -822,15 +878,16 @@ def _finish(run_dir: Path, record: dict[str, Any], status: str, reason: str | No
     record.update(finished_at=now_iso())
     record["exit"] = None if exit_info is None else {"code": exit_info.code, "oom_killed": exit_info.oom_killed}
     record["outputs"] = intake.record() if intake is not None else None
-    summary = _read_json(run_dir / "summary.json")
+    summary = read_json_object(run_dir / "summary.json")  # an object, or None: a script's list is its own business
     record["summary"] = summary
     if record.get("entrypoint"):
         from reproexec.compare import final_metrics
 
         record["metrics"] = final_metrics(run_dir) or None  # the last value of each metric the script logged
     else:
-        record["metrics"] = (summary or {}).get("final")
-    environment = _read_json(run_dir / "environment.json")
+        final = (summary or {}).get("final")
+        record["metrics"] = final if isinstance(final, dict) else None
+    environment = read_json_object(run_dir / "environment.json")
     if environment:
         record["environment"] = {k: environment.get(k) for k in ("python", "torch", "cuda", "cpu", "os", "threads")}
     (run_dir / RESERVE).unlink(missing_ok=True)
@@ -851,6 +908,17 @@ def _finish(run_dir: Path, record: dict[str, Any], status: str, reason: str | No
     write_json_atomic(run_dir / RUN_JSON, record)
     _hand_over(run_dir, owner)
     return status, reason
+
+
+def _record_end(run_dir: Path, record: dict[str, Any], status: str, reason: str) -> None:
+    """The last resort when finishing failed: run.json says the run ended, and why, whatever else broke."""
+    record.update(status=status, reason=reason, finished_at=now_iso())
+    (run_dir / RESERVE).unlink(missing_ok=True)
+    try:
+        record["artifacts"] = artifact_hashes(run_dir)
+    except OSError:
+        pass
+    write_json_atomic(run_dir / RUN_JSON, record)
 
 
 def _hand_over(run_dir: Path, owner: tuple[int, int]) -> None:
@@ -895,7 +963,7 @@ def _gone_owner(labels: Mapping[str, str]) -> dict[str, Any] | None:
 
 def mark_interrupted(run_dir: Path, container_id: str, owner: dict[str, Any]) -> None:
     """Finish a run whose owner died: run.json says interrupted, its staging folder is deleted."""
-    record = _read_json(run_dir / RUN_JSON)
+    record = read_json_object(run_dir / RUN_JSON)
     if not record or record.get("status") != "running" or record.get("owner") != owner:
         return
     if (record.get("runtime") or {}).get("handle") not in (None, container_id):
@@ -906,20 +974,6 @@ def mark_interrupted(run_dir: Path, container_id: str, owner: dict[str, Any]) ->
     record["artifacts"] = artifact_hashes(run_dir)
     write_json_atomic(run_dir / RUN_JSON, record)
     remove_tree(run_dir.parent / STAGING / run_dir.name)
-
-
-def _read_json(path: Path, limit: int = 64 * 1024**2) -> dict[str, Any] | None:
-    """A JSON object from a file the run may have written: size-bounded, never through a link."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        with os.fdopen(fd, "rb") as f:
-            data = f.read(limit + 1)
-        if len(data) > limit:
-            return None
-        doc = json.loads(data)
-    except (OSError, ValueError, RecursionError):
-        return None
-    return doc if isinstance(doc, dict) else None
 
 
 def _tail(path: Path, n: int) -> list[str]:

@@ -34,6 +34,8 @@ def rerun(
     for item in tolerance or []:
         name, _, value = item.partition("=")
         try:
+            if not name.strip():
+                raise ValueError
             tolerances[name.strip()] = float(value)
         except ValueError:
             raise ConfigError(f"--tolerance {item!r} is not metric=number", "e.g. --tolerance val_loss=1e-6") from None

@@ -26,11 +26,12 @@ def run(
     ] = None,
 ) -> None:
     """Build or reuse the image, verify the data, train in the container, export one run folder."""
+    from reproexec.cli import STARTED
     from reproexec.config import load_config
     from reproexec.errors import ConfigError
     from reproexec.run import Clock, RunOptions, check_options, container_user, execute_run
 
-    clock = Clock(since_process_start=True)
+    clock = Clock(since=STARTED)
     if runtime not in ("docker", "local"):
         raise ConfigError(f"--runtime {runtime!r} is not known", "use --runtime docker or --runtime local")
     if user is not None and not re.fullmatch(r"[0-9]+:[0-9]+", user):

@@ -13,6 +13,7 @@ first, and when run as a script it re-executes itself once if the interpreter wa
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -80,6 +81,14 @@ def main(argv: list[str] | None = None) -> int:
                       "details": e.details, "exit_code": e.exit_code})
         sys.stderr.write(f"error: {e}\n")
         return e.exit_code
+    except OSError as e:  # a full disk is the run's outcome, not a bug: one line, not a traceback
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        message = f"{e.strerror} [Errno {e.errno}] writing {e.filename or 'the run folder'}"
+        _print_event({"event": "error", "error": "DiskFull", "message": message, "hint": "free some space", "details": [],
+                      "exit_code": 7})  # fmt: skip
+        sys.stderr.write(f"error: {message}\n")
+        return 7
 
 
 def _reexec_if_unpinned(argv: list[str]) -> None:
