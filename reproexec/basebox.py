@@ -34,6 +34,7 @@ import json
 import os
 import posixpath
 import re
+import shlex
 import shutil
 import subprocess
 import tarfile
@@ -89,7 +90,7 @@ def resolve_base(reference: str, engine: Engine) -> BaseImage:
         hint = (
             "make it offline with `reproexec base bootstrap`"
             if reference == DEFAULT_BASE
-            else f"make it with `reproexec base bootstrap --tag {reference}`, load it with `docker load -i FILE`, "
+            else f"make it with `reproexec base bootstrap --tag {shlex.quote(reference)}`, load it with `docker load -i FILE`, "
             "or pin a registry image by digest (name@sha256:...)"
         )
         raise EngineError(f"base image {reference} is not on this machine (env.base_image)", hint)

@@ -292,12 +292,14 @@ def test_a_bundle_never_re_points_a_local_tag(docker_engine, tmp_path):
     docker_engine.remove_image(f"reproexec-test-attacker-{stamp}:latest")
     docker_engine.remove_image(attacker)
     try:
-        # 1. the recorded image, carrying a victim's tag: loaded untagged, tagged only as reproexec-env
+        # 1. the recorded image, carrying a victim's tag: loaded untagged, tagged only as reproexec-bundle,
+        # never reproexec-env (a later build of inputs that hash to `content` would take it as its cache hit)
         good = {"tag": f"reproexec-env:{content}", "id": attacker, "content_hash": content}
         result = import_bundle(_hijack_bundle(tmp_path, image_tar, good, "r-good"), tmp_path / "runs", lambda: docker_engine)
         assert result.image == attacker
         assert docker_engine.image(f"{victim_tag}:latest").id == victim
-        assert docker_engine.image(f"reproexec-env:{content}").id == attacker
+        assert docker_engine.image(f"reproexec-bundle:{content}").id == attacker
+        assert docker_engine.image(f"reproexec-env:{content}") is None
         # 2. a bundle whose image is not the one its run.json records: refused, nothing tagged
         other = hashlib.sha256(b"other" + stamp.encode()).hexdigest()
         bad = {"tag": f"reproexec-env:{other}", "id": "sha256:" + "0" * 64, "content_hash": other}
@@ -306,5 +308,43 @@ def test_a_bundle_never_re_points_a_local_tag(docker_engine, tmp_path):
         assert docker_engine.image(f"reproexec-env:{other}") is None
         assert docker_engine.image(f"{victim_tag}:latest").id == victim
     finally:
-        for ref in (f"reproexec-env:{content}", f"{victim_tag}:latest", attacker, victim):
+        for ref in (f"reproexec-bundle:{content}", f"{victim_tag}:latest", attacker, victim):
             docker_engine.remove_image(ref)
+
+
+def test_a_bundle_cannot_name_the_tag_its_base_is_imported_under(docker_engine, tmp_path, isolated_cache):
+    """A --with-base bundle whose run.json names `image.base.reference: adv-planted:latest`: the rootfs is
+    checked and imported, but under reproexec-base-rootfs:<its sha256>, never under the bundle's name."""
+    import gzip
+
+    from reproexec.bundle import import_bundle
+
+    stamp = f"{time.time_ns()}"
+    rootfs = io.BytesIO()
+    with tarfile.open(fileobj=rootfs, mode="w") as tar:
+        info = tarfile.TarInfo("etc/os-release")
+        data = f"ID=planted-{stamp}\n".encode()
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    sha = hashlib.sha256(rootfs.getvalue()).hexdigest()
+    planted = f"adv-planted-{stamp}:latest"
+    files = {"summary.json": b'{"final": {}}'}
+    record = {
+        "schema": 1, "run_id": "r-base", "status": "succeeded", "started_at": "2026-11-24T10:00:00+00:00",
+        "reproexec_version": "0.1.0", "artifacts": {k: hashlib.sha256(v).hexdigest() for k, v in files.items()},
+        "image": {"tag": "reproexec-env:" + "1" * 64, "id": "sha256:" + "2" * 64, "content_hash": "1" * 64,
+                  "base": {"reference": planted, "layers": [f"sha256:{sha}"]}},
+    }  # fmt: skip
+    bundle = tmp_path / "b.tar.gz"
+    with tarfile.open(bundle, "w:gz") as tar:
+        for name, data in {"run.json": json.dumps(record).encode(), **files, "base.tar.gz": gzip.compress(rootfs.getvalue())}.items():
+            info = tarfile.TarInfo(f"r-base/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    try:
+        result = import_bundle(bundle, tmp_path / "runs", lambda: docker_engine)
+        assert result.base == f"reproexec-base-rootfs:{sha}"
+        assert docker_engine.image(planted) is None
+        assert docker_engine.image(f"reproexec-base-rootfs:{sha}").layers == (f"sha256:{sha}",)
+    finally:
+        docker_engine.remove_image(f"reproexec-base-rootfs:{sha}")
