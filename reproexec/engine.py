@@ -48,7 +48,6 @@ class ImageInfo:
 @dataclass(frozen=True)
 class ContainerInfo:
     id: str
-    state: str  # created | running | exited | ...
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -132,7 +131,8 @@ class Engine(Protocol):
 
 
 class DockerEngine:
-    """`Engine` on the Docker Engine API through docker-py."""
+    """`Engine` on the Docker Engine API through docker-py's low-level client (one SDK level: the
+    calls map one to one to the engine's REST API and to `docker` commands)."""
 
     def __init__(self, client: Any = None) -> None:
         import docker  # heavy; only when an engine is really needed
@@ -144,18 +144,29 @@ class DockerEngine:
                 client = docker.from_env(timeout=600)
             except docker.errors.DockerException as e:
                 raise EngineError(f"no Docker engine answers: {_first_line(e)}", _START_HINT) from None
-        self._client = client
         self._api = client.api
+
+    @contextlib.contextmanager
+    def _failing(self, what: str, hint: str | None = None) -> Iterator[None]:
+        """Docker's errors (an API error, a lost connection) as one EngineError: 'Docker could not
+        <what>: <the engine's words>'. The one place that turns them into text."""
+        try:
+            yield
+        except (self._errors.DockerException, OSError) as e:  # requests' connection errors are OSErrors
+            if isinstance(e, ReproexecError):
+                raise
+            raise EngineError(f"Docker could not {what}: {_explanation(e)}", hint) from None
 
     # -- engine --------------------------------------------------------------------------------
     def ping(self) -> None:
         try:
             self._api.ping()
-        except Exception as e:  # requests' connection errors and docker's APIError alike
-            raise EngineError(f"no Docker engine answers: {_first_line(e)}", _START_HINT) from None
+        except (self._errors.DockerException, OSError) as e:  # requests' connection errors are OSErrors
+            raise EngineError(f"no Docker engine answers: {_explanation(e)}", _START_HINT) from None
 
     def info(self) -> dict[str, Any]:
-        return self._api.info()
+        with self._failing("report its configuration"):
+            return self._api.info()
 
     # -- images --------------------------------------------------------------------------------
     def image(self, reference: str) -> ImageInfo | None:
@@ -170,25 +181,20 @@ class DockerEngine:
         return _image_info(data)
 
     def pull(self, reference: str) -> ImageInfo:
-        try:
-            self._client.images.pull(reference)
-        except self._errors.DockerException as e:
-            raise EngineError(
-                f"base image {reference} is not on this machine and could not be pulled: {_first_line(e)}",
-                "load it from a file (`docker load -i FILE` or `reproexec base bootstrap --from-tar FILE`), "
-                "or make one offline with `reproexec base bootstrap` and set env.base_image to its tag",
-            ) from None
+        hint = ("load it from a file (`docker load -i FILE` or `reproexec base bootstrap --from-tar FILE`), "
+                "or make one offline with `reproexec base bootstrap` and set env.base_image to its tag")  # fmt: skip
+        with self._failing(f"pull base image {reference} (it is not on this machine)", hint):
+            for chunk in self._api.pull(reference, stream=True, decode=True):
+                if isinstance(chunk, dict) and chunk.get("error"):
+                    raise EngineError(f"Docker could not pull base image {reference}: {chunk['error']}", hint)
         info = self.image(reference)
-        assert info is not None
+        if info is None:
+            raise EngineError(f"Docker pulled {reference} but does not have it", hint)
         return info
 
     def import_rootfs(self, tar_path: Path, repository: str, tag: str, changes: Sequence[str]) -> str:
-        try:
-            out = self._api.import_image_from_file(
-                str(tar_path), repository=repository, tag=tag, changes=list(changes)
-            )
-        except self._errors.APIError as e:
-            raise EngineError(f"Docker could not import {tar_path}: {e.explanation}") from None
+        with self._failing(f"import {tar_path}"):
+            out = self._api.import_image_from_file(str(tar_path), repository=repository, tag=tag, changes=list(changes))
         status = out if isinstance(out, str) else json.dumps(out)
         info = self.image(f"{repository}:{tag}")
         if info is None:
@@ -197,33 +203,36 @@ class DockerEngine:
 
     def load(self, source: Path | IO[bytes] | Iterable[bytes]) -> list[str]:
         """`docker load` from a file path, a readable stream or an iterator of chunks (streamed);
-        returns the ids (or names) Docker reports."""
-        try:
-            if isinstance(source, Path):
-                with open(source, "rb") as f:
-                    images = self._client.images.load(f)
-            else:
-                images = self._client.images.load(source)
-        except self._errors.DockerException as e:
-            raise EngineError(f"Docker could not load the image from {source}: {_first_line(e)}") from None
-        except Exception as e:  # e.g. the stream's producer refused the archive
-            if isinstance(e, ReproexecError):
-                raise
-            raise EngineError(f"Docker could not load the image: {type(e).__name__}: {_first_line(e)}") from None
-        return [img.id for img in images]
+        returns the ids of the images Docker loaded."""
+        loaded: list[str] = []
+        where = f" from {source}" if isinstance(source, Path) else ""
+        with self._failing(f"load the image{where}"), \
+                (open(source, "rb") if isinstance(source, Path) else contextlib.nullcontext(source)) as data:  # fmt: skip
+            for chunk in self._api.load_image(data):
+                if not isinstance(chunk, dict):
+                    continue
+                if chunk.get("errorDetail") or chunk.get("error"):
+                    detail = chunk.get("errorDetail") or {}
+                    raise EngineError(f"Docker could not load the image{where}: {detail.get('message') or chunk.get('error')}")
+                line = str(chunk.get("stream") or "").strip()
+                for prefix in ("Loaded image ID: ", "Loaded image: "):
+                    if line.startswith(prefix):
+                        loaded.append(line.removeprefix(prefix))
+        ids = []
+        for ref in loaded:  # a name (an archive that carried tags) is resolved to its id
+            info = None if ref.startswith("sha256:") else self.image(ref)
+            ids.append(info.id if info is not None else ref)
+        return ids
 
     def tag(self, image_id: str, repository: str, tag: str) -> None:
-        self._api.tag(image_id, repository, tag)
+        with self._failing(f"tag {image_id} as {repository}:{tag}"):
+            self._api.tag(image_id, repository, tag)
 
     def remove_image(self, reference: str, *, force: bool = True) -> None:
         """Remove an image (and its untagged parents). Without force, Docker refuses one a
         container uses; that refusal is raised as EngineError."""
-        try:
+        with contextlib.suppress(self._errors.ImageNotFound), self._failing(f"remove {reference}"):
             self._api.remove_image(reference, force=force)
-        except self._errors.ImageNotFound:
-            pass
-        except self._errors.APIError as e:
-            raise EngineError(f"Docker did not remove {reference}: {e.explanation}") from None
 
     def list_images(self, *, repository: str | None = None, dangling: bool = False, label: str | None = None) -> list[ImageInfo]:
         """Images of a repository (all its tags), or untagged leaf images (dangling), optionally
@@ -233,10 +242,8 @@ class DockerEngine:
             filters["dangling"] = True
         if label:
             filters["label"] = label
-        try:
+        with self._failing("list images"):
             found = self._api.images(name=repository, filters=filters or None)
-        except self._errors.APIError as e:
-            raise EngineError(f"Docker could not list images: {e.explanation}") from None
         return [
             ImageInfo(id=i["Id"], tags=tuple(t for t in (i.get("RepoTags") or ()) if t != "<none>:<none>"),
                       repo_digests=tuple(i.get("RepoDigests") or ()), labels=dict(i.get("Labels") or {}),
@@ -245,8 +252,9 @@ class DockerEngine:
         ]  # fmt: skip
 
     def save(self, reference: str, out: IO[bytes]) -> None:
-        for chunk in self._api.get_image(reference):
-            out.write(chunk)
+        with self._failing(f"save {reference}"):
+            for chunk in self._api.get_image(reference):
+                out.write(chunk)
 
     def build(
         self,
@@ -289,9 +297,9 @@ class DockerEngine:
                         "same platform)",
                         details=[ln for ln in log[-25:] if ln.strip()],
                     )
-        except self._errors.APIError as e:
+        except (self._errors.DockerException, OSError) as e:
             raise BuildError(
-                f"the image build failed: {e.explanation}", details=[ln for ln in log[-25:] if ln.strip()]
+                f"the image build failed: {_explanation(e)}", details=[ln for ln in log[-25:] if ln.strip()]
             ) from None
         if image_id is None:
             raise BuildError("the image build ended without an image id", details=log[-25:])
@@ -332,8 +340,8 @@ class DockerEngine:
                 time.sleep(0.05)
         except BaseException as e:
             self._remove_quietly(container)
-            if isinstance(e, self._errors.APIError):
-                raise EngineError(f"Docker could not start the build's wheel server: {e.explanation}") from None
+            if isinstance(e, (self._errors.DockerException, OSError)) and not isinstance(e, ReproexecError):
+                raise EngineError(f"Docker could not start the build's wheel server: {_explanation(e)}") from None
             raise
         try:
             yield f"container:{container}"
@@ -342,21 +350,20 @@ class DockerEngine:
 
     # -- containers ----------------------------------------------------------------------------
     def run_capture(self, image: str, command: Sequence[str], *, network: bool = False) -> ContainerResult:
-        """Run a short command with no network and no capabilities; return its exit code and output."""
-        container = self._client.containers.create(
-            image,
-            command=list(command),
-            network_disabled=not network,
-            cap_drop=["ALL"],
-            security_opt=["no-new-privileges"],
-            detach=True,
-        )
+        """Run a short command with no network and no capabilities; return its exit code and output.
+        A command the image cannot start (no such program) is an EngineError naming the image."""
+        container = None
         try:
-            container.start()
-            rc = container.wait().get("StatusCode", 1)
-            output = container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
+            with self._failing(f"run `{' '.join(command)[:60]}` in image {image}"):
+                host_config = self._api.create_host_config(
+                    network_mode=None if network else "none", cap_drop=["ALL"], security_opt=["no-new-privileges"]
+                )
+                container = self._api.create_container(image, command=list(command), host_config=host_config)["Id"]
+                self._api.start(container)
+                rc = int(self._api.wait(container).get("StatusCode", 1))
+                output = self._api.logs(container, stdout=True, stderr=True).decode("utf-8", "replace")
         finally:
-            container.remove(force=True)
+            self._remove_quietly(container)
         return ContainerResult(exit_code=rc, output=output)
 
     def has_nvidia_runtime(self) -> bool:
@@ -420,30 +427,24 @@ class DockerEngine:
             api.start(created)
         except BaseException as e:
             self._remove_quietly(created or spec.name)
-            if isinstance(e, self._errors.APIError):
-                raise EngineError(f"Docker could not start the run container: {e.explanation}") from None
+            if isinstance(e, (self._errors.DockerException, OSError)) and not isinstance(e, ReproexecError):
+                raise EngineError(f"Docker could not start the run container: {_explanation(e)}") from None
             raise
-        return DockerRun(api, created, stdin)
+        return DockerRun(api, created, stdin, self._errors)
 
     def containers(self, label: str) -> list[ContainerInfo]:
         """Every container (running or not) that carries `label`, with its labels and state."""
-        try:
+        with self._failing("list containers"):
             found = self._api.containers(all=True, filters={"label": label})
-        except self._errors.APIError as e:
-            raise EngineError(f"Docker could not list containers: {e.explanation}") from None
-        return [ContainerInfo(id=c["Id"], state=c.get("State", ""), labels=dict(c.get("Labels") or {})) for c in found]
+        return [ContainerInfo(id=c["Id"], labels=dict(c.get("Labels") or {})) for c in found]
 
     def remove_container(self, ref: str) -> None:
         """Stop and remove a container at once (SIGKILL); a missing one is not an error."""
         self._remove_quietly(ref)
 
     def _remove_quietly(self, ref: str | None) -> None:
-        if not ref:
-            return
-        try:
-            self._api.remove_container(ref, force=True)
-        except Exception:  # already gone (or never created)
-            pass
+        if ref:
+            _quietly(self._errors, self._api.remove_container, ref, force=True)  # already gone, or never created
 
 
 # A line longer than this is cut: the host keeps no unbounded buffer of what a container prints.
@@ -453,10 +454,11 @@ MAX_LINE_BYTES = 1 << 20
 class DockerRun:
     """A started run container (low-level API: no extra inspect per call)."""
 
-    def __init__(self, api: Any, container_id: str, stdin: Any = None) -> None:
+    def __init__(self, api: Any, container_id: str, stdin: Any, errors: Any) -> None:
         self._api = api
         self.id = container_id
         self._stdin = stdin
+        self._errors = errors  # the docker.errors module
 
     def lines(self) -> Iterator[str]:
         buf = b""
@@ -483,25 +485,17 @@ class DockerRun:
         )
 
     def stop(self, timeout: int = 10) -> None:
-        try:
-            self._api.stop(self.id, timeout=timeout)
-        except Exception:  # already gone
-            pass
+        _quietly(self._errors, self._api.stop, self.id, timeout=timeout)  # already gone: nothing to stop
 
     def remove(self) -> None:
         self.close()
-        try:
-            self._api.remove_container(self.id, force=True)
-        except Exception:
-            pass
+        _quietly(self._errors, self._api.remove_container, self.id, force=True)
 
     def close(self) -> None:
         """Let go of the container's stdin (the run is over, or being stopped on purpose)."""
         if self._stdin is not None:
-            try:
+            with contextlib.suppress(OSError):  # the socket is already closed: the container is gone
                 self._stdin.close()
-            except Exception:
-                pass
             self._stdin = None
 
 
@@ -525,6 +519,20 @@ def _image_info(data: Mapping[str, Any]) -> ImageInfo:
 def _first_line(e: BaseException) -> str:
     text = str(e).strip() or type(e).__name__
     return text.splitlines()[0][:400]
+
+
+def _explanation(e: BaseException) -> str:
+    """What the engine said (an APIError's explanation), else the error's first line."""
+    explanation = getattr(e, "explanation", None)
+    return str(explanation).strip()[:400] if explanation else _first_line(e)
+
+
+def _quietly(errors: Any, call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """Call, ignoring Docker's errors and a lost connection: for clean-ups of what may be gone already."""
+    try:
+        call(*args, **kwargs)
+    except (errors.DockerException, OSError):
+        pass
 
 
 def connect() -> DockerEngine:

@@ -84,8 +84,8 @@ def test_a_wheel_server_left_by_a_killed_build_is_reaped_and_a_live_ones_is_not(
         def containers(self, label):
             if label != LABEL_BUILD_SERVER:
                 return []
-            return [ContainerInfo("c-dead", "running", {LABEL_BUILD_SERVER: "1", LABEL_OWNER: json.dumps(gone)}),
-                    ContainerInfo("c-live", "running", {LABEL_BUILD_SERVER: "1", LABEL_OWNER: json.dumps(this_process())})]  # fmt: skip
+            return [ContainerInfo("c-dead", {LABEL_BUILD_SERVER: "1", LABEL_OWNER: json.dumps(gone)}),
+                    ContainerInfo("c-live", {LABEL_BUILD_SERVER: "1", LABEL_OWNER: json.dumps(this_process())})]  # fmt: skip
 
         def remove_container(self, ref):
             self.removed.append(ref)
