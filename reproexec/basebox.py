@@ -49,10 +49,18 @@ from reproexec.engine import Engine, ImageInfo
 from reproexec.errors import EngineError, ReproexecError
 from reproexec.fsutil import sha256_file, write_atomic
 from reproexec.imagespec import BaseImage
+from reproexec.labels import (
+    DEFAULT_BASE,
+    LABEL_EPOCH,
+    LABEL_MIRROR,
+    LABEL_PACKAGES,
+    LABEL_ROOTFS,
+    LABEL_SUITE,
+    ROOTFS_REPOSITORY,
+)
 from reproexec.runtime.environment import parse_dpkg_status
 from reproexec.wheels import cache_dir
 
-DEFAULT_BASE = "reproexec-base:bookworm"
 # What every run image needs from its base: Python with venv (3.11 on bookworm) and CA certs.
 BASE_PACKAGES = ("ca-certificates", "python3", "python3-venv")
 # 2024-01-01T00:00:00Z: every file's mtime in the rootfs is clamped to this unless --source-date-epoch.
@@ -60,15 +68,6 @@ DEFAULT_SOURCE_DATE_EPOCH = 1704067200
 CANONICAL_MIRROR = "http://deb.debian.org/debian"
 BASE_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-# A base imported from a rootfs tar that came from elsewhere (a bundle, the cache) is tagged by its
-# checked sha256 here, never under a name the bundle chose.
-ROOTFS_REPOSITORY = "reproexec-base-rootfs"
-
-LABEL_ROOTFS = "org.reproexec.base.rootfs-sha256"
-LABEL_PACKAGES = "org.reproexec.base.debian-packages"
-LABEL_SUITE = "org.reproexec.base.suite"
-LABEL_MIRROR = "org.reproexec.base.mirror"
-LABEL_EPOCH = "org.reproexec.base.source-date-epoch"
 
 MAX_ROOTFS_BYTES = int(os.environ.get("REPROEXEC_MAX_ROOTFS", 8 * 1024**3))
 _DIGEST_RE = re.compile(r"@sha256:[0-9a-f]{64}$")

@@ -34,7 +34,16 @@ from reproexec.imagespec import (
     render_dockerfile,
 )
 from reproexec.lock import Lockfile, read_lock
-from reproexec.runstore import LABEL_OWNER, this_process
+from reproexec.labels import (
+    CODE_REPOSITORY,
+    LABEL_BUILD_SERVER,
+    LABEL_CODE,
+    LABEL_FREEZE,
+    LABEL_HASH,
+    LABEL_INPUTS,
+    LABEL_OWNER,
+    this_process,
+)
 from reproexec.selfwheel import reproexec_wheel
 from reproexec.wheels import (
     PROBE_SCRIPT,
@@ -53,10 +62,6 @@ WRAPPER_PACKAGES = ["pydantic", "pyyaml"]
 # torch's CUDA wheels depend on these; a lock without them has a CPU-only torch.
 CUDA_MARKER_PACKAGES = ["nvidia-cuda-runtime", "nvidia-cuda-runtime-cu12", "nvidia-cuda-runtime-cu11"]
 
-LABEL_HASH = "org.reproexec.content-hash"
-LABEL_INPUTS = "org.reproexec.hash-inputs"
-LABEL_FREEZE = "org.reproexec.pip-freeze"
-LABEL_BUILD_SERVER = "org.reproexec.build-server"  # the wheel server of a build in progress (reaped if its owner died)
 
 
 @dataclass(frozen=True)
@@ -303,8 +308,8 @@ def build_code_image(engine: Engine, image_tag: str, code_tar: Path, code_dir: s
     dockerfile = f"FROM {image_tag}\nCOPY code/ {code_dir}/\nWORKDIR {code_dir}\n"
     entries.append(ContextEntry.from_bytes("Dockerfile", dockerfile.encode()))
     digest = hashlib.sha256(json.dumps([[e.arcname, e.sha256] for e in sorted(entries, key=lambda e: e.arcname)]).encode()).hexdigest()
-    tag = f"reproexec-code:{digest}"
+    tag = f"{CODE_REPOSITORY}:{digest}"
     if engine.image(tag) is None:
         with streamed_context(entries) as ctx:
-            engine.build(ctx, tag=tag, labels={"org.reproexec.code-sha256": digest}, network_mode="none")
+            engine.build(ctx, tag=tag, labels={LABEL_CODE: digest}, network_mode="none")
     return tag

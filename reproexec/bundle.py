@@ -27,8 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from reproexec.build import LABEL_HASH
-from reproexec.imagespec import BUNDLE_REPOSITORY
+from reproexec.labels import BUNDLE_REPOSITORY, LABEL_HASH, ROOTFS_REPOSITORY
 from reproexec.engine import Engine
 from reproexec.errors import RunError
 from reproexec.fsutil import is_disk_full, piped, sha256_file
@@ -314,7 +313,7 @@ def _import_base(engine: Engine, tar: tarfile.TarFile, member: tarfile.TarInfo, 
     """The bundle's base rootfs, imported once it proved to be the recorded one (basebox.import_base_rootfs
     checks its sha256 and every member), and tagged reproexec-base-rootfs:<sha256>: a name derived from
     what was checked, never one the bundle chose. A rebuild finds it by its layer (basebox.find_base)."""
-    from reproexec.basebox import ROOTFS_REPOSITORY, import_base_rootfs
+    from reproexec.basebox import import_base_rootfs
     from reproexec.wheels import cache_dir
 
     src = tar.extractfile(member)

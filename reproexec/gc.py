@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reproexec.engine import Engine
+from reproexec.labels import BUNDLE_REPOSITORY, CODE_REPOSITORY, ENV_REPOSITORY, LABEL_ROOTFS, LABEL_SUITE
 from reproexec.runstore import list_runs
 
-REPOSITORIES = ("reproexec-env", "reproexec-code", "reproexec-bundle")
-STAGE_LABEL = "org.reproexec.base.suite"  # set on a bootstrapped base, inherited by every stage built on it
+REPOSITORIES = (ENV_REPOSITORY, CODE_REPOSITORY, BUNDLE_REPOSITORY)
 
 
 @dataclass(frozen=True)
@@ -88,13 +88,13 @@ def plan_gc(engine: Engine, runs_dir: Path, *, keep_last: int = 0) -> GcPlan:
     unused.sort(key=lambda i: i.created, reverse=True)
     plan.keep += [_why(i, f"one of the {keep_last} newest (--keep-last)") for i in unused[:keep_last]]
     plan.remove += [_why(i, "no run in the store uses it") for i in unused[keep_last:]]
-    for info in engine.list_images(dangling=True, label=STAGE_LABEL):
+    for info in engine.list_images(dangling=True, label=LABEL_SUITE):
         plan.remove.append(GcItem(info.id, info.id, info.size, info.created, "an untagged build stage"))
     return plan
 
 
 def _plan_rootfs(engine: Engine, runs_dir: Path, plan: GcPlan) -> None:
-    from reproexec.basebox import LABEL_ROOTFS, rootfs_store
+    from reproexec.basebox import rootfs_store
 
     files = sorted(rootfs_store().glob("*.tar.gz")) if rootfs_store().is_dir() else []
     if not files:

@@ -17,18 +17,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from reproexec.context import ContextEntry
+from reproexec.labels import BASE_CONTENT_REPOSITORY, ENV_REPOSITORY
 from reproexec.lock import LockedRequirement, Lockfile
 from reproexec.wheels import Wheel
 
 # bump when the meaning of the hash inputs changes (2: the base by its layers, not its id; 3: wheels
 # served to the build, not copied into a stage; 4: the large wheels in a layer of their own)
 HASH_SCHEMA = 4
-TAG_REPOSITORY = "reproexec-env"  # tagged only by build_image, after the build was checked
-# An image loaded from a --with-image bundle, under its recorded content hash: never reproexec-env,
-# so a bundle cannot plant the image a later build of the same inputs would take as its cache hit.
-BUNDLE_REPOSITORY = "reproexec-bundle"
-# Local bases are tagged here by content id right before a build, so FROM names the same on every machine.
-BASE_CONTENT_REPOSITORY = "reproexec-base-content"
 # Where the build's install step finds the wheels: a server that exists only while the image builds,
 # in whose network namespace (loopback only) the build's steps run (build.py). Fixed, so the
 # Dockerfile (and Docker's layer cache key for the install step) is the same in every build.
@@ -184,4 +179,4 @@ def content_hash(inputs: dict[str, Any]) -> str:
 
 
 def image_tag(digest: str) -> str:
-    return f"{TAG_REPOSITORY}:{digest}"
+    return f"{ENV_REPOSITORY}:{digest}"

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from reproexec._version import version
-from reproexec.build import LABEL_BUILD_SERVER, build_code_image
+from reproexec.build import build_code_image
 from reproexec.codebox import (
     CODE_TAR,
     CodeState,
@@ -45,10 +45,18 @@ from reproexec.errors import (
     RunError,
 )
 from reproexec.fsutil import is_disk_full, read_json_object, sha256_file, write_atomic, write_json_atomic
+from reproexec.labels import (
+    BUNDLE_REPOSITORY,
+    LABEL_BUILD_SERVER,
+    LABEL_OWNER,
+    LABEL_RUN,
+    LABEL_RUN_DIR,
+    owner_is_gone,
+    this_process,
+)
 from reproexec.outputs import Intake, make_staging, remove_tree, take_outputs
 from reproexec.recipe import RECIPE_DIR, write_recipe
 from reproexec.runstore import (
-    LABEL_OWNER,
     RECORDS,
     RESERVE,
     RUN_JSON,
@@ -58,8 +66,6 @@ from reproexec.runstore import (
     create_run_dir,
     make_run_id,
     now_iso,
-    owner_is_gone,
-    this_process,
 )
 
 Runtime = Literal["docker", "local"]
@@ -75,8 +81,6 @@ MAX_LOG_BYTES = int(os.environ.get("REPROEXEC_MAX_LOG_BYTES", 256 * 1024**2))
 RESERVE_BYTES = 256 * 1024  # set aside at the start, given back for the final run.json
 # The image's unprivileged user (Dockerfile.cpu `USER`): root's runs run as this, never as uid 0.
 SANDBOX_UID = SANDBOX_GID = 10001
-LABEL_RUN = "org.reproexec.run-id"
-LABEL_RUN_DIR = "org.reproexec.run-dir"
 
 
 # How the host starts the reproexec inside a run image (the modules and flags of `_process`, the mount
@@ -422,7 +426,6 @@ def _recorded_image(engine: Engine, expected: dict[str, Any]) -> tuple[str, str]
     """The tag under which this machine has the recorded image: built here (its labels checked), or
     loaded from a --with-image bundle (reproexec-bundle:, its id the recorded one)."""
     from reproexec.build import check_built_here
-    from reproexec.imagespec import BUNDLE_REPOSITORY
 
     info = engine.image(expected["tag"])
     if info is not None:

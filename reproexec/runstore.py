@@ -13,7 +13,6 @@ import datetime as dt
 import json
 import os
 import re
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 from reproexec._version import version
 from reproexec.errors import RunError
 from reproexec.fsutil import sha256_file
+from reproexec.labels import owner_is_gone
 
 RUN_JSON = "run.json"
 # The run.json format this reproexec writes; it reads every earlier one too (tests/fixtures/runs/ holds
@@ -84,45 +84,6 @@ def artifact_hashes(run_dir: Path, known: dict[str, str] | None = None) -> dict[
                 continue
             out[rel] = known.get(rel) or sha256_file(p, follow_symlinks=False)
     return dict(sorted(out.items()))
-
-
-LABEL_OWNER = "org.reproexec.owner"  # on a container: json of this_process() of the reproexec that started it
-
-
-def this_process() -> dict[str, Any]:
-    """Who owns a run: host, boot, pid and the pid's start time, so a reused pid is not the owner."""
-    return {"host": socket.gethostname(), "boot": _boot_id(), "pid": os.getpid(), "started": _start_ticks(os.getpid())}
-
-
-def owner_is_gone(owner: dict[str, Any]) -> bool:
-    """True only when this host can tell the owner process has exited (False when unsure)."""
-    if owner.get("host") != socket.gethostname() or not isinstance(owner.get("pid"), int):
-        return False  # another machine's run: cannot tell from here
-    if owner.get("boot") is not None and owner.get("boot") != _boot_id():
-        return True  # the machine rebooted since
-    try:
-        os.kill(owner["pid"], 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, OverflowError):
-        return False
-    started = owner.get("started")
-    return started is not None and started != _start_ticks(owner["pid"])
-
-
-def _boot_id() -> str | None:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return None
-
-
-def _start_ticks(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return int(stat.rsplit(")", 1)[1].split()[19])  # field 22: starttime, after "pid (comm)"
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 @dataclass(frozen=True)

@@ -91,7 +91,7 @@ def run_cell(sweep_dir: Path, key: str, *, engine: Any = None) -> dict[str, Any]
 def ensure_image(engine: Any, sweep: dict[str, Any], tag: str) -> None:
     """The cell's image on this node's engine: present, or loaded from the sweep's shared image folder
     (`slurm.image_dir`), and in both cases carrying the expected content hash."""
-    from reproexec.build import LABEL_HASH
+    from reproexec.labels import LABEL_HASH
     from reproexec.errors import EngineError
     from reproexec.fsutil import sha256_file
 

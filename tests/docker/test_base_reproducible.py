@@ -15,7 +15,7 @@ import tarfile
 import pytest
 from needs import require
 
-from reproexec.basebox import LABEL_PACKAGES, LABEL_ROOTFS
+from reproexec.labels import LABEL_PACKAGES, LABEL_ROOTFS
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 TAGS = ("wt10-base:repro-a", "wt10-base:repro-b")

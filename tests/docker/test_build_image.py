@@ -9,7 +9,8 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from reproexec.build import LABEL_FREEZE, LABEL_HASH, build_image, plan_build
+from reproexec.build import build_image, plan_build
+from reproexec.labels import LABEL_FREEZE, LABEL_HASH
 from reproexec.cli.app import app
 from reproexec.config import LoadedConfig, load_config
 from reproexec.errors import BuildError

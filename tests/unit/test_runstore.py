@@ -39,7 +39,7 @@ def record(run_id, **changes):
 
 
 def test_a_reused_pid_is_not_the_owner(tmp_path):
-    from reproexec.runstore import owner_is_gone, this_process
+    from reproexec.labels import owner_is_gone, this_process
 
     me = this_process()
     assert not owner_is_gone(me)
@@ -69,10 +69,10 @@ def test_unknown_run_lists_the_latest_ids(tmp_path):
 
 
 def test_a_wheel_server_left_by_a_killed_build_is_reaped_and_a_live_ones_is_not():
-    from reproexec.build import LABEL_BUILD_SERVER
+    from reproexec.labels import LABEL_BUILD_SERVER
     from reproexec.engine import ContainerInfo
     from reproexec.run import reap_orphans
-    from reproexec.runstore import LABEL_OWNER, this_process
+    from reproexec.labels import LABEL_OWNER, this_process
 
     dead = subprocess.Popen(["true"])
     dead.wait()
