@@ -8,6 +8,10 @@ exit code: 2 config, 3 lockfile, 4 data, 5 engine, 6 build, 7 run, 128 + N a sig
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
+from typing import Any
 
 VERDICT_EXIT_CODES = {"identical": 0, "within tolerance": 10, "differs": 11}
 
@@ -65,3 +69,37 @@ class Interrupted(ReproexecError):
         super().__init__(message or f"interrupted ({name})")
         self.signum = signum
         self.exit_code = 128 + signum
+
+
+def exit_code_of(status: str) -> int:
+    """The exit code of a run's (or a sweep's, or a cell's) final status: 0, 130 or RunError's."""
+    return {"succeeded": 0, "interrupted": 128 + signal.SIGINT}.get(status, RunError.exit_code)
+
+
+@contextlib.contextmanager
+def signals_raise(signums: tuple[int, ...] = (signal.SIGTERM,), *, once: bool = False, ignore_after: bool = False) -> Iterator[None]:
+    """While the block runs, each of `signums` raises Interrupted(signum), as Ctrl-C raises
+    KeyboardInterrupt: the code that stops containers and records the outcome runs for SIGTERM (and
+    SIGHUP) alike. once: only the first one raises, later ones are ignored (a stop already under
+    way). ignore_after: the signals stay ignored after the block (its result is written; a late one
+    must not kill the exit), else the previous handlers come back. Only the main thread can set
+    handlers; elsewhere the caller owns signals and this does nothing."""
+    fired: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if once and fired:
+            return
+        fired.append(signum)
+        raise Interrupted(signum)
+
+    previous: dict[int, Any] = {}
+    try:
+        for s in signums:
+            previous[s] = signal.signal(s, handler)
+    except ValueError:  # not the main thread
+        pass
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, signal.SIG_IGN if ignore_after else h)

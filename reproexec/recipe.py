@@ -187,7 +187,7 @@ def _self_wheel(files: dict[str, ContextEntry] | None, recipe: Path, recorded: l
     raise BuildError(
         f"{source} was made before run folders kept reproexec's own wheel, and the one it was built with "
         f"({filename}, sha256 {sha[:16]}…) is not on this machine",
-        f"rerun it with the reproexec that made it, or build that release's wheel and pass it as REPROEXEC_WHEEL=FILE; "
+        "rerun it with the reproexec that made it, or build that release's wheel and pass it as REPROEXEC_WHEEL=FILE; "
         "or bring the image (`reproexec export RUN --with-image` where it still exists)",
     )
 

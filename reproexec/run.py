@@ -43,6 +43,7 @@ from reproexec.errors import (
     Interrupted,
     ReproexecError,
     RunError,
+    signals_raise,
 )
 from reproexec.fsutil import is_disk_full, read_json_object, sha256_file, write_atomic, write_json_atomic
 from reproexec.labels import (
@@ -451,7 +452,7 @@ def execute_run(
     tells the truth at every moment. SIGINT/SIGTERM at any point end as `interrupted` with no
     container left; the outcome says which signal (the CLI exits 128 + N). `clock` collects where
     the time goes (run.json `timing`)."""
-    with _sigterm_raises():
+    with signals_raise():
         clock = clock or Clock()
         if engine is not None:
             with clock.phase("reap"):
@@ -625,24 +626,6 @@ def check_store(runs_dir: Path) -> None:
     if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
         what = "the run store" if probe == runs_dir else f"the run store {runs_dir} cannot be made: its parent"
         raise RunError(f"{what} {probe} is not a folder this user can write", STORE_HINT)
-
-
-@contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    """SIGTERM raises Interrupted(SIGTERM) like Ctrl-C raises KeyboardInterrupt (main thread only)."""
-
-    def handler(signum: int, frame: Any) -> None:
-        raise Interrupted(signum)
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: the caller owns signals
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager

@@ -9,7 +9,7 @@ import typer
 from typer.core import TyperGroup
 
 from reproexec import console
-from reproexec.errors import Interrupted, ReproexecError
+from reproexec.errors import Interrupted, ReproexecError, signals_raise
 
 
 class ReproexecGroup(TyperGroup):
@@ -21,9 +21,9 @@ class ReproexecGroup(TyperGroup):
     """
 
     def invoke(self, ctx: Any) -> Any:
-        previous = _sigterm_to_interrupted()
         try:
-            return super().invoke(ctx)
+            with signals_raise():
+                return super().invoke(ctx)
         except KeyboardInterrupt:
             e: ReproexecError = Interrupted(signal.SIGINT)
             console.error(str(e))
@@ -31,19 +31,6 @@ class ReproexecGroup(TyperGroup):
         except ReproexecError as e:
             console.error(str(e))
             raise typer.Exit(e.exit_code) from None
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
-
-
-def _sigterm_to_interrupted() -> Any:
-    def handler(signum: int, frame: Any) -> None:
-        raise Interrupted(signum)
-
-    try:
-        return signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread (e.g. a test runner's worker)
-        return None
 
 
 app = typer.Typer(

@@ -52,10 +52,15 @@ def run(
         return
     outcome = run_sweep(plan, opts, engine(), on_log=console.info)
     console.sweep_result(outcome.record, outcome.report, outcome.sweep_dir)
+    import signal
+
+    from reproexec.errors import Interrupted, RunError
+
     if outcome.status == "interrupted":
-        raise typer.Exit(130)
+        raise Interrupted(signal.SIGINT, f"sweep {outcome.sweep_dir.name} interrupted: the cells not yet started are pending")
     if outcome.status != "succeeded":
-        raise typer.Exit(7)
+        raise RunError(f"sweep {outcome.sweep_dir.name}: not every cell succeeded", f"read {outcome.sweep_dir / 'sweep.json'}; "
+                       "run the sweep again to rerun the failed and missing cells")  # fmt: skip
 
 
 @app.command("status")

@@ -19,10 +19,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from reproexec.errors import Interrupted, ReproexecError
+from reproexec.errors import Interrupted, ReproexecError, exit_code_of, signals_raise
 from reproexec.sweep.plan import SWEEP_JSON, image_folder
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)  # the first stops the cell; later ones are ignored
 
 
 def cell_paths(sweep_dir: Path, key: str) -> tuple[Path, Path]:
@@ -77,7 +77,7 @@ def run_cell(sweep_dir: Path, key: str, *, engine: Any = None) -> dict[str, Any]
         )  # fmt: skip
         outcome = execute_run(loaded, opts, engine=engine, on_log=lambda s: print(s, file=sys.stderr, flush=True))
         result.update(status=outcome.status, reason=outcome.reason, run_id=outcome.run_id, run_dir=str(outcome.run_dir))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):
         result.update(status="interrupted", reason="stopped before its run started")
     except ReproexecError as e:
         status = "interrupted" if isinstance(e, Interrupted) else "failed"
@@ -126,30 +126,8 @@ def ensure_image(engine: Any, sweep: dict[str, Any], tag: str) -> None:
 def slurm_job(sweep_dir: str, key: str) -> str:
     """The function each Slurm array task runs (submitted by submitit). submitit's job wrapper ignores
     SIGTERM; a cell must stop on it (scancel sends it), so the cell's own handler is installed here."""
-    with _stop_on_signals():
+    with signals_raise(STOP_SIGNALS, once=True, ignore_after=True):
         return run_cell(Path(sweep_dir), key)["status"]
-
-
-class _stop_on_signals:
-    """First stop signal → KeyboardInterrupt (execute_run stops the container); later ones ignored."""
-
-    def __enter__(self) -> None:
-        self._previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
-        self._fired = False
-
-        def handler(signum: int, frame: Any) -> None:
-            if self._fired:
-                return
-            self._fired = True
-            raise KeyboardInterrupt
-
-        for s in STOP_SIGNALS:
-            signal.signal(s, handler)
-
-    def __exit__(self, *exc: Any) -> None:
-        for s in STOP_SIGNALS:
-            signal.signal(s, signal.SIG_IGN)  # the result is written; a late signal must not kill the exit
-        return None
 
 
 def _slurm_ids() -> dict[str, str] | None:
@@ -163,9 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 2:
         print("usage: python -m reproexec.sweep.cell SWEEP_DIR KEY", file=sys.stderr)
         return 2
-    with _stop_on_signals():
+    with signals_raise(STOP_SIGNALS, once=True, ignore_after=True):
         result = run_cell(Path(args[0]), args[1])
-    return {"succeeded": 0, "interrupted": 130}.get(result["status"], 7)
+    return exit_code_of(result["status"])
 
 
 if __name__ == "__main__":

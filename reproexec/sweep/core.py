@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import signal
 import subprocess
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from reproexec.engine import Engine
-from reproexec.errors import ConfigError, Interrupted, RunError
+from reproexec.errors import ConfigError, Interrupted, RunError, signals_raise
 from reproexec.fsutil import open_atomic, sha256_file, write_atomic, write_json_atomic
 from reproexec.sweep.plan import SWEEP_JSON, SweepPlan, image_folder, plan_sweep, sweep_folder
 from reproexec.sweep.spec import SweepSpec, load_sweep, resolve_sweep_path
@@ -126,7 +125,7 @@ def run_sweep(plan: SweepPlan, opts: SweepOptions, engine: Engine, *, on_log: Lo
     store.flush()
 
     interrupted = False
-    with _signals_as_interrupt():
+    with signals_raise((signal.SIGTERM, signal.SIGHUP)):  # they stop a sweep as Ctrl-C does: cells stopped, not orphaned
         try:
             if todo and opts.executor == "local":
                 from reproexec.sweep.local import run_local
@@ -314,26 +313,6 @@ def _save_images(plan: SweepPlan, engine: Engine, image_dir: Path, record: dict[
         with open_atomic(tar) as f:  # streamed: a run image is gigabytes
             engine.save(tag, f)
         record["images"][tag]["saved"] = {"path": str(tar), "sha256": sha256_file(tar)}
-
-
-@contextmanager
-def _signals_as_interrupt() -> Iterator[None]:
-    """SIGTERM and SIGHUP stop a sweep the way Ctrl-C does (its cells are stopped, not orphaned)."""
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = {}
-    try:
-        for s in (signal.SIGTERM, signal.SIGHUP):
-            previous[s] = signal.signal(s, handler)
-    except ValueError:  # not the main thread
-        pass
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 def _sha(text: str) -> str:
