@@ -162,7 +162,7 @@ def build_image(plan: BuildPlan, engine: Engine, *, on_log: LogFn | None = None)
     verify_wheels([*plan.spec.wheels, plan.spec.self_wheel])
     labels = {
         LABEL_HASH: plan.content_hash,
-        LABEL_INPUTS: json.dumps(plan.inputs, sort_keys=True, separators=(",", ":")),
+        LABEL_INPUTS: json.dumps(plan.inputs, sort_keys=True, separators=(",", ":")),  # compared as JSON, not hashed
     }
     base = plan.spec.base
     if base.pinned_by == "content":  # FROM names the content tag: point it at exactly the base resolved

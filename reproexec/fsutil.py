@@ -173,6 +173,14 @@ def read_jsonl_objects(path: Path | str, *, limit: int = MAX_JSONL_BYTES,
     return rows, problem
 
 
+def canonical_sha256(obj: Any) -> str:
+    """sha256 of the canonical JSON of `obj` (sorted keys, no spaces, ASCII): the one form every
+    content hash reproexec computes over a document takes (image tags, base content ids, cell ids,
+    run fingerprints), so the same inputs hash the same in any process, on any machine. (A dataset's
+    manifest id keeps its own, older form: data/manifest.py.)"""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()).hexdigest()
+
+
 def is_disk_full(e: BaseException) -> bool:
     return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
 

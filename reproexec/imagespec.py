@@ -10,13 +10,13 @@ changed input → a new tag.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from reproexec.context import ContextEntry
+from reproexec.fsutil import canonical_sha256
 from reproexec.labels import BASE_CONTENT_REPOSITORY, ENV_REPOSITORY
 from reproexec.lock import LockedRequirement, Lockfile
 from reproexec.wheels import Wheel
@@ -54,9 +54,7 @@ class BaseImage:
 
     @property
     def content_id(self) -> str:
-        canonical = json.dumps({"config": dict(self.config), "layers": list(self.layers)},
-                               sort_keys=True, separators=(",", ":"))
-        return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+        return "sha256:" + canonical_sha256({"config": dict(self.config), "layers": list(self.layers)})
 
     @property
     def pinned(self) -> str:
@@ -174,8 +172,7 @@ def hash_inputs(spec: ImageSpec, dockerfile: str, context: list[ContextEntry]) -
 
 
 def content_hash(inputs: dict[str, Any]) -> str:
-    canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return canonical_sha256(inputs)
 
 
 def image_tag(digest: str) -> str:

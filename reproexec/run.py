@@ -45,7 +45,7 @@ from reproexec.errors import (
     RunError,
     signals_raise,
 )
-from reproexec.fsutil import is_disk_full, read_json_object, sha256_file, write_atomic, write_json_atomic
+from reproexec.fsutil import canonical_sha256, is_disk_full, read_json_object, sha256_file, write_atomic, write_json_atomic
 from reproexec.labels import (
     BUNDLE_REPOSITORY,
     LABEL_BUILD_SERVER,
@@ -238,19 +238,14 @@ def prepare_run(loaded: LoadedConfig, opts: RunOptions, engine: Engine | None, o
 
     env = replayed_environment(opts.replay.environment) if opts.replay.environment else pinned_environment(cfg)
     resolved = opts.replay.config if opts.replay.config is not None else cfg.resolved()
-    fingerprint = hashlib.sha256(
-        json.dumps(
-            {
-                "config": resolved,
-                "manifest_id": report.manifest_id,
-                "image": image["content_hash"] if image else "local",
-                "commit": code.commit or code.tree_sha256,
-                "patch": code.patch_sha256 if code.patch else None,
-                "env": env,
-            },
-            sort_keys=True,
-        ).encode()
-    ).hexdigest()
+    fingerprint = canonical_sha256({
+        "config": resolved,
+        "manifest_id": report.manifest_id,
+        "image": image["content_hash"] if image else "local",
+        "commit": code.commit or code.tree_sha256,
+        "patch": code.patch_sha256 if code.patch else None,
+        "env": env,
+    })
     return Prepared(
         loaded, code, data_dir, manifest, report.manifest_id, data_state, image, recipe, resolved, env, fingerprint,
         weights, code_rels, code_tar, clock,

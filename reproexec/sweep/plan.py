@@ -20,6 +20,7 @@ from typing import Any
 
 from reproexec.config import LoadedConfig
 from reproexec.engine import Engine
+from reproexec.fsutil import canonical_sha256
 from reproexec.sweep.spec import Cell, SweepSpec
 
 LogFn = Callable[[str], None]
@@ -43,7 +44,7 @@ def cell_identity(resolved: dict[str, Any], content_hash: str, manifest_id: str)
     if isinstance(cfg.get("resources"), dict):
         cfg["resources"].pop("cpuset", None)
     doc = {"config": cfg, "image": content_hash, "manifest": manifest_id}
-    return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return canonical_sha256(doc)
 
 
 @dataclass(frozen=True)
