@@ -223,6 +223,8 @@ def rerun_verdict(result: Any) -> None:
         if c.first_divergence:
             d = c.first_divergence
             out.print(f"first difference: {d.where}, {d.metric}: {d.a} (original) vs {d.b} (rerun)", markup=False)
+        for problem in c.unread:
+            out.print(f"read in part (the verdict stands on the rows read): {problem}", markup=False)
         if c.verdict != "identical" or not c.final:
             rows = [[k, v[0], v[1]] for k, v in c.final.items()]
             if rows:
