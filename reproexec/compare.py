@@ -285,9 +285,20 @@ def _numbers(row: dict[str, Any], prefix: str = "", depth: int = 0) -> dict[str,
             continue
         if isinstance(v, dict) and depth < MAX_METRIC_DEPTH:
             out.update(_numbers(v, f"{prefix}{k}.", depth + 1))
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            out[f"{prefix}{k}"] = float(v)
+        elif (value := metric_value(v)) is not None:
+            out[f"{prefix}{k}"] = value
     return out
+
+
+def metric_value(v: Any) -> float | None:
+    """A value a run logged as a float, if it is a number (not a bool); an integer too large for a
+    float (JSON allows any number of digits) is ±inf rather than an OverflowError."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    try:
+        return float(v)
+    except OverflowError:
+        return math.inf if v > 0 else -math.inf
 
 
 def _sha(summary: dict[str, Any]) -> str | None:
