@@ -106,3 +106,18 @@ def test_the_comparison_page_says_what_was_read_in_part():
     assert text_of(html, "unread") == ("Read in part (the verdict stands on the rows read): "
                                        "a: metrics.jsonl line 3 is not a JSON object (the other rows were kept).")  # fmt: skip
 
+
+def test_the_curves_tick_at_whole_steps_and_epochs(tmp_path, monkeypatch):
+    from reproexec.runtime import artifacts
+
+    drawn = []
+    monkeypatch.setattr(artifacts, "_save_png", lambda fig, path: drawn.append(fig) or "")
+    steps = [{"step": s, "loss": 2 / s} for s in range(1, 13)]
+    epochs = [{"epoch": e, "step": 6 * e, "val_loss": 1 / e, "val_acc": 0.5 + e / 10} for e in (1, 2)]
+    artifacts.plot_curves(tmp_path / "curves.png", steps, epochs)
+    (fig,) = drawn
+    fig.canvas.draw()
+    for ax in fig.axes:  # step, then epoch
+        lo, hi = ax.get_xlim()
+        shown = [t for t in ax.get_xticks() if lo <= t <= hi]
+        assert len(shown) >= 2 and all(t == int(t) for t in shown), shown
