@@ -227,7 +227,7 @@ def view_of_bundle(path: Path) -> EnvView:
         raise RunError(f"bundle {path} cannot be read: {e or type(e).__name__}",
                        "the file is damaged, truncated or not a tar archive") from None  # fmt: skip
     try:
-        environment = json.loads(env_raw) if env_raw is not None else None
+        environment = json.loads(env_raw) if env_raw is not None and len(env_raw) <= MAX_JSON_BYTES else None
     except (ValueError, RecursionError):
         environment = None
     return view_from_parts(f"{run_id} (bundle)", environment, record)

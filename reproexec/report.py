@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from reproexec.compare import _RECORDS, SCRIPT_METRICS, classify, metric_value, output_globs
 from reproexec.fsutil import read_bounded, read_json_object, read_jsonl_objects
 from reproexec.imagespec import templates_root
 
@@ -49,8 +50,6 @@ def render_comparison(data: dict[str, Any]) -> str:
 
 
 def render_report(run_dir: Path, record: dict[str, Any]) -> str:
-    from reproexec.compare import SCRIPT_METRICS
-
     env = _env()
     summary = record.get("summary") if isinstance(record.get("summary"), dict) else None
     final = (summary or {}).get("final")
@@ -94,8 +93,6 @@ def _timing_bars(timing: Any) -> dict[str, Any] | None:
 
 
 def _outputs(run_dir: Path, record: dict[str, Any]) -> list[tuple[str, str, str]]:
-    from reproexec.compare import _RECORDS, classify, output_globs
-
     results, logs = output_globs(run_dir)
     artifacts = record.get("artifacts") if isinstance(record.get("artifacts"), dict) else {}
     return [(name, classify(name, results, logs), digest)
@@ -135,9 +132,6 @@ def _script_metrics(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     """A bring-your-own script's metrics (metrics/metrics.jsonl's rows): last values and a small SVG
     curve per metric (drawn here, so the report needs no plotting library on this machine), of at
     most MAX_CURVE_POINTS points each (evenly spaced, the last one always drawn)."""
-
-    from reproexec.compare import metric_value
-
     counts: dict[str, int] = {}
     for row in rows:
         for k, v in row.items():

@@ -17,6 +17,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from reproexec.compare import metric_value
 from reproexec.fsutil import read_json_object, read_jsonl_objects
 from reproexec.report import fmt
 
@@ -27,8 +28,6 @@ _SHA_HEX = set("0123456789abcdef")
 
 # -- reading run folders (hostile input) -------------------------------------------------------
 def number(v: Any) -> float | None:
-    from reproexec.compare import metric_value
-
     v = metric_value(v)
     return v if v is not None and math.isfinite(v) else None
 
