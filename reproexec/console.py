@@ -161,8 +161,8 @@ def run_progress() -> Iterator[Any]:
         def on_event(event: dict[str, Any]) -> None:
             kind = event.get("event")
             if kind == "step":  # a script can print any JSON line: only counts and numbers are believed
-                step, total, loss = _count(event.get("step")), _count(event.get("total_steps")), event.get("loss", 0)
-                loss_text = f"{loss:.4f}" if isinstance(loss, (int, float)) and not isinstance(loss, bool) else "-"
+                step, total, loss = _count(event.get("step")), _count(event.get("total_steps")), _number(event.get("loss", 0))
+                loss_text = "-" if loss is None else f"{loss:.4f}"
                 p.update(task, completed=step or 0, total=total, loss=loss_text)
                 if not err.is_terminal and step is not None and step % 50 == 0:
                     info(f"step {step}/{total} loss {loss_text}")
@@ -183,7 +183,11 @@ def run_progress() -> Iterator[Any]:
 
 
 def _count(v: Any) -> int | None:
-    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
+    return v if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**53 else None  # a float holds it
+
+
+def _number(v: Any) -> float | None:
+    return float(v) if isinstance(v, float) or (isinstance(v, int) and not isinstance(v, bool) and abs(v) < 2**53) else None
 
 
 def run_summary(outcome: Any) -> None:

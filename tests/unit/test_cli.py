@@ -89,6 +89,7 @@ def test_a_scripts_hostile_events_and_output_lines_cannot_break_the_progress_dis
     with console.run_progress() as on_event:
         on_event({"event": "step", "step": "50", "loss": "x", "total_steps": True})
         on_event({"event": "step", "step": 50, "loss": {"a": 1}, "total_steps": 100})
+        on_event({"event": "step", "step": 10**400, "loss": 10**400, "total_steps": 10**400})
         on_event({"event": "output", "line": "10%|#  |\r50%|#### |\r"})
         on_event({"event": "output", "line": "\x1b[31merror\x1b[0m"})
     err = capsys.readouterr().err
