@@ -19,13 +19,13 @@ print timings.
 from __future__ import annotations
 
 import fnmatch
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from reproexec.errors import VERDICT_EXIT_CODES
+from reproexec.fsutil import read_json_object, read_jsonl_objects
 from reproexec.runstore import RECORDS
 
 IDENTICAL, WITHIN, DIFFERS = "identical", "within tolerance", "differs"
@@ -34,6 +34,11 @@ _IGNORED = {"step", "epoch", "epochs", "total_steps", "elapsed_s", "event"}
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 # metrics files compared row by row: (file under metrics/, the unit a row is at)
 METRIC_STREAMS = (("steps", "step"), ("epochs", "epoch"), ("metrics", "step"))
+SCRIPT_METRICS = Path("metrics") / "metrics.jsonl"  # what a bring-your-own script logs
+# A metric is a number at most this many dicts deep in a row; deeper is a script's own structure.
+# json.loads parses ~1000 levels: walking all of them again, from deeper in the stack, would raise
+# RecursionError.
+MAX_METRIC_DEPTH = 8
 # What reproexec writes into a bring-your-own run's folder (and the environment it captured, which
 # differs by machine by design); the rest is the entrypoint's. stdout.log is the entrypoint's output.
 _RECORDS = (RECORDS - {"stdout.log"}) | {"environment.json"}
@@ -62,6 +67,9 @@ class Comparison:
     tolerances: dict[str, float] = field(default_factory=dict)
     # bring-your-own runs: every output file, {"name", "kind" (result|log|other), "status", "detail"}
     files: list[dict[str, Any]] = field(default_factory=list)
+    # what could not be read of either run's metrics ("<run>: <file> line 7 is not a JSON object"):
+    # the verdict stands on the rest, so it is said with the verdict
+    unread: list[str] = field(default_factory=list)
 
     @property
     def unequal_logs(self) -> list[str]:
@@ -80,14 +88,17 @@ class Comparison:
 
 def compare_runs(a_dir: Path, b_dir: Path, tolerances: dict[str, float] | None = None) -> Comparison:
     tol = dict(tolerances or {})
-    sa, sb = _json(a_dir / "summary.json") or {}, _json(b_dir / "summary.json") or {}
+    sa, sb = read_json_object(a_dir / "summary.json") or {}, read_json_object(b_dir / "summary.json") or {}
     c = Comparison(verdict=IDENTICAL, a=a_dir.name, b=b_dir.name, tolerances=tol)
-    c.weights = (sa.get("weights_sha256"), sb.get("weights_sha256"))
+    c.weights = (_sha(sa), _sha(sb))
     fa, fb = final_metrics(a_dir), final_metrics(b_dir)
-    c.final = {k: (fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb)) if not isinstance(fa.get(k, 0), (dict, list))}
+    c.final = {k: (fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb))
+               if not isinstance(fa.get(k), (dict, list)) and not isinstance(fb.get(k), (dict, list))}  # fmt: skip
 
     for name, unit in METRIC_STREAMS:
-        rows_a, rows_b = _jsonl(a_dir / "metrics" / f"{name}.jsonl"), _jsonl(b_dir / "metrics" / f"{name}.jsonl")
+        rows_a, problem_a = read_jsonl_objects(a_dir / "metrics" / f"{name}.jsonl")
+        rows_b, problem_b = read_jsonl_objects(b_dir / "metrics" / f"{name}.jsonl")
+        c.unread += [f"{d.name}: {problem}" for d, problem in ((a_dir, problem_a), (b_dir, problem_b)) if problem]
         for i in range(max(len(rows_a), len(rows_b))):
             ra = rows_a[i] if i < len(rows_a) else None
             rb = rows_b[i] if i < len(rows_b) else None
@@ -95,8 +106,9 @@ def compare_runs(a_dir: Path, b_dir: Path, tolerances: dict[str, float] | None =
             if ra is None or rb is None:
                 _mark(c, Divergence(where, "(row missing)", ra is not None, rb is not None))
                 continue
-            for key in sorted(set(_numbers(ra)) | set(_numbers(rb))):
-                va, vb = _numbers(ra).get(key), _numbers(rb).get(key)
+            na, nb = _numbers(ra), _numbers(rb)
+            for key in sorted(set(na) | set(nb)):
+                va, vb = na.get(key), nb.get(key)
                 c.compared_values += 1
                 if va == vb or (va is not None and vb is not None and math.isnan(va) and math.isnan(vb)):
                     continue
@@ -104,10 +116,9 @@ def compare_runs(a_dir: Path, b_dir: Path, tolerances: dict[str, float] | None =
                     _within(c)
                     continue
                 _mark(c, Divergence(where, key, va, vb))
-    ra, rb = _json(a_dir / "run.json") or {}, _json(b_dir / "run.json") or {}
+    ra, rb = read_json_object(a_dir / "run.json") or {}, read_json_object(b_dir / "run.json") or {}
     if ra.get("entrypoint") or rb.get("entrypoint"):
-        output = (_json(b_dir / "config.resolved.json") or {}).get("output") or {}
-        _compare_outputs(c, a_dir, b_dir, output.get("results") or [], output.get("logs") or [], tol)
+        _compare_outputs(c, a_dir, b_dir, *output_globs(b_dir), tol)
     if c.weights[0] != c.weights[1] and c.verdict == IDENTICAL:
         # Every logged value equal but the weights not: the numbers moved below what was logged.
         c.verdict = WITHIN if tol else DIFFERS
@@ -118,8 +129,8 @@ def compare_runs(a_dir: Path, b_dir: Path, tolerances: dict[str, float] | None =
 
 def _where(row: dict[str, Any], unit: str, i: int) -> str:
     for key in (unit, "step", "epoch"):
-        if key in row:
-            return f"{key} {row[key]}"
+        if isinstance(row.get(key), (int, float, str)):  # a script's own structure is no position
+            return f"{key} {str(row[key])[:100]}"
     return f"row {i + 1}"
 
 
@@ -139,13 +150,32 @@ def tolerance_for(name: str, tol: dict[str, float]) -> float:
 def final_metrics(run_dir: Path) -> dict[str, Any]:
     """The run's final metrics: the built-in trainer's summary, else the last value of each metric a
     bring-your-own script logged (metrics/metrics.jsonl)."""
-    summary = _json(run_dir / "summary.json") or {}
+    return read_final_metrics(run_dir)[0]
+
+
+def read_final_metrics(run_dir: Path) -> tuple[dict[str, Any], str | None]:
+    """`final_metrics`, and the first problem met reading the script's metrics.jsonl (a line that is
+    not a JSON object, the row or byte cap; None when there was none) to say beside them."""
+    summary = read_json_object(run_dir / "summary.json") or {}
     if isinstance(summary.get("final"), dict):
-        return summary["final"]
+        return summary["final"], None
+    rows, problem = read_jsonl_objects(run_dir / SCRIPT_METRICS)
     last: dict[str, Any] = {}
-    for row in _jsonl(run_dir / "metrics" / "metrics.jsonl"):
+    for row in rows:
         last.update(_numbers(row))
-    return last
+    return last, problem
+
+
+def output_globs(run_dir: Path) -> tuple[list[str], list[str]]:
+    """The config's `output.results` and `output.logs` globs as the run recorded them
+    (config.resolved.json); anything there that is not a list of strings counts as none."""
+    output = (read_json_object(run_dir / "config.resolved.json") or {}).get("output")
+    output = output if isinstance(output, dict) else {}
+
+    def strings(v: Any) -> list[str]:
+        return [x for x in v if isinstance(x, str)] if isinstance(v, list) else []
+
+    return strings(output.get("results")), strings(output.get("logs"))
 
 
 def classify(rel: str, results: list[str], logs: list[str]) -> str:
@@ -229,8 +259,10 @@ def _leaves(obj: Any, prefix: str) -> dict[str, Any]:
 def _outputs(folder: Path) -> dict[str, str]:
     """Every file the entrypoint left in a run folder (any depth, dotfiles too) and its sha256, from
     run.json's artifacts (taken when the run ended): all but reproexec's own records."""
-    artifacts = (_json(folder / "run.json") or {}).get("artifacts") or {}
-    return {rel: digest for rel, digest in artifacts.items() if rel.split("/")[0] not in _RECORDS}
+    artifacts = (read_json_object(folder / "run.json") or {}).get("artifacts")
+    if not isinstance(artifacts, dict):
+        return {}
+    return {rel: digest for rel, digest in artifacts.items() if isinstance(digest, str) and rel.split("/")[0] not in _RECORDS}
 
 
 def _within(c: Comparison) -> None:
@@ -246,28 +278,29 @@ def _mark(c: Comparison, d: Divergence) -> None:
         c.first_divergence = d
 
 
-def _numbers(row: dict[str, Any], prefix: str = "") -> dict[str, float]:
+def _numbers(row: dict[str, Any], prefix: str = "", depth: int = 0) -> dict[str, float]:
     out: dict[str, float] = {}
     for k, v in row.items():
         if k in _IGNORED:
             continue
-        if isinstance(v, dict):
-            out.update(_numbers(v, f"{prefix}{k}."))
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            out[f"{prefix}{k}"] = float(v)
+        if isinstance(v, dict) and depth < MAX_METRIC_DEPTH:
+            out.update(_numbers(v, f"{prefix}{k}.", depth + 1))
+        elif (value := metric_value(v)) is not None:
+            out[f"{prefix}{k}"] = value
     return out
 
 
-def _json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+def metric_value(v: Any) -> float | None:
+    """A value a run logged as a float, if it is a number (not a bool); an integer too large for a
+    float (JSON allows any number of digits) is ±inf rather than an OverflowError."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
         return None
-
-
-def _jsonl(path: Path) -> list[dict[str, Any]]:
     try:
-        rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
-    except (OSError, ValueError, RecursionError):
-        return []
-    return [r for r in rows if isinstance(r, dict)]
+        return float(v)
+    except OverflowError:
+        return math.inf if v > 0 else -math.inf
+
+
+def _sha(summary: dict[str, Any]) -> str | None:
+    sha = summary.get("weights_sha256")
+    return sha if isinstance(sha, str) else None

@@ -2,6 +2,10 @@
 
 Data a user may pipe (a resolved config, a Dockerfile, JSON) goes to stdout; messages, progress
 and errors go to stderr. Colour follows rich's rules (NO_COLOR, not a TTY → plain text).
+
+Much of what is printed was written by someone else: a run's reason, a bundle's run.json, a
+script's output lines. Every string goes through `visible` on its way out (in `_Console.print`,
+`table` and `data`), so a control character shows as its escape and never reaches the terminal.
 """
 
 from __future__ import annotations
@@ -14,14 +18,35 @@ from typing import Any
 
 from rich.console import Console
 
+# C0 and C1 control characters and DEL, each shown as its escape (ESC as `\x1b`): raw, they would
+# set the terminal's title (ESC]0;...BEL), clear it (ESC[2J) or colour what follows (ESC[31m); rich
+# escapes markup, not these. Newline and tab stay, for values that are meant to span lines.
+_VISIBLE = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0)) if c not in (0x09, 0x0A)}
+
+
+def visible(text: str) -> str:
+    """`text` with every control character but newline and tab replaced by its escape."""
+    return text.translate(_VISIBLE)
+
+
+class _Console(Console):
+    """A rich Console that prints every string through `visible` (renderables are built here, from
+    strings that went through it: see `table`)."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        super().print(*(visible(o) if isinstance(o, str) else o for o in objects), **kwargs)
+
+
 # Piped output is not cut to 80 columns: ids and hashes must stay whole for other tools.
 # emoji=False: a file named `a:x:b.png` prints as itself, not with an emoji in the middle.
-out = Console(soft_wrap=True, highlight=False, emoji=False, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, soft_wrap=True, highlight=False, emoji=False)
+out = _Console(soft_wrap=True, highlight=False, emoji=False, width=None if sys.stdout.isatty() else 200)
+err = _Console(stderr=True, soft_wrap=True, highlight=False, emoji=False)
 
 
 def data(text: str) -> None:
-    """Raw text for stdout, printed exactly (no markup, no wrapping)."""
+    """Raw text for stdout, printed exactly (no markup, no wrapping) but for control characters
+    (see `visible`; JSON and YAML escape their own)."""
+    text = visible(text)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
     sys.stdout.flush()
 
@@ -49,11 +74,11 @@ def error(text: str) -> None:
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     from rich.table import Table  # ~5 ms to import: only where a table is printed
 
-    t = Table(title=title, show_lines=False)
+    t = Table(title=None if title is None else visible(title), show_lines=False)
     for c in columns:
-        t.add_column(c, overflow="fold")
+        t.add_column(visible(c), overflow="fold")
     for r in rows:
-        t.add_row(*["" if v is None else str(v) for v in r])
+        t.add_row(*["" if v is None else visible(str(v)) for v in r])
     out.print(t)
 
 
@@ -67,6 +92,7 @@ def size(n: float) -> str:
 
 
 def key_values(pairs: Sequence[tuple[str, Any]]) -> None:
+    pairs = [(visible(k), v) for k, v in pairs]  # aligned by the width they print at
     width = max((len(k) for k, _ in pairs), default=0)
     for k, v in pairs:
         out.print(f"{k.ljust(width)}  {v}", markup=False)
@@ -134,11 +160,12 @@ def run_progress() -> Iterator[Any]:
 
         def on_event(event: dict[str, Any]) -> None:
             kind = event.get("event")
-            if kind == "step":
-                total = event.get("total_steps")
-                p.update(task, completed=event.get("step", 0), total=total, loss=f"{event.get('loss', 0):.4f}")
-                if not err.is_terminal and event.get("step", 0) % 50 == 0:
-                    info(f"step {event.get('step')}/{total} loss {event.get('loss', 0):.4f}")
+            if kind == "step":  # a script can print any JSON line: only counts and numbers are believed
+                step, total, loss = _count(event.get("step")), _count(event.get("total_steps")), _number(event.get("loss", 0))
+                loss_text = "-" if loss is None else f"{loss:.4f}"
+                p.update(task, completed=step or 0, total=total, loss=loss_text)
+                if not err.is_terminal and step is not None and step % 50 == 0:
+                    info(f"step {step}/{total} loss {loss_text}")
             elif kind == "epoch":
                 metrics = ", ".join(
                     f"{k} {v:.4f}" for k, v in event.items() if isinstance(v, float) and k in ("train_loss", "val_loss", "val_acc")
@@ -147,18 +174,30 @@ def run_progress() -> Iterator[Any]:
             elif kind == "error":
                 p.console.print(f"trainer error: {event.get('message')}", markup=False, highlight=False)
             elif kind == "output":
-                p.console.print(event.get("line", ""), markup=False, highlight=False)
+                # A progress bar (tqdm) redraws its line with carriage returns: show what a terminal would.
+                line = str(event.get("line", ""))
+                shown = next((part for part in reversed(line.split("\r")) if part), "")
+                p.console.print(shown, markup=False, highlight=False)
 
         yield on_event
 
 
+def _count(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**53 else None  # a float holds it
+
+
+def _number(v: Any) -> float | None:
+    return float(v) if isinstance(v, float) or (isinstance(v, int) and not isinstance(v, bool) and abs(v) < 2**53) else None
+
+
 def run_summary(outcome: Any) -> None:
     """The end of `reproexec run`: id, status, key metrics, where the folder is."""
-    final = (outcome.summary or {}).get("final") or {}
+    summary = outcome.summary if isinstance(outcome.summary, dict) else {}
+    final = summary.get("final") if isinstance(summary.get("final"), dict) else {}
     pairs = [("run id", outcome.run_id), ("status", outcome.status + (f": {outcome.reason}" if outcome.reason else ""))]
     pairs += [(k, f"{v:.4f}" if isinstance(v, float) else v) for k, v in sorted(final.items()) if isinstance(v, (int, float))]
-    if outcome.summary.get("weights_sha256"):
-        pairs.append(("weights sha256", outcome.summary["weights_sha256"]))
+    if summary.get("weights_sha256"):
+        pairs.append(("weights sha256", summary["weights_sha256"]))
     pairs.append(("run folder", str(outcome.run_dir)))
     key_values(pairs)
 
@@ -188,6 +227,8 @@ def rerun_verdict(result: Any) -> None:
         if c.first_divergence:
             d = c.first_divergence
             out.print(f"first difference: {d.where}, {d.metric}: {d.a} (original) vs {d.b} (rerun)", markup=False)
+        for problem in c.unread:
+            out.print(f"read in part (the verdict stands on the rows read): {problem}", markup=False)
         if c.verdict != "identical" or not c.final:
             rows = [[k, v[0], v[1]] for k, v in c.final.items()]
             if rows:

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reproexec.errors import ReproexecError
+from reproexec.errors import EngineError, ReproexecError, RunError
+from reproexec.fsutil import MAX_JSON_BYTES, read_json_object
 
 # Packages whose code computes (or decodes, or dispatches) the tensors a run trains on.
 NUMERIC_PACKAGES = re.compile(r"^(torch|torchvision|torchaudio|numpy|scipy|pillow|triton|opencv.*|mkl.*|intel-openmp|nvidia-.*|cuda-.*)$")
@@ -29,6 +30,9 @@ NUMERIC_DEBS = re.compile(r"^(libc6|libgomp1)$")
 DISPATCH_FLAGS = re.compile(r"^(sse\d.*|ssse3|avx.*|fma|f16c|amx.*)$")
 # The environment variables that pin the CPU math libraries (reproexec.runtime.seeding sets them).
 PIN_VARS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR")
+# The capture is a few levels deep; an environment.json nested deeper was not written by it (and
+# walking ~1000 levels json.loads accepts could exhaust Python's stack).
+MAX_DEPTH = 8
 
 # (key pattern, can change numerics, why) — first match wins.
 RULES: list[tuple[str, bool, str]] = [
@@ -131,50 +135,64 @@ def unpinned_libraries(values: dict[str, str]) -> list[str]:
 
 
 def view_from_parts(label: str, environment: dict[str, Any] | None, record: dict[str, Any] | None) -> EnvView:
-    env = environment or {}
+    """The flat view of a captured environment and a run record, both read from files someone else
+    wrote: a section of the wrong type counts as missing."""
+    env = _dict(environment)
     values: dict[str, str] = {}
-    py = env.get("python") or {}
+    py = _dict(env.get("python"))
     if py:
-        values["python.version"] = str(py.get("version", "")).split()[0]
+        values["python.version"] = (str(py.get("version", "")).split() or [""])[0]
         values["python.implementation"] = str(py.get("implementation", ""))
-    for name, version in (env.get("packages") or {}).items():
-        values[f"package {name.lower()}"] = str(version)
-    for name, version in (env.get("debian_packages") or {}).items():
-        values[f"deb {name}"] = str(version)
+    for name, version in _dict(env.get("packages")).items():
+        values[f"package {name.lower()}"] = _scalar(version)
+    for name, version in _dict(env.get("debian_packages")).items():
+        values[f"deb {name}"] = _scalar(version)
     for section in ("torch", "cuda", "cpu", "cpu_math", "os"):
         _flatten(env.get(section), section, values)
     values.pop("torch.parallel_info", None)  # a rendering of the thread lines above
     if env.get("platform"):
-        values["platform"] = str(env["platform"])
-    for k, v in (env.get("env") or {}).items():
+        values["platform"] = _scalar(env["platform"])
+    for k, v in _dict(env.get("env")).items():
         if v is not None:
-            values[f"env.{k}"] = str(v)
-    rec = record or {}
-    rnd = rec.get("randomness") or {}
+            values[f"env.{k}"] = _scalar(v)
+    rec = _dict(record)
+    rnd = _dict(rec.get("randomness"))
     if "seed" in rnd:
-        values["seed"] = str(rnd["seed"])
-    for k, v in (rnd.get("determinism") or {}).items():
-        values[f"determinism.{k}"] = str(v)
-    image = rec.get("image") or {}
+        values["seed"] = _scalar(rnd["seed"])
+    for k, v in _dict(rnd.get("determinism")).items():
+        values[f"determinism.{k}"] = _scalar(v)
+    image = _dict(rec.get("image"))
     if image.get("id"):
-        values["image.id"] = str(image["id"])
+        values["image.id"] = _scalar(image["id"])
     if image.get("content_hash"):
-        values["image.content_hash"] = str(image["content_hash"])
-    host = (rec.get("owner") or {}).get("host")
+        values["image.content_hash"] = _scalar(image["content_hash"])
+    host = _dict(rec.get("owner")).get("host")
     if host:
-        values["host.name"] = host
+        values["host.name"] = _scalar(host)
     return EnvView(label=label, values=values)
 
 
-def _flatten(obj: Any, prefix: str, out: dict[str, str]) -> None:
+def _dict(obj: Any) -> dict[str, Any]:
+    return obj if isinstance(obj, dict) else {}
+
+
+def _scalar(v: Any) -> str:
+    """A value as text; a list or an object where one value was expected is not walked (it may be
+    nested as deep as json.loads allows, and str() of that would exhaust the stack)."""
+    return "(not a single value)" if isinstance(v, (dict, list)) else str(v)
+
+
+def _flatten(obj: Any, prefix: str, out: dict[str, str], depth: int = 0) -> None:
     if obj is None:
         return
-    if isinstance(obj, dict):
+    if isinstance(obj, (dict, list)) and depth >= MAX_DEPTH:
+        out[prefix] = f"(nested deeper than {MAX_DEPTH} levels)"
+    elif isinstance(obj, dict):
         for k, v in obj.items():
-            _flatten(v, f"{prefix}.{k}", out)
-    elif isinstance(obj, list) and any(isinstance(x, dict) for x in obj):
+            _flatten(v, f"{prefix}.{k}", out, depth + 1)
+    elif isinstance(obj, list) and any(isinstance(x, (dict, list)) for x in obj):
         for i, x in enumerate(obj):
-            _flatten(x, f"{prefix}.{i}", out)
+            _flatten(x, f"{prefix}.{i}", out, depth + 1)
     elif isinstance(obj, list):
         out[prefix] = " ".join(str(x) for x in obj)
     else:
@@ -183,35 +201,72 @@ def _flatten(obj: Any, prefix: str, out: dict[str, str]) -> None:
 
 # -- the sides ------------------------------------------------------------------------------------
 def view_of_run_dir(path: Path, label: str | None = None) -> EnvView:
-    return view_from_parts(label or path.name, _read_json(path / "environment.json"), _read_json(path / "run.json"))
+    return view_from_parts(label or path.name, read_json_object(path / "environment.json"), read_json_object(path / "run.json"))
 
 
 def view_of_bundle(path: Path) -> EnvView:
-    from reproexec.bundle import check_members
+    """A bundle from elsewhere, read as `reproexec import` reads it: every member checked, run.json
+    bounded and validated (RunError naming the problem otherwise), environment.json bounded (one
+    that is too large, not JSON or not an object counts as missing)."""
+    import zlib
 
-    with tarfile.open(path, "r:*") as tar:
-        members = tar.getmembers()
-        run_id = check_members(members, str(path))
-        docs = {}
-        for name in ("environment.json", "run.json"):
-            try:
-                f = tar.extractfile(f"{run_id}/{name}")
-                docs[name] = json.load(f) if f else None
-            except (KeyError, json.JSONDecodeError):
-                docs[name] = None
-    return view_from_parts(f"{run_id} (bundle)", docs["environment.json"], docs["run.json"])
+    from reproexec.bundle import check_members
+    from reproexec.runstore import MAX_RUN_JSON_BYTES, RUN_JSON, parse_run_json
+
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            members = tar.getmembers()
+            run_id = check_members(members, str(path))
+            by_name = {m.name.rstrip("/"): m for m in members}
+            raw = _member_bytes(tar, by_name.get(f"{run_id}/{RUN_JSON}"), MAX_RUN_JSON_BYTES)
+            if raw is None:
+                raise RunError(f"bundle {path} has no {run_id}/{RUN_JSON}", "export the run again")
+            record = parse_run_json(raw, f"{path}:{run_id}/{RUN_JSON}")
+            env_raw = _member_bytes(tar, by_name.get(f"{run_id}/environment.json"), MAX_JSON_BYTES)
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+        raise RunError(f"bundle {path} cannot be read: {e or type(e).__name__}",
+                       "the file is damaged, truncated or not a tar archive") from None  # fmt: skip
+    try:
+        environment = json.loads(env_raw) if env_raw is not None and len(env_raw) <= MAX_JSON_BYTES else None
+    except (ValueError, RecursionError):
+        environment = None
+    return view_from_parts(f"{run_id} (bundle)", environment, record)
+
+
+def _member_bytes(tar: tarfile.TarFile, member: tarfile.TarInfo | None, limit: int) -> bytes | None:
+    """A regular member's bytes, at most `limit + 1` of them (a caller's parser refuses more); None
+    if there is no such member."""
+    f = tar.extractfile(member) if member is not None and member.isreg() else None
+    return f.read(limit + 1) if f is not None else None
 
 
 CAPTURE = "import json; from reproexec.runtime.environment import capture_environment; print(json.dumps(capture_environment()))"
 
 
 def view_of_image(engine: Any, tag: str) -> EnvView:
+    """The environment inside an image, captured by running reproexec's own capture in it: the image
+    needs a `python` that imports reproexec (a run image does)."""
     info = engine.image(tag)
-    result = engine.run_capture(tag, ["python", "-c", CAPTURE])
-    if result.exit_code != 0:
-        raise ReproexecError(f"could not read the environment inside image {tag}", details=result.output.splitlines()[-5:])
-    env = json.loads(result.output.strip().splitlines()[-1])
+    try:
+        result = engine.run_capture(tag, ["python", "-c", CAPTURE])
+    except EngineError as e:  # e.g. the image has no `python` at all: the container cannot start
+        raise _no_capture(tag, e.message.splitlines()[-5:]) from None
+    lines = result.output.strip().splitlines()
+    try:
+        env = json.loads(lines[-1]) if result.exit_code == 0 and lines else None
+    except (ValueError, RecursionError):
+        env = None
+    if not isinstance(env, dict):
+        raise _no_capture(tag, lines[-5:])
     return view_from_parts(tag, env, {"image": {"id": info.id if info else None}})
+
+
+def _no_capture(tag: str, details: list[str]) -> ReproexecError:
+    return ReproexecError(
+        f"could not read the environment inside image {tag}: it needs a `python` that can import reproexec",
+        "pass a run image (the `image` that `reproexec runs show RUN` names), a run id, a bundle or host",
+        details=details,
+    )
 
 
 def view_of_host() -> EnvView:
@@ -244,9 +299,3 @@ def resolve_side(ref: str, runs_dir: Path, engine_factory: Any) -> EnvView:
         "pass a run id from `reproexec runs list`, a run.tar.gz, an image tag, or host",
     )
 
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None

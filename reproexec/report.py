@@ -1,24 +1,47 @@
-"""The run's report page, rendered from templates/report.html.j2 with what the run folder holds."""
+"""The run's report page, rendered from templates/report.html.j2 with what the run folder holds.
+
+The run folder's files were written by the run's process (or came in a bundle): each is read through
+fsutil's bounded readers, and a file that is not what reproexec expects counts as missing; a metrics
+file read only in part (a bad line, the row or byte cap) is said so on the page.
+"""
 
 from __future__ import annotations
 
-import json
+import math
 from pathlib import Path
 from typing import Any
 
+from reproexec.compare import _RECORDS, SCRIPT_METRICS, classify, metric_value, output_globs
+from reproexec.fsutil import read_bounded, read_json_object, read_jsonl_objects
 from reproexec.imagespec import templates_root
 
 IMAGES = (("curves.png", "loss and accuracy"), ("confusion_matrix.png", "confusion matrix"), ("predictions.png", "sample predictions"))
+MAX_CONFIG_BYTES = 1024**2  # the config.yaml shown on the page
+# An SVG curve of more points, or a table of more rows, makes a larger page, not a more useful one (a
+# script may log 1,000,000 rows).
+MAX_CURVE_POINTS = 1000
+MAX_TABLE_ROWS = 1000
+
+
+def fmt(v: Any, digits: int = 4) -> str:
+    """A number as the terminal shows it: 4 decimals (0.9666), a tiny one in scientific notation."""
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}" if abs(v) >= 10**-digits or v == 0 else f"{v:.2e}"
+    return str(v)
 
 
 def _env() -> Any:
     import jinja2
 
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_root() / "templates")),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
+    env.filters["num"] = fmt
+    return env
 
 
 def render_comparison(data: dict[str, Any]) -> str:
@@ -28,24 +51,24 @@ def render_comparison(data: dict[str, Any]) -> str:
 
 def render_report(run_dir: Path, record: dict[str, Any]) -> str:
     env = _env()
-    summary = record.get("summary") or None
-    epochs = _jsonl(run_dir / "metrics" / "epochs.jsonl")
-    columns = [c for c in ("epoch", "train_loss", "val_loss", "val_acc", "lr") if any(c in e for e in epochs)]
-    final = (summary or {}).get("final") or {}
-    config_path = run_dir / "config.yaml"
+    summary = record.get("summary") if isinstance(record.get("summary"), dict) else None
+    final = (summary or {}).get("final")
+    best = (summary or {}).get("best")
     byo = bool(record.get("entrypoint"))
+    rows, metrics_problem = read_jsonl_objects(run_dir / SCRIPT_METRICS) if byo else ([], None)
     return env.get_template("report.html.j2").render(
         r=record,
         summary=summary,
-        script_metrics=_script_metrics(run_dir) if byo else None,
+        best=best if isinstance(best, dict) else None,
+        script_metrics=_script_metrics(rows),
+        metrics_problem=metrics_problem,
         outputs=_outputs(run_dir, record) if byo else [],
         seeding=_seeding(run_dir) if byo else None,
         timing=_timing_bars(record.get("timing")),
-        final_metrics=sorted((k, v) for k, v in final.items() if not isinstance(v, (dict, list))),
-        epochs=epochs,
-        epoch_columns=columns,
+        final_metrics=sorted((k, v) for k, v in final.items() if not isinstance(v, (dict, list))) if isinstance(final, dict) else [],
+        epochs=_epochs(run_dir / "metrics" / "epochs.jsonl"),
         images=[(name, caption) for name, caption in IMAGES if (run_dir / name).is_file()],
-        config_text=config_path.read_text(encoding="utf-8") if config_path.is_file() else "",
+        config_text=_text(run_dir / "config.yaml", MAX_CONFIG_BYTES),
     )
 
 
@@ -70,41 +93,67 @@ def _timing_bars(timing: Any) -> dict[str, Any] | None:
 
 
 def _outputs(run_dir: Path, record: dict[str, Any]) -> list[tuple[str, str, str]]:
-    from reproexec.compare import _RECORDS, classify
-
-    output = (_json(run_dir / "config.resolved.json") or {}).get("output") or {}
-    artifacts = record.get("artifacts") or {}
-    return [(name, classify(name, output.get("results") or [], output.get("logs") or []), digest)
+    results, logs = output_globs(run_dir)
+    artifacts = record.get("artifacts") if isinstance(record.get("artifacts"), dict) else {}
+    return [(name, classify(name, results, logs), digest)
             for name, digest in sorted(artifacts.items()) if name.split("/")[0] not in _RECORDS]  # fmt: skip
 
 
 def _seeding(run_dir: Path) -> dict[str, Any] | None:
-    det = _json(run_dir / "determinism.json") or {}
+    det = read_json_object(run_dir / "determinism.json") or {}
     if "seeded_by" not in det:
         return None
-    seeded = [k for k, v in (det.get("seeds") or {}).items() if v is not None]
-    return {"seed": det.get("seed"), "mode": det.get("mode"), "what": ", ".join(seeded) or "nothing imported"}
+    seeds = det.get("seeds") if isinstance(det.get("seeds"), dict) else {}
+    seeded = [k for k, v in seeds.items() if v is not None]
+    return {"seed": _scalar(det.get("seed")), "mode": _scalar(det.get("mode")), "what": ", ".join(seeded) or "nothing imported"}
 
 
-def _script_metrics(run_dir: Path) -> dict[str, Any] | None:
-    """A bring-your-own script's metrics (metrics/metrics.jsonl): last values and a small SVG curve
-    per metric (drawn here, so the report needs no plotting library on this machine)."""
-    rows = [r for r in _jsonl(run_dir / "metrics" / "metrics.jsonl") if isinstance(r, dict)]
-    series: dict[str, list[tuple[float, float]]] = {}
-    for i, row in enumerate(rows):
-        x = row.get("step", row.get("epoch", i + 1))
+def _epochs(path: Path) -> dict[str, Any]:
+    """The epochs table: its columns, at most MAX_TABLE_ROWS rows of formatted cells, how many more
+    there were, and the problem met reading the file."""
+    epochs, problem = read_jsonl_objects(path)
+    columns = [c for c in ("epoch", "train_loss", "val_loss", "val_acc", "lr") if any(c in e for e in epochs)]
+    rows = [["" if c not in e else fmt(_scalar(e[c])) for c in columns] for e in epochs[:MAX_TABLE_ROWS]]
+    return {"columns": columns, "rows": rows, "more": max(0, len(epochs) - MAX_TABLE_ROWS), "problem": problem}
+
+
+def _scalar(v: Any) -> Any:
+    return None if isinstance(v, (dict, list)) else v  # a structure is not the value the page names
+
+
+def _text(path: Path, limit: int) -> str:
+    try:
+        return read_bounded(path, limit, follow_symlinks=False).decode("utf-8", "replace")
+    except OSError:  # missing, a link, not a regular file or too large: the page shows no config
+        return ""
+
+
+def _script_metrics(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """A bring-your-own script's metrics (metrics/metrics.jsonl's rows): last values and a small SVG
+    curve per metric (drawn here, so the report needs no plotting library on this machine), of at
+    most MAX_CURVE_POINTS points each (evenly spaced, the last one always drawn)."""
+    counts: dict[str, int] = {}
+    for row in rows:
         for k, v in row.items():
-            if k not in ("step", "epoch") and isinstance(v, (int, float)) and not isinstance(v, bool):
-                series.setdefault(k, []).append((float(x) if isinstance(x, (int, float)) else i + 1.0, float(v)))
-    if not series:
+            if k not in ("step", "epoch") and metric_value(v) is not None:
+                counts[k] = counts.get(k, 0) + 1
+    if not counts:
         return None
-    return {"final": [(k, pts[-1][1]) for k, pts in sorted(series.items())],
-            "curves": [(k, _svg(pts)) for k, pts in sorted(series.items())]}  # fmt: skip
+    series: dict[str, list[tuple[float, float]]] = {k: [] for k in counts}
+    last: dict[str, float] = {}
+    seen = dict.fromkeys(counts, 0)
+    for i, row in enumerate(rows):
+        x = metric_value(row.get("step", row.get("epoch")))
+        for k, v in row.items():
+            if k in counts and (value := metric_value(v)) is not None:
+                last[k] = value
+                if seen[k] % max(1, counts[k] // MAX_CURVE_POINTS) == 0 or seen[k] == counts[k] - 1:
+                    series[k].append((i + 1.0 if x is None else x, value))
+                seen[k] += 1
+    return {"final": sorted(last.items()), "curves": [(k, _svg(pts)) for k, pts in sorted(series.items())]}
 
 
 def _svg(points: list[tuple[float, float]], w: int = 320, h: int = 160, pad: int = 28) -> str:
-    import math
-
     pts = [(x, y) for x, y in points if math.isfinite(x) and math.isfinite(y)]
     if not pts:
         return ""
@@ -119,19 +168,3 @@ def _svg(points: list[tuple[float, float]], w: int = 320, h: int = 160, pad: int
             f'<text x="{pad}" y="{pad - 8}" font-size="10">{y1:.4g}</text>'
             f'<text x="{pad}" y="{h - 8}" font-size="10">{y0:.4g} · x {x0:g}–{x1:g}</text></svg>')  # fmt: skip
 
-
-def _json(path: Path) -> dict[str, Any] | None:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
-        return None
-    return doc if isinstance(doc, dict) else None
-
-
-def _jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    try:
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except (OSError, ValueError, RecursionError):
-        return []

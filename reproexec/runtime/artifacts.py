@@ -132,8 +132,12 @@ def _save_png(fig: Any, path: Path) -> str:
 
 
 def plot_curves(path: Path, steps: list[dict[str, Any]], epochs: list[dict[str, Any]]) -> str:
+    from matplotlib.ticker import MaxNLocator
+
     fig = _figure(10, 4)
     ax1, ax2 = fig.subplots(1, 2)
+    for ax in (ax1, ax2):  # steps and epochs are counted: no tick at epoch 1.25
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax1.plot([r["step"] for r in steps], [r["loss"] for r in steps], lw=0.8, label="train loss (step)")
     ev = [r for r in epochs if r.get("val_loss") is not None]
     if epochs:

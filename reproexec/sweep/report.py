@@ -2,7 +2,8 @@
 table that `reproexec runs compare` prints.
 
 Everything read from a run folder was written by a container and is treated as hostile: files are
-size-capped, rows that are not objects are skipped, a metric is believed only as a finite number,
+read through fsutil's bounded readers (no link followed; a file that is not a JSON object is
+missing; rows that are not objects are skipped), a metric is believed only as a finite number,
 and the page is rendered with autoescaping. The plots are inline SVG computed here (no matplotlib
 on the host), so the page is one self-contained file.
 """
@@ -16,8 +17,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-MAX_JSON_BYTES = 4_000_000
-MAX_JSONL_BYTES = 64_000_000
+from reproexec.compare import metric_value
+from reproexec.fsutil import read_json_object, read_jsonl_objects
+from reproexec.report import fmt
+
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22"]
 FINAL_METRICS = ("val_acc", "val_loss", "train_loss")
 _SHA_HEX = set("0123456789abcdef")
@@ -25,47 +28,17 @@ _SHA_HEX = set("0123456789abcdef")
 
 # -- reading run folders (hostile input) -------------------------------------------------------
 def number(v: Any) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    v = float(v)
-    return v if math.isfinite(v) else None
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        if path.is_symlink() or path.stat().st_size > MAX_JSON_BYTES:
-            return None
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) else None
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    try:
-        if path.is_symlink() or path.stat().st_size > MAX_JSONL_BYTES:
-            return []
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return []
-    rows = []
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
+    v = metric_value(v)
+    return v if v is not None and math.isfinite(v) else None
 
 
 def run_facts(run_dir: Path) -> dict[str, Any]:
     """What a report needs from one run folder, each value checked."""
-    record = read_json(run_dir / "run.json") or {}
-    summary = read_json(run_dir / "summary.json") or {}
+    record = read_json_object(run_dir / "run.json") or {}
+    summary = read_json_object(run_dir / "summary.json") or {}
     metrics = record.get("metrics") if isinstance(record.get("metrics"), dict) else {}
     sha = summary.get("weights_sha256")
-    config = read_json(run_dir / "config.resolved.json") or {}
+    config = read_json_object(run_dir / "config.resolved.json") or {}
     return {
         "run_id": str(record.get("run_id") or run_dir.name),
         "status": str(record.get("status") or "unknown"),
@@ -76,9 +49,9 @@ def run_facts(run_dir: Path) -> dict[str, Any]:
 
 
 def curves(run_dir: Path) -> dict[str, list[tuple[float, float]]]:
-    steps = [(number(r.get("step")), number(r.get("loss"))) for r in read_jsonl(run_dir / "metrics" / "steps.jsonl")]
+    steps = [(number(r.get("step")), number(r.get("loss"))) for r in read_jsonl_objects(run_dir / "metrics" / "steps.jsonl")[0]]
     out: dict[str, list[tuple[float, float]]] = {"loss": [(s, v) for s, v in steps if s is not None and v is not None]}
-    epochs = read_jsonl(run_dir / "metrics" / "epochs.jsonl")
+    epochs = read_jsonl_objects(run_dir / "metrics" / "epochs.jsonl")[0]
     for key in FINAL_METRICS:
         pts = [(number(r.get("epoch")), number(r.get(key))) for r in epochs]
         out[key] = [(e, v) for e, v in pts if e is not None and v is not None]
@@ -169,6 +142,15 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     return [lo + (hi - lo) * i / (n - 1) for i in range(n)]
 
 
+def _count_ticks(lo: float, hi: float, most: int = 6) -> list[int]:
+    """Whole-number ticks for an axis that counts (steps, epochs), placed like matplotlib's
+    MaxNLocator(integer=True): at most `most`, 1, 2 or 5 times a power of ten apart, within lo..hi."""
+    raw = max(1.0, (hi - lo) / (most - 1))
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    return list(range(math.ceil(lo / step) * step, math.floor(hi) + 1, step))
+
+
 def _band_plot(curve_sets: dict[str, list[dict[str, Any]]], key: str, colours: dict[str, str], xlabel: str, ylabel: str) -> dict[str, Any]:
     """Per variant: the mean across seeds as a line, min..max across seeds as a band (at the x values
     every seed logged)."""
@@ -193,7 +175,7 @@ def _band_plot(curve_sets: dict[str, list[dict[str, Any]]], key: str, colours: d
         s["band"] = " ".join(f"{sx(x)},{sy(y)}" for x, y in s["hi"] + list(reversed(s["lo"])))
     return {
         "empty": False, "xlabel": xlabel, "ylabel": ylabel, "series": series, "w": W, "h": H,
-        "xticks": [(sx(t), _fmt_tick(t)) for t in _ticks(min(allx), max(allx))],
+        "xticks": [(sx(t), str(t)) for t in _count_ticks(min(allx), max(allx))],
         "yticks": [(sy(t), _fmt_tick(t)) for t in _ticks(min(ally), max(ally))],
         "axis": {"x0": PAD_L, "x1": W - PAD_R, "y0": H - PAD_B, "y1": PAD_T},
     }  # fmt: skip
@@ -237,13 +219,6 @@ def _fmt_tick(v: float) -> str:
 
 
 # -- rendering ----------------------------------------------------------------------------------
-def fmt(v: Any, digits: int = 4) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, float):
-        return f"{v:.{digits}f}" if abs(v) >= 10 ** -digits or v == 0 else f"{v:.2e}"
-    return str(v)
-
 
 def fmt_p(p: Any) -> str:
     return "—" if p is None else (f"{p:.4f}" if p >= 1e-4 else f"{p:.1e}")

@@ -76,7 +76,7 @@ def test_report_renders_metrics_and_pictures_in_headless_chromium(demo_runs):
         capture_output=True, text=True, timeout=120,
     ).stdout  # fmt: skip
     assert 'id="status">succeeded<' in dom
-    assert f"{run.summary['final']['val_acc']}" in dom
+    assert f"{run.summary['final']['val_acc']:.4f}" in dom  # as the terminal shows it
     assert 'data-images-loaded="3/3"' in dom
 
 

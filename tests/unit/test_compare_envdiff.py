@@ -3,6 +3,8 @@ import json
 import pytest
 
 from reproexec.compare import DIFFERS, IDENTICAL, WITHIN, compare_runs
+from reproexec.engine import ContainerResult
+from reproexec.errors import EngineError, ReproexecError
 from reproexec.envdiff import EnvView, classify, diff_env, view_from_parts
 
 pytestmark = pytest.mark.unit
@@ -195,3 +197,132 @@ def test_a_rebuild_of_the_same_content_tag_is_not_a_numerics_difference():
     assert "same content tag" in same[0].why
     other = diff_env(view("a", "sha256:" + "1" * 64, "c" * 64), view("b", "sha256:" + "2" * 64, "d" * 64))
     assert {(d.key, d.numerics) for d in other} == {("image.id", True), ("image.content_hash", True)}
+
+
+# -- what a run or a bundle wrote is read, never trusted to be well-formed ------------------------
+DEEP = "[" * 200_000 + "]" * 200_000
+
+
+@pytest.mark.parametrize("summary", ["[1, 2]", DEEP, '{"weights_sha256": ' + "[" * 990 + "]" * 990 + "}"])
+def test_a_summary_that_is_not_an_object_is_no_summary(tmp_path, summary):
+    from reproexec.compare import final_metrics
+
+    a = make_byo_run(tmp_path / "a", {"metrics/metrics.jsonl": '{"step": 1, "acc": 0.5}\n'})
+    (a / "summary.json").write_text(summary)  # a bring-your-own script writes what it likes
+    assert final_metrics(a) == {"acc": 0.5}  # the script's metrics, as without a summary
+    b = make_byo_run(tmp_path / "b", {"metrics/metrics.jsonl": '{"step": 1, "acc": 0.5}\n'})
+    c = compare_runs(a, b)
+    assert c.verdict == IDENTICAL and c.weights == (None, None) and c.final == {"acc": (0.5, 0.5)}
+    json.dumps(c.to_dict())  # comparison.json can be written
+
+
+def test_a_bad_metrics_line_keeps_the_other_rows_and_is_named(tmp_path):
+    from reproexec.compare import read_final_metrics
+
+    text = '{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n[3]\n{"step": 3, "loss": 1.0}\n\x00garbage{{\n'
+    a = make_byo_run(tmp_path / "a", {"metrics/metrics.jsonl": text})
+    assert read_final_metrics(a) == ({"loss": 1.0}, "metrics.jsonl line 3 is not a JSON object (the other rows were kept)")
+    c = compare_runs(a, make_byo_run(tmp_path / "b", {"metrics/metrics.jsonl": text}))
+    assert c.verdict == IDENTICAL and c.final == {"loss": (1.0, 1.0)} and c.compared_values == 3
+    assert c.unread == [f"{run}: metrics.jsonl line 3 is not a JSON object (the other rows were kept)" for run in "ab"]
+
+
+def test_a_linked_metrics_file_is_not_followed(tmp_path):
+    from reproexec.compare import read_final_metrics
+
+    secret = tmp_path / "elsewhere.jsonl"
+    secret.write_text('{"step": 1, "loss": 0.25}\n')
+    a = make_byo_run(tmp_path / "a", {})
+    (a / "metrics").mkdir()
+    (a / "metrics" / "metrics.jsonl").symlink_to(secret)
+    final, problem = read_final_metrics(a)
+    assert final == {} and problem.startswith("metrics.jsonl: ")  # ELOOP, in the system's words
+    c = compare_runs(a, make_byo_run(tmp_path / "b", {}))
+    assert c.unread == [f"a: {problem}"] and c.verdict == IDENTICAL
+
+
+def test_a_scripts_deep_structures_in_a_row_are_no_position_and_no_metric(tmp_path):
+    deep = "{" + '"a": {' * 500 + '"x": 1' + "}" * 501  # a metric is at most 8 levels deep
+    row = '{"step": ' + "[" * 500 + "]" * 500 + ', "loss": 1.0, "deep": ' + deep + "}\n"
+    a = make_byo_run(tmp_path / "a", {"metrics/metrics.jsonl": row})
+    c = compare_runs(a, make_byo_run(tmp_path / "b", {"metrics/metrics.jsonl": row.replace("1.0", "2.0")}))
+    assert (c.verdict, c.first_divergence.where, c.first_divergence.metric) == (DIFFERS, "row 1", "loss")
+    assert c.compared_values == 1
+
+
+def _bundle(path, run_json: bytes, environment: bytes | None = None):
+    import io
+    import tarfile
+
+    run_id = "2026-11-24_resnet18_digits_abcdef"
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in (("run.json", run_json), ("environment.json", environment)):
+            if data is not None:
+                info = tarfile.TarInfo(f"{run_id}/{name}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+RECORD = {"schema": 1, "run_id": "2026-11-24_resnet18_digits_abcdef", "status": "succeeded",
+          "started_at": "2026-11-24T10:00:00+00:00", "reproexec_version": "0.1.0", "randomness": {"seed": 7}}  # fmt: skip
+
+
+def test_env_diff_of_a_hostile_bundle_is_refused_cleanly(tmp_path):
+    from typer.testing import CliRunner
+
+    from reproexec.cli.app import app
+    from reproexec.envdiff import view_of_bundle
+
+    deep = _bundle(tmp_path / "deep.tar.gz", b"[" * 100_000 + b"]" * 100_000)
+    r = CliRunner().invoke(app, ["env", "diff", str(deep), str(deep)])
+    assert r.exit_code == 7, r.output
+    assert f"error: {deep}:2026-11-24_resnet18_digits_abcdef/run.json is not valid JSON: maximum recursion depth" in r.stderr
+    assert "Traceback" not in r.output
+    # environment.json is only read: a list, a deep nesting or a section of the wrong type counts as missing
+    for env in (b"[1]", b"[" * 100_000 + b"]" * 100_000, b'{"python": "3.11", "packages": [1], "cpu": ' + b"[" * 200 + b"]" * 200 + b"}"):
+        view = view_of_bundle(_bundle(tmp_path / "b.tar.gz", json.dumps(RECORD).encode(), env))
+        assert view.values.get("seed") == "7" and "python.version" not in view.values
+    assert view.values["cpu" + ".0" * 8] == "(nested deeper than 8 levels)"
+    damaged = tmp_path / "damaged.tar.gz"
+    damaged.write_bytes(_bundle(tmp_path / "c.tar.gz", json.dumps(RECORD).encode()).read_bytes()[:40])
+    with pytest.raises(ReproexecError, match="(?s)cannot be read: .*Fix: the file is damaged, truncated or not a tar archive"):
+        view_of_bundle(damaged)
+
+
+class _ImageEngine:
+    """An engine with one image, whose containers fail as Docker fails them."""
+
+    def __init__(self, result=None, error=None):
+        from reproexec.engine import ImageInfo
+
+        self.info = ImageInfo(id="sha256:" + "1" * 64, tags=("debian:12",), repo_digests=(), labels={}, layers=())
+        self.result, self.error = result, error
+
+    def image(self, ref):
+        return self.info
+
+    def run_capture(self, image, command, *, network=False):
+        if self.error:
+            raise self.error
+        return self.result
+
+
+@pytest.mark.parametrize("engine, detail", [
+    (_ImageEngine(error=EngineError('Docker could not run the container: exec: "python": executable file not found in $PATH')),
+     'exec: "python": executable file not found in $PATH'),
+    (_ImageEngine(result=ContainerResult(1, "ModuleNotFoundError: No module named 'reproexec'\n")), "No module named 'reproexec'"),
+    (_ImageEngine(result=ContainerResult(0, "hello\n")), "hello"),
+])  # fmt: skip
+def test_env_diff_of_an_image_without_reproexec_names_the_image(monkeypatch, engine, detail):
+    from typer.testing import CliRunner
+
+    from reproexec import engine as engine_module
+    from reproexec.cli.app import app
+
+    monkeypatch.setattr(engine_module, "connect", lambda: engine)
+    r = CliRunner().invoke(app, ["env", "diff", "debian:12", "debian:12"])
+    assert r.exit_code == 1, r.output
+    assert ("error: could not read the environment inside image debian:12: it needs a `python` that can import "
+            "reproexec") in r.stderr
+    assert detail in r.stderr and "Fix: pass a run image" in r.stderr and "Traceback" not in r.output

@@ -156,3 +156,29 @@ def test_cpu_slots_split_the_cpus_between_concurrent_cells():
     assert cpu_slots(2, [0, 1, 2, 3, 5]) == ["0,1", "2,3"]
     with pytest.raises(ConfigError, match="--parallel 3: this machine gives reproexec 2 CPU"):
         cpu_slots(3, [0, 1])
+
+
+def test_the_step_and_epoch_axes_tick_at_whole_numbers(record):
+    plots = build_report(record)["plots"]
+    assert [label for _, label in plots["loss"]["xticks"]] == ["2", "4", "6", "8", "10"]  # steps 1..10
+    assert [label for _, label in plots["metric"]["xticks"]] == ["1", "2"]  # epochs 1..2
+    from reproexec.sweep.report import _count_ticks
+
+    assert _count_ticks(1, 20) == [5, 10, 15, 20] and _count_ticks(1, 1_000_000)[-1] == 1_000_000
+
+
+def test_files_that_are_not_objects_links_or_deep_nestings_are_missing(tmp_path):
+    from reproexec.sweep.report import curves, run_facts
+
+    d = _run(tmp_path, "odd", "plain", 0, 0.9)
+    (d / "summary.json").write_text('["' + "f" * 64 + '"]')
+    (d / "config.resolved.json").write_text("[" * 200_000 + "]" * 200_000)
+    elsewhere = tmp_path / "elsewhere.jsonl"
+    elsewhere.write_text('{"step": 1, "loss": 0.5}\n')
+    (d / "metrics" / "steps.jsonl").unlink()
+    (d / "metrics" / "steps.jsonl").symlink_to(elsewhere)
+    (d / "metrics" / "epochs.jsonl").write_text('{"epoch": 1, "val_acc": 0.5}\n{"epoch": 2, "val_acc": 1' + "0" * 400 + "}\n")
+    facts = run_facts(d)
+    assert facts["weights_sha256"] is None and facts["config"] == {} and facts["metrics"]["val_acc"] == 0.9
+    got = curves(d)
+    assert got["loss"] == [] and got["val_acc"] == [(1.0, 0.5)]  # a number too large for a float is none
