@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import io
 import json
 import os
 import stat
@@ -156,7 +157,7 @@ def read_jsonl_objects(path: Path | str, *, limit: int = MAX_JSONL_BYTES,
     else:
         problem = None
     rows: list[dict[str, Any]] = []
-    for n, line in enumerate(data.splitlines(), 1):
+    for n, line in enumerate(io.BytesIO(data), 1):  # line by line: no second copy of the file as a list
         if not line.strip():
             continue
         if len(rows) >= max_rows:

@@ -862,9 +862,12 @@ def _finish(run_dir: Path, record: dict[str, Any], status: str, reason: str | No
     summary = read_json_object(run_dir / "summary.json")  # an object, or None: a script's list is its own business
     record["summary"] = summary
     if record.get("entrypoint"):
-        from reproexec.compare import final_metrics
+        from reproexec.compare import read_final_metrics
 
-        record["metrics"] = final_metrics(run_dir) or None  # the last value of each metric the script logged
+        metrics, problem = read_final_metrics(run_dir)  # the last value of each metric the script logged
+        record["metrics"] = metrics or None
+        if problem:
+            record["metrics_problem"] = problem  # e.g. a line that is not JSON: the other rows were kept
     else:
         final = (summary or {}).get("final")
         record["metrics"] = final if isinstance(final, dict) else None

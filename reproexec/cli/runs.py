@@ -64,6 +64,12 @@ def show(run_id: Annotated[str, typer.Argument(help="Run id or run folder.")], r
     for k, v in sorted(((d.get("metrics") or {}).items())):
         if not isinstance(v, (dict, list)):
             pairs.append((k, _fmt(v)))
+    if d.get("metrics_problem"):
+        pairs.append(("metrics", str(d["metrics_problem"])))
+    image = d.get("image") if isinstance(d.get("image"), dict) else {}
+    inside = image.get("reproexec") if isinstance(image.get("reproexec"), dict) else {}
+    pairs.append(("reproexec", str(d.get("reproexec_version")) + (f" (in the image: {inside.get('version')})"
+                                                                  if inside.get("version") not in (None, d.get("reproexec_version")) else "")))
     if isinstance(d.get("summary"), dict):
         pairs.append(("weights sha256", d["summary"].get("weights_sha256")))
     timing = d.get("timing") if isinstance(d.get("timing"), dict) else {}
