@@ -34,8 +34,9 @@ def original(docker_engine, base_image, demo_snapshot, tmp_path_factory):
     return run, bundle
 
 
-def _edit_bundle(src, dst, edit):
-    """Rewrite one file of a bundle and keep run.json's sha256 consistent (a deliberate edit)."""
+def _edit_bundle(src, dst, edit, edit_record=lambda record: None):
+    """Rewrite one file of a bundle (and run.json, with edit_record) and keep run.json's sha256
+    consistent: a deliberate edit, made the way an author of such a run would record it."""
     with tarfile.open(src) as tar:
         members = [(m, tar.extractfile(m).read() if m.isfile() else None) for m in tar.getmembers()]
     run_id = members[0][0].name.split("/")[0]
@@ -44,6 +45,7 @@ def _edit_bundle(src, dst, edit):
     files[name] = new
     record = json.loads(files[f"{run_id}/run.json"])
     record["artifacts"][name.split("/", 1)[1]] = hashlib.sha256(new).hexdigest()
+    edit_record(record)
     files[f"{run_id}/run.json"] = json.dumps(record).encode()
     with tarfile.open(dst, "w:gz") as tar:
         for m, _ in members:
@@ -62,8 +64,15 @@ def test_an_edited_thread_count_differs_and_env_diff_names_it(original, tmp_path
         cfg["determinism"]["threads"] = 2
         return name, json.dumps(cfg).encode()
 
+    def recorded_as_2_threads(record):
+        record["randomness"]["determinism"]["threads"] = 2
+        record["randomness"]["environment"].update(OMP_NUM_THREADS="2", MKL_NUM_THREADS="2")
+
     edited = tmp_path / "edited.tar.gz"
-    _edit_bundle(bundle, edited, threads_2)
+    _edit_bundle(bundle, edited, threads_2)  # the config alone: run.json disagrees, refused
+    r = runner.invoke(app, ["rerun", str(edited), "--runs-dir", str(tmp_path / "refused")])
+    assert r.exit_code == 7 and "determinism.threads: run.json 1, config.resolved.json 2" in r.stderr, r.output + r.stderr
+    _edit_bundle(bundle, edited, threads_2, recorded_as_2_threads)  # consistently: replayed with 2 threads
     r = runner.invoke(app, ["rerun", str(edited), "--runs-dir", str(tmp_path / "store")])
     assert r.exit_code == 11, r.output + r.stderr
     assert f"differs (rerun of {run.run_id})" in r.stdout
@@ -124,7 +133,13 @@ def test_rerun_from_a_with_image_bundle_loads_the_saved_image(docker_engine, ori
     finally:
         bundle.unlink()  # 6 GB: do not leave it in pytest's kept temp folders
     assert r.exit_code == 0, r.output + r.stderr
-    assert f"image {tag} (the recorded one, reused)" in r.stderr
+    content = tag.split(":")[1]  # loaded as reproexec-bundle:<hash>, never as the recorded reproexec-env tag
+    assert f"image reproexec-bundle:{content} (the recorded one, reused)" in r.stderr
+    assert docker_engine.image(tag) is None
+    # leave the engine as this test found it (the same image, saved and loaded: the same id and labels),
+    # so later tests do not rebuild the demo image from a cold cache
+    docker_engine.tag(docker_engine.image(f"reproexec-bundle:{content}").id, *tag.split(":"))
+    docker_engine.remove_image(f"reproexec-bundle:{content}", force=False)
     assert "identical" in r.stdout
 
 
