@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from reproexec.config import _NAME_RE, Config, LoadedConfig, parse_yaml, validate_config
+from reproexec.config import _NAME_RE, Config, LoadedConfig, read_yaml_file, validate_config
 from reproexec.errors import ConfigError
 
 # The trainer's final metrics (summary.json "final") and which way is better.
@@ -125,13 +125,7 @@ def config_differences(a: dict[str, Any], b: dict[str, Any], *, ignore: tuple[st
 def load_sweep(path: str | Path) -> SweepSpec:
     """Read and validate a sweep file and every cell; one ConfigError lists every problem."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"sweep file {path} does not exist", "pass the path of a sweep.yaml (see examples/ablation/)") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
-        raise ConfigError(f"sweep file {path} cannot be read: {e}", "pass a readable UTF-8 YAML file") from None
-    raw = parse_yaml(text, str(path))
+    text, raw = read_yaml_file(path, "sweep file", "pass the path of a sweep.yaml (see examples/ablation/)")
     return validate_sweep(raw, path.resolve(), text)
 
 
@@ -158,19 +152,19 @@ def validate_sweep(raw: dict[str, Any], path: Path, text: str = "") -> SweepSpec
     if isinstance(metric, str) and metric not in METRICS:
         errors.append(f"metric = {metric!r}: the trainer does not log it; choose one of {', '.join(METRICS)}")
     base: LoadedConfig | None = None
+    base_raw: dict[str, Any] = {}
     base_ref = raw.get("base")
     if isinstance(base_ref, str):
-        from reproexec.config import load_config
-
-        try:
-            base = load_config(_relative(path, base_ref))
+        base_path = _relative(path, base_ref)
+        try:  # read once: the variants merge over the same mapping the base was validated from
+            _, base_raw = read_yaml_file(base_path)
+            base = LoadedConfig(config=validate_config(base_raw, str(base_path)), path=base_path.resolve())
         except ConfigError as e:
             errors.append(f"base = {base_ref!r}: {e.message}")
             errors += [f"  base: {d}" for d in e.details]
     cells: list[Cell] = []
     differences: dict[str, list[tuple[str, Any, Any]]] = {}
     if base is not None:
-        base_raw = parse_yaml(base.path.read_text(encoding="utf-8"), str(base.path))
         if base.config.entrypoint:
             errors.append(
                 f"base = {base_ref!r}: has an entrypoint (bring-your-own script); a sweep compares the built-in "
