@@ -416,7 +416,34 @@ def test_a_huge_manifest_is_refused_before_it_is_read(tmp_path: Path) -> None:
         f.truncate(MAX_MANIFEST_BYTES + 1)  # sparse: no disk used
     with pytest.raises(DataError) as exc:
         load_manifest(p)
-    assert exc.value.message == f"manifest {p} is larger than 1,073,741,824 bytes, the most reproexec reads"
+    # 256 MiB: parsed, a manifest takes ~3.5x its size (the old 1 GiB let one take ~4 GB)
+    assert exc.value.message == f"manifest {p} is larger than 268,435,456 bytes, the most reproexec reads"
+    assert exc.value.hint == (
+        "a manifest of 256 MiB lists ~1.5 million files; if this one is a snapshot you trust, raise the limit with "
+        "REPROEXEC_MAX_MANIFEST_BYTES=BYTES; otherwise regenerate it with `reproexec data snapshot DIR`"
+    )
+
+
+def test_the_manifest_limit_can_be_raised_or_lowered_and_is_checked(tmp_path: Path, monkeypatch) -> None:
+    p = write_manifest(tmp_path, '{"count": 1, "files": [{"relpath": "a", "bytes": 1, "sha256": "%s"}]}' % GOOD)
+    monkeypatch.setenv("REPROEXEC_MAX_MANIFEST_BYTES", "64")
+    with pytest.raises(DataError) as exc:
+        load_manifest(p)
+    assert exc.value.message == f"manifest {p} is larger than 64 bytes, the most reproexec reads"
+    monkeypatch.setenv("REPROEXEC_MAX_MANIFEST_BYTES", "4096")
+    assert load_manifest(p).count == 1
+    monkeypatch.setenv("REPROEXEC_MAX_MANIFEST_BYTES", "1g")
+    with pytest.raises(DataError) as exc:
+        load_manifest(p)
+    assert exc.value.message == "REPROEXEC_MAX_MANIFEST_BYTES='1g' is not a number of bytes"
+
+
+@pytest.mark.timeout(10)
+def test_a_manifest_that_is_a_device_is_refused_unread(tmp_path: Path) -> None:
+    (tmp_path / "manifest.json").symlink_to("/dev/zero")
+    with pytest.raises(DataError) as exc:
+        load_manifest(tmp_path / "manifest.json")
+    assert exc.value.message == f"manifest {tmp_path / 'manifest.json'} is not a regular file"
 
 
 def test_a_manifest_that_is_a_fifo_or_a_folder_is_refused_without_blocking(tmp_path: Path) -> None:
