@@ -527,6 +527,51 @@ def verify_snapshot(
     return report
 
 
+def class_folders(root: str | os.PathLike[str], parent: str) -> list[str]:
+    """The class folders in `root`/`parent` (data.train_dir or data.val_dir) as the trainer sees them
+    on disk, sorted: every sub-folder whose name does not start with '.'. None at all gives [] (the
+    caller says what that means); DataError names every class folder that holds no file at any
+    depth (hidden files do not count, the trainer skips them), and a `parent` that is missing, not
+    a folder or unreadable.
+
+    A manifest lists files, never folders, so an empty class folder passes verify_snapshot; the
+    trainer would still count it as a class and fail once the run has started."""
+    folder = Path(root) / parent
+    where = "check data.train_dir / data.val_dir, or the snapshot"
+    try:
+        classes = sorted(e.name for e in os.scandir(folder) if not e.name.startswith(".") and e.is_dir())
+        empty = [name for name in classes if not _holds_a_file(folder / name)]
+    except FileNotFoundError as e:
+        raise DataError(f"{_shown(str(e.filename or folder))} does not exist", f"the snapshot needs {parent}/<class>/<image> folders; {where}") from None
+    except NotADirectoryError:
+        raise DataError(f"{_shown(str(folder))} is not a folder", f"the snapshot needs {parent}/<class>/<image> folders; {where}") from None
+    except OSError as e:
+        raise DataError(f"cannot list {_shown(str(e.filename or folder))}: {e.strerror or e}", "make the snapshot readable") from None
+    if empty:
+        n = len(empty)
+        raise DataError(
+            f"{_shown(str(folder))}: {n} class folder{'s hold' if n != 1 else ' holds'} no files",
+            f"the trainer counts every folder in {parent}/ as a class: put the class's images in it and take a "
+            "new snapshot (`reproexec data snapshot DIR`), or remove the empty folder",
+            details=_capped([f"{_shown(f'{parent}/{name}/')}: empty" for name in empty]),
+        )
+    return classes
+
+
+def _holds_a_file(folder: Path) -> bool:
+    """Whether a file the trainer would read (one not named .*) is anywhere under `folder`; it stops
+    at the first. Links are not followed into (verify refuses them anyway)."""
+    stack = [folder]
+    while stack:
+        with os.scandir(stack.pop()) as entries:
+            for e in entries:
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(Path(e.path))
+                elif not e.name.startswith(".") and e.is_file():
+                    return True
+    return False
+
+
 def _find_renames(root: str, missing: Sequence[FileEntry], unexpected: Sequence[str]) -> list[tuple[str, str]]:
     """Pair each missing file with an unexpected file of the same size and sha256."""
     by_size: dict[int, list[FileEntry]] = {}
