@@ -456,8 +456,9 @@ def read_yaml_file(path: Path, what: str = "config file",
 def parse_yaml(text: str, source: str) -> dict[str, Any]:
     """YAML → a mapping. Refused, each as a ConfigError naming the line: anchors and aliases (&x / *x),
     which add nothing a config needs (the resolved config writes every value out anyway) and nest
-    into exponential expansions (a 436-byte "billion laughs" file); a key twice in one mapping, which
-    YAML would silently resolve to the last value; nesting deeper than MAX_YAML_DEPTH."""
+    into exponential expansions (a 436-byte "billion laughs" file), and merge keys (<<) with them; a
+    key twice in one mapping, which YAML would silently resolve to the last value; nesting deeper
+    than MAX_YAML_DEPTH."""
     import yaml
 
     try:
@@ -513,14 +514,14 @@ def _loader() -> Any:
         def construct_mapping(self, node: Any, deep: bool = False) -> Any:
             first: dict[Any, int] = {}
             for key_node, _ in node.value if isinstance(node, yaml.MappingNode) else ():
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    continue  # `<<:` is merged by SafeLoader; explicit keys override it, as YAML says
+                line = key_node.start_mark.line + 1
+                if key_node.tag == "tag:yaml.org,2002:merge":  # without aliases `<<:` only hides keys
+                    raise _Refused(f"YAML merge keys (<<) are not allowed (line {line})", "write the keys out")
                 key = self.construct_object(key_node, deep=deep)
                 if not isinstance(key, Hashable):
                     continue  # SafeLoader refuses it, naming the line
-                line = key_node.start_mark.line + 1
                 if key in first:
-                    raise _Refused(f"duplicate key {key!r} at line {line} (first at line {first[key]})",
+                    raise _Refused(f"duplicate key {_short(key)} at line {line} (first at line {first[key]})",
                                    "keep one of the two: YAML would silently use the last")  # fmt: skip
                 first[key] = line
             return super().construct_mapping(node, deep=deep)

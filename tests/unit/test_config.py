@@ -227,3 +227,11 @@ def test_a_crop_may_use_the_padding_and_integers_are_numbers():
     ]
     # Without resize the images keep their own sizes, which the config cannot know.
     assert validate_config({**MINIMAL, "augment": {"resize": None, "random_crop": {"size": [512, 512]}}})
+
+
+def test_a_merge_key_is_refused_with_the_anchors(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("name: x\ndata: {snapshot: d}\ntrain:\n  <<: {lr: 0.5}\n  lr: 0.1\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert e.value.message == f"{path}: YAML merge keys (<<) are not allowed (line 4)"
