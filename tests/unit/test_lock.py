@@ -112,3 +112,9 @@ def test_a_huge_line_is_refused_without_being_split_or_printed():
         "line 1: 'a a a a a a a a a a a a a a a a a a a a a a a a a a a a ... is not a requirement "
         "(Expected semicolon (after name with no version specifier) or end)"
     ]
+
+
+def test_a_hash_without_an_algorithm_is_a_problem_not_a_crash():
+    with pytest.raises(LockError) as e:
+        parse_lock("numpy==2.4.6 --hash=abc\n", Path("r.lock"))  # was an IndexError
+    assert e.value.details == ["line 1: hash 'abc' is not sha256:<64 hex digits>"]
