@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError
 
 from reproexec.config import _NAME_RE, Config, LoadedConfig, read_yaml_file, validate_config
 from reproexec.errors import ConfigError
@@ -39,9 +39,9 @@ class _Strict(BaseModel):
 
 class SlurmSection(_Strict):
     partition: str | None = Field(None, description="sbatch --partition; default: the cluster's default partition.")
-    cpus_per_task: Annotated[int, Field(ge=1)] = Field(1, description="sbatch --cpus-per-task for each cell.")
+    cpus_per_task: Annotated[StrictInt, Field(ge=1)] = Field(1, description="sbatch --cpus-per-task for each cell.")
     mem: str | None = Field(None, pattern=r"^[0-9]+[KMGT]?$", description="sbatch --mem per cell, e.g. 8G.")
-    time: Annotated[int, Field(ge=1)] = Field(60, description="sbatch --time per cell, in minutes.")
+    time: Annotated[StrictInt, Field(ge=1)] = Field(60, description="sbatch --time per cell, in minutes.")
     sbatch: dict[Annotated[str, Field(pattern=_SBATCH_KEY)], str | int | bool] = Field(
         default_factory=dict, description="Extra sbatch options, e.g. {qos: normal, account: vision}."
     )
@@ -51,13 +51,13 @@ class SlurmSection(_Strict):
         "image is `docker save`d there once and `docker load`ed by a job whose engine lacks it, checked by "
         "its content hash. Relative to the sweep file.",
     )
-    poll_s: float = Field(3.0, gt=0, le=300, description="How often the sweep asks Slurm for job states.")
+    poll_s: StrictFloat = Field(3.0, gt=0, le=300, description="How often the sweep asks Slurm for job states.")
 
 
 class SweepFile(_Strict):
     name: str = Field(..., pattern=_NAME_RE, description="Sweep name; part of the sweep folder's name.")
     base: str = Field(..., description="The base config, relative to the sweep file.")
-    seeds: list[Annotated[int, Field(ge=0, lt=2**32)]] = Field(..., min_length=1, description="Every variant runs once per seed.")
+    seeds: list[Annotated[StrictInt, Field(ge=0, lt=2**32)]] = Field(..., min_length=1, description="Every variant runs once per seed.")
     baseline: str = Field(..., description="The variant the others are compared against.")
     metric: str = Field("val_acc", description=f"The final metric to compare: {', '.join(METRICS)}.")
     variants: dict[Annotated[str, Field(pattern=_NAME_RE)], dict[str, Any] | None] = Field(

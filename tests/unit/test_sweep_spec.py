@@ -119,3 +119,10 @@ def test_a_duplicate_key_in_a_sweep_file_is_refused(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_sweep(path)
     assert e.value.message.startswith(f"{path}: duplicate key 'seeds' at line ")
+
+
+def test_sweep_numbers_are_strict_as_config_numbers_are(tmp_path):
+    out = _refusal(tmp_path, seeds=[True, 1.0], slurm={"cpus_per_task": True, "poll_s": "3"})
+    assert "seeds.0 = True: Input should be a valid integer" in out and "seeds.1 = 1.0: Input should be a valid integer" in out
+    assert "slurm.cpus_per_task = True: Input should be a valid integer" in out
+    assert "slurm.poll_s = '3': Input should be a valid number" in out
