@@ -14,8 +14,12 @@ path while the wheel is built, so it imports nothing from reproexec.
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
+import os
+import stat
+from collections.abc import Iterable
 from pathlib import Path
 
 # What goes into reproexec's wheel (pyproject's packages + force-include + readme): the sources
@@ -40,13 +44,26 @@ def checkout_root() -> Path | None:
 
 def source_hash(root: Path) -> str:
     """sha256 over the wheel's source files (relative path and content, in path order)."""
-    h = hashlib.sha256()
-    files = [root / f for f in WHEEL_TOP_FILES]
+    files = list(WHEEL_TOP_FILES)
     for tree in WHEEL_TREES:
-        files += [p for p in (root / tree).rglob("*") if p.is_file() and "__pycache__" not in p.parts]
-    for p in sorted(files, key=lambda p: p.relative_to(root).as_posix()):
-        h.update(p.relative_to(root).as_posix().encode("utf-8", "surrogateescape") + b"\0")
-        with open(p, "rb") as f:
+        files += [p.relative_to(root).as_posix() for p in (root / tree).rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    return tree_sha256(root, files)
+
+
+def tree_sha256(root: Path, relpaths: Iterable[str]) -> str:
+    """The one folder hash (the wheel's sources here, a code folder outside git in codebox): sha256
+    over the files `relpaths` (POSIX, relative to `root`), in path order, each as its path's bytes
+    (surrogateescape: a name that is not UTF-8 hashes as the bytes it is), a NUL and the sha256 of
+    its content, read in chunks, so a file of any size costs no memory. OSError naming the file if
+    one cannot be read or is not a regular file (opened without blocking: a FIFO never hangs)."""
+    h = hashlib.sha256()
+    for rel in sorted(relpaths):
+        h.update(rel.encode("utf-8", "surrogateescape") + b"\0")
+        path = root / rel
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(errno.EINVAL, "not a regular file", str(path))
             h.update(hashlib.file_digest(f, "sha256").digest())
     return h.hexdigest()
 

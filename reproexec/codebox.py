@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -115,18 +116,33 @@ def require_clean(code: CodeState) -> None:
 
 
 def folder_hash(folder: Path, *, exclude: list[Path] = ()) -> str:
+    """The code of a folder outside git: _version.tree_sha256 (the hash of reproexec's own sources
+    too) over its regular files, streamed; symlinks, __pycache__ and `exclude` (the run store) are
+    left out. RunError naming a file that cannot be read."""
+    from reproexec._version import tree_sha256
+
     excluded = {p.resolve() for p in exclude}
-    h = hashlib.sha256()
+    rels: list[str] = []
     for dirpath, dirnames, filenames in os.walk(folder):
         here = Path(dirpath)
-        dirnames[:] = sorted(d for d in dirnames if (here / d).resolve() not in excluded and d != "__pycache__")
-        for name in sorted(filenames):
-            p = here / name
-            if p.is_symlink() or not p.is_file():
-                continue
-            h.update(p.relative_to(folder).as_posix().encode() + b"\0")
-            h.update(hashlib.sha256(p.read_bytes()).digest())
-    return h.hexdigest()
+        dirnames[:] = [d for d in dirnames if d != "__pycache__" and (here / d).resolve() not in excluded]
+        prefix = here.relative_to(folder).as_posix() + "/" if here != folder else ""
+        rels += [prefix + n for n in filenames if stat.S_ISREG(_lstat_mode(here / n))]
+    try:
+        return tree_sha256(folder, rels)
+    except OSError as e:
+        raise RunError(
+            f"cannot hash {e.filename or folder} for the run's code record: {e.strerror or e}",
+            "outside git every file in the config's folder is the run's code: make it readable, or move it out "
+            "(or put the folder under git)",
+        ) from None
+
+
+def _lstat_mode(path: Path) -> int:
+    try:
+        return os.lstat(path).st_mode
+    except OSError:  # gone meanwhile: not part of the code
+        return 0
 
 
 def _inside(p: Path, root: Path) -> bool:

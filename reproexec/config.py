@@ -10,15 +10,28 @@ Paths in the config (lockfile, dataset snapshot, weights) are relative to the co
 from __future__ import annotations
 
 import difflib
+import errno
 import functools
 import re
 import string
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from reproexec.errors import ConfigError
+from reproexec.fsutil import UnreadableFile, read_bounded
 
 _NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _SHA256_RE = r"^[0-9a-f]{64}$"
@@ -26,15 +39,33 @@ _SHA256_RE = r"^[0-9a-f]{64}$"
 _APT_PIN_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+=[A-Za-z0-9.+:~-]+$")
 _SIZE_RE = r"^[0-9]{1,12}[bkmg]$"
 _UNITS = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+# A config (or a sweep file) is read whole, so at most this much of it: a real one is a few KB. The
+# file is never trusted to be a regular file (a FIFO would hang the read, /dev/zero never ends).
 MAX_CONFIG_BYTES = 1024**2
+# How deep YAML may nest (a config needs 4 levels): deeper is refused before PyYAML's recursive
+# composer can raise RecursionError.
+MAX_YAML_DEPTH = 32
 # What an entrypoint's arguments may name as ${VAR}; reproexec sets each for the command's process.
 ENTRYPOINT_VARS = ("REPROEXEC_DATA_DIR", "REPROEXEC_METRICS", "REPROEXEC_RUN_DIR", "REPROEXEC_SEED")
 BUILTIN_ONLY = ("model", "augment", "train", "smoke")  # sections a bring-your-own run does not use
 ENTRYPOINT_ONLY = (("determinism", "seed_entrypoint"), ("output", "results"), ("output", "logs"))
 
-# Integers are integers: `true`, `1.0` or `1e20` are refused, not coerced (StrictInt).
+# Docker's image reference grammar (distribution/reference): [HOST[:PORT]/]PATH[:TAG][@DIGEST], the
+# path lowercase components joined by '/'. The reference reaches command lines (Fix hints print
+# `reproexec base bootstrap --tag REF`), so anything else is refused before it gets that far.
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_IMAGE_REF_RE = re.compile(
+    rf"(?P<name>(?:(?P<host>(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?)/)?"
+    rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?"
+)
+MAX_IMAGE_NAME = 255  # Docker's limit on the name (host and path)
+
+# Integers are integers: `true`, `1.0` or `1e20` are refused, not coerced (StrictInt). Numbers are
+# numbers: `true` or "0.5" are refused, an integer is taken (StrictFloat).
 PositiveInt = Annotated[StrictInt, Field(ge=1)]
-Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+Probability = Annotated[StrictFloat, Field(ge=0.0, le=1.0)]
 
 # torchvision's classification models (`torchvision.models.list_models(module=torchvision.models)`,
 # torchvision 0.29); tests/unit/test_config.py checks the list against the installed torchvision.
@@ -78,6 +109,24 @@ class EnvSection(_Section):
         "sources during the build; for air-gapped sites bake them into the base instead.",
     )
 
+    @field_validator("base_image")
+    @classmethod
+    def _image_reference(cls, v: str) -> str:
+        match = _IMAGE_REF_RE.fullmatch(v) if len(v) <= 2 * MAX_IMAGE_NAME else None
+        host = match["host"] if match else None
+        # Docker reads a first component as a registry host only if it has a '.' or a ':port'
+        # (or is localhost); otherwise it is part of the path, and a path is lowercase.
+        if host is not None and host != host.lower() and not any(c in host for c in ".:"):
+            match = None
+        if match is None:
+            raise ValueError(
+                "not a Docker image reference [HOST[:PORT]/]NAME[:TAG][@sha256:DIGEST], NAME in lowercase letters, "
+                "digits, '.', '_', '-' and '/' (e.g. 'reproexec-base:bookworm')"
+            )
+        if len(match["name"]) > MAX_IMAGE_NAME:
+            raise ValueError(f"the name is longer than {MAX_IMAGE_NAME} characters, Docker's limit")
+        return v
+
     @field_validator("apt_packages")
     @classmethod
     def _pinned(cls, v: list[str]) -> list[str]:
@@ -95,7 +144,7 @@ class DataSection(_Section):
     val_dir: str | None = Field(
         "val", description="imagefolder: sub-folder of validation class folders; null = seeded split."
     )
-    val_fraction: float | None = Field(
+    val_fraction: StrictFloat | None = Field(
         None, gt=0.0, lt=1.0, description="Seeded split of train_dir when val_dir is null."
     )
     subset: PositiveInt | None = Field(None, description="Use a seeded subset of this many training images.")
@@ -150,30 +199,49 @@ class RandomCrop(_Section):
 
 
 class ColorJitter(_Section):
-    brightness: float = Field(0.0, ge=0.0)
-    contrast: float = Field(0.0, ge=0.0)
-    saturation: float = Field(0.0, ge=0.0)
-    hue: float = Field(0.0, ge=0.0, le=0.5)
+    brightness: StrictFloat = Field(0.0, ge=0.0)
+    contrast: StrictFloat = Field(0.0, ge=0.0)
+    saturation: StrictFloat = Field(0.0, ge=0.0)
+    hue: StrictFloat = Field(0.0, ge=0.0, le=0.5)
 
 
 class Normalize(_Section):
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    mean: tuple[StrictFloat, StrictFloat, StrictFloat] = (0.485, 0.456, 0.406)
+    std: tuple[StrictFloat, StrictFloat, StrictFloat] = (0.229, 0.224, 0.225)
+
+    @field_validator("std")
+    @classmethod
+    def _positive(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(s <= 0 for s in v):  # pixels are divided by it: 0 gives inf and a NaN loss
+            raise ValueError("each std must be greater than 0 (normalize divides by it)")
+        return v
 
 
 class AugmentSection(_Section):
     resize: tuple[PositiveInt, PositiveInt] | None = (32, 32)
     random_crop: RandomCrop | None = None
     hflip_prob: Probability = 0.0
-    rotation_degrees: float = Field(0.0, ge=0.0, le=180.0)
+    rotation_degrees: StrictFloat = Field(0.0, ge=0.0, le=180.0)
     color_jitter: ColorJitter | None = None
     normalize: Normalize = Normalize()
+
+    @field_validator("random_crop")
+    @classmethod
+    def _crop_fits(cls, v: RandomCrop | None, info: ValidationInfo) -> RandomCrop | None:
+        # The crop is taken from the resized image with `padding` added on each side; a larger one
+        # is a RuntimeError in the first training batch. Without resize the images' sizes are not
+        # known here. (resize is declared first, so it is validated by now.)
+        resize = info.data.get("resize")
+        if v is not None and resize is not None and any(c > r + 2 * v.padding for c, r in zip(v.size, resize)):
+            fits = f"augment.resize {list(resize)}" + (f" plus padding {v.padding} on each side" if v.padding else "")
+            raise ValueError(f"size {list(v.size)} is larger than {fits}; make the crop smaller or the resize larger")
+        return v
 
 
 class SchedulerSection(_Section):
     name: Literal["none", "cosine", "step"] = "cosine"
     step_size: PositiveInt = Field(10, description="step: epochs between decays.")
-    gamma: float = Field(0.1, gt=0.0, le=1.0)
+    gamma: StrictFloat = Field(0.1, gt=0.0, le=1.0)
     warmup_epochs: StrictInt = Field(0, ge=0)
 
 
@@ -181,10 +249,10 @@ class TrainSection(_Section):
     epochs: PositiveInt = 10
     batch_size: PositiveInt = 64
     optimizer: Literal["sgd", "adamw"] = "sgd"
-    lr: float = Field(0.1, gt=0.0)
-    momentum: float = Field(0.9, ge=0.0, lt=1.0)
-    weight_decay: float = Field(5e-4, ge=0.0)
-    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    lr: StrictFloat = Field(0.1, gt=0.0)
+    momentum: StrictFloat = Field(0.9, ge=0.0, lt=1.0)
+    weight_decay: StrictFloat = Field(5e-4, ge=0.0)
+    label_smoothing: StrictFloat = Field(0.0, ge=0.0, lt=1.0)
     scheduler: SchedulerSection = SchedulerSection()
     num_workers: StrictInt = Field(0, ge=0, le=256)
     eval_every: PositiveInt = 1
@@ -213,13 +281,14 @@ class DeterminismSection(_Section):
 
 
 MIN_MEMORY = "128m"
+MIN_CPUS = 0.01  # Docker refuses a smaller --cpus ("invalid argument"), but only as the container starts
 MIN_SHM = "1m"
 
 
 class ResourcesSection(_Section):
     """Checked here for form; `reproexec run` also checks cpus and cpuset against the host."""
 
-    cpus: float | None = Field(None, gt=0, le=4096, description="CPU quota for the run container.")
+    cpus: StrictFloat | None = Field(None, gt=0, le=4096, description=f"CPU quota for the run container (at least {MIN_CPUS}).")
     cpuset: str | None = Field(None, pattern=r"^[0-9]{1,4}(-[0-9]{1,4})?(,[0-9]{1,4}(-[0-9]{1,4})?)*$",
                                description="CPUs the run may use, e.g. '0' or '0-1' or '0,2'.")  # fmt: skip
     memory: str = Field("8g", pattern=_SIZE_RE, description=f"Memory limit (b, k, m or g; at least {MIN_MEMORY}).")
@@ -233,6 +302,13 @@ class ResourcesSection(_Section):
             a, _, b = part.partition("-")
             if b and int(b) < int(a):
                 raise ValueError(f"range {part!r} runs backwards (write it low-high)")
+        return v
+
+    @field_validator("cpus")
+    @classmethod
+    def _cpus_floor(cls, v: float | None) -> float | None:
+        if v is not None and v < MIN_CPUS:
+            raise ValueError(f"at least {MIN_CPUS}, the smallest CPU quota Docker takes, e.g. 0.5")
         return v
 
     @field_validator("memory")
@@ -279,8 +355,8 @@ class OutputSection(_Section):
 class SmokeSection(_Section):
     steps: PositiveInt = 50
     subset: PositiveInt = 100
-    min_loss_drop: float = Field(0.05, ge=0.0, lt=1.0, description="Required relative loss decrease.")
-    ranges: dict[str, tuple[float, float]] = Field(
+    min_loss_drop: StrictFloat = Field(0.05, ge=0.0, lt=1.0, description="Required relative loss decrease.")
+    ranges: dict[str, tuple[StrictFloat, StrictFloat]] = Field(
         default_factory=dict, description="metric name → [low, high] the smoke run must land in."
     )
 
@@ -303,7 +379,7 @@ class Config(_Section):
         description="Bring your own training command instead of the built-in trainer. Arguments may use "
         f"${{VAR}} (or $VAR) for {', '.join(ENTRYPOINT_VARS)}; $$ is a literal $.",
     )
-    tolerance: dict[str, Annotated[float, Field(ge=0.0)]] = Field(
+    tolerance: dict[str, Annotated[StrictFloat, Field(ge=0.0)]] = Field(
         default_factory=dict, description="metric → absolute tolerance used by `reproexec rerun`."
     )
 
@@ -353,31 +429,42 @@ class LoadedConfig(BaseModel):
 
 def load_config(path: str | Path) -> LoadedConfig:
     path = Path(path)
-    try:
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES:,} bytes", "a config is a short YAML file")
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist", "pass the path of a config.yaml") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
-        raise ConfigError(f"config file {path} cannot be read: {e}", "pass a readable UTF-8 YAML file") from None
-    raw = parse_yaml(text, str(path))
+    _, raw = read_yaml_file(path)
     return LoadedConfig(config=validate_config(raw, str(path)), path=path.resolve())
 
 
+def read_yaml_file(path: Path, what: str = "config file",
+                   missing_hint: str = "pass the path of a config.yaml") -> tuple[str, dict[str, Any]]:  # fmt: skip
+    """The text of a YAML file (a config or a sweep file) and its mapping: at most MAX_CONFIG_BYTES
+    of a regular file, UTF-8, parsed by parse_yaml; ConfigError naming the file otherwise."""
+    try:
+        data = read_bounded(path, MAX_CONFIG_BYTES)
+        text = data.decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path} does not exist", missing_hint) from None
+    except UnreadableFile as e:
+        if e.errno == errno.EFBIG:
+            raise ConfigError(f"{what} {path} is larger than {MAX_CONFIG_BYTES:,} bytes", f"a {what} is a short YAML file") from None
+        raise ConfigError(f"{what} {path} cannot be read: it is {e.strerror}", "pass a readable UTF-8 YAML file") from None
+    except OSError as e:
+        raise ConfigError(f"{what} {path} cannot be read: {e.strerror or e}", "pass a readable UTF-8 YAML file") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{what} {path} is not UTF-8 text: {e.reason} at byte {e.start}", "save it as UTF-8") from None
+    return text, parse_yaml(text, str(path))
+
+
 def parse_yaml(text: str, source: str) -> dict[str, Any]:
-    """YAML → a mapping. Anchors and aliases (&x / *x) are refused: they add nothing a config needs
-    (the resolved config writes every value out anyway) and nested aliases expand exponentially
-    (a 436-byte "billion laughs" file)."""
+    """YAML → a mapping. Refused, each as a ConfigError naming the line: anchors and aliases (&x / *x),
+    which add nothing a config needs (the resolved config writes every value out anyway) and nest
+    into exponential expansions (a 436-byte "billion laughs" file), and merge keys (<<) with them; a
+    key twice in one mapping, which YAML would silently resolve to the last value; nesting deeper
+    than MAX_YAML_DEPTH."""
     import yaml
 
     try:
         raw = yaml.load(text, Loader=_loader())  # noqa: S506 - a SafeLoader subclass
-    except _AliasRefused as e:
-        raise ConfigError(
-            f"{source}: YAML anchors and aliases are not allowed ({e})",
-            "write the values out where they are used",
-        ) from None
+    except _Refused as e:
+        raise ConfigError(f"{source}: {e.problem}", e.hint) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -391,26 +478,55 @@ def parse_yaml(text: str, source: str) -> dict[str, Any]:
     return raw
 
 
-class _AliasRefused(Exception):
-    pass
+class _Refused(Exception):
+    """What the loader refuses; parse_yaml turns it into a ConfigError."""
+
+    def __init__(self, problem: str, hint: str):
+        super().__init__(problem)
+        self.problem, self.hint = problem, hint
 
 
 @functools.cache
 def _loader() -> Any:
     import yaml  # only when a config is parsed: keeps `reproexec --help` fast
 
-    class NoAliasLoader(yaml.SafeLoader):
-        def compose_node(self, parent: Any, index: Any) -> Any:
-            if self.check_event(yaml.AliasEvent):
-                event = self.peek_event()
-                raise _AliasRefused(f"alias *{event.anchor} at line {event.start_mark.line + 1}")
-            event = self.peek_event()
-            anchor = getattr(event, "anchor", None)
-            if anchor is not None:
-                raise _AliasRefused(f"anchor &{anchor} at line {event.start_mark.line + 1}")
-            return super().compose_node(parent, index)
+    class StrictLoader(yaml.SafeLoader):
+        def __init__(self, stream: Any) -> None:
+            super().__init__(stream)
+            self.depth = 0
 
-    return NoAliasLoader
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            event = self.peek_event()
+            line = event.start_mark.line + 1
+            if self.check_event(yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+                what = f"alias *{event.anchor}" if self.check_event(yaml.AliasEvent) else f"anchor &{event.anchor}"
+                raise _Refused(f"YAML anchors and aliases are not allowed ({what} at line {line})",
+                               "write the values out where they are used")  # fmt: skip
+            if self.depth >= MAX_YAML_DEPTH:
+                raise _Refused(f"YAML nested too deeply (more than {MAX_YAML_DEPTH} levels at line {line})",
+                               "a config nests a few sections deep; fix the brackets or indentation there")  # fmt: skip
+            self.depth += 1
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            first: dict[Any, int] = {}
+            for key_node, _ in node.value if isinstance(node, yaml.MappingNode) else ():
+                line = key_node.start_mark.line + 1
+                if key_node.tag == "tag:yaml.org,2002:merge":  # without aliases `<<:` only hides keys
+                    raise _Refused(f"YAML merge keys (<<) are not allowed (line {line})", "write the keys out")
+                key = self.construct_object(key_node, deep=deep)
+                if not isinstance(key, Hashable):
+                    continue  # SafeLoader refuses it, naming the line
+                if key in first:
+                    raise _Refused(f"duplicate key {_short(key)} at line {line} (first at line {first[key]})",
+                                   "keep one of the two: YAML would silently use the last")  # fmt: skip
+                first[key] = line
+            return super().construct_mapping(node, deep=deep)
+
+    return StrictLoader
 
 
 def validate_config(raw: dict[str, Any], source: str = "config") -> Config:

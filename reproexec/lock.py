@@ -8,19 +8,31 @@ Reading is reproexec's own and strict: a lockfile reproexec builds from must pin
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import os
 import re
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from reproexec.errors import LockError
+from reproexec.fsutil import UnreadableFile, read_bounded
 
 _HASH_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+# A lockfile is read whole, so at most this much of it: a CUDA torch stack with every wheel's hash
+# is a few hundred KB (examples/digits: 89 KB). Whatever env.lockfile names is read through
+# read_bounded, so a device (/dev/zero), a FIFO or a folder is refused, not read or waited on.
+MAX_LOCK_BYTES = 16 * 1024**2
+# A lockfile of nothing but bad lines is reported by its first problems, not by millions of lines.
+MAX_LOCK_PROBLEMS = 50
+# One requirement with its continuation lines joined: torch with a hash for each of its ~30 wheels
+# is ~3 KB. A longer one is refused unread (shlex over megabytes takes seconds and gigabytes).
+MAX_LOGICAL_LINE = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -63,13 +75,21 @@ class Lockfile:
 
 def read_lock(path: str | Path) -> Lockfile:
     path = Path(path)
+    command = f"`reproexec lock requirements.in -o {path}`"
+    elsewhere = "point env.lockfile at the file `reproexec lock` wrote"
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_bounded(path, MAX_LOCK_BYTES).decode("utf-8")
     except FileNotFoundError:
-        raise LockError(
-            f"lockfile {path} does not exist",
-            f"create it with `reproexec lock requirements.in -o {path}`",
-        ) from None
+        raise LockError(f"lockfile {path} does not exist", f"create it with {command}") from None
+    except UnreadableFile as e:
+        if e.errno == errno.EFBIG:
+            raise LockError(f"lockfile {path} is larger than {MAX_LOCK_BYTES:,} bytes, the most reproexec reads",
+                            f"that is not a lockfile of pins and hashes; {elsewhere}") from None  # fmt: skip
+        raise LockError(f"lockfile {path} cannot be read: it is {e.strerror}", f"{elsewhere} (a regular file)") from None
+    except OSError as e:
+        raise LockError(f"lockfile {path} cannot be read: {e.strerror or e}", f"make it readable, or {elsewhere}") from None
+    except UnicodeDecodeError as e:
+        raise LockError(f"lockfile {path} is not UTF-8 text: {e.reason} at byte {e.start}", f"regenerate it with {command}") from None
     return parse_lock(text, path)
 
 
@@ -79,8 +99,15 @@ def parse_lock(text: str, path: Path) -> Lockfile:
 
     problems: list[str] = []
     reqs: list[LockedRequirement] = []
+    stopped_at = None
     for lineno, logical in logical_lines(text):
-        try:  # shlex only where quoting or escapes need it: it costs ~10 ms a line, str.split ~1 µs
+        if len(problems) >= MAX_LOCK_PROBLEMS:
+            stopped_at = lineno
+            break
+        if len(logical) > MAX_LOGICAL_LINE:
+            problems.append(f"line {lineno}: longer than {MAX_LOGICAL_LINE:,} characters with its continuations; not one requirement")
+            continue
+        try:  # shlex only where quoting or escapes need it: it costs ~30 µs a line, str.split ~0.1 µs
             tokens = shlex.split(logical) if any(c in logical for c in "'\"\\") else logical.split()
         except ValueError as e:
             problems.append(f"line {lineno}: cannot be split ({e})")
@@ -93,22 +120,22 @@ def parse_lock(text: str, path: Path) -> Lockfile:
             if opt.startswith("--hash="):
                 value = opt[len("--hash=") :]
                 if not _HASH_RE.match(value):
-                    problems.append(f"line {lineno}: hash {value!r} is not sha256:<64 hex digits>")
-                hashes.append(value.split(":", 1)[1])
+                    problems.append(f"line {lineno}: hash {_short(value)} is not sha256:<64 hex digits>")
+                hashes.append(value.partition(":")[2])
             else:
-                problems.append(f"line {lineno}: option {opt!r} is not allowed in a lockfile")
+                problems.append(f"line {lineno}: option {_short(opt)} is not allowed in a lockfile")
                 bad_option = True
         if bad_option:
             continue
         spec = " ".join(req_tokens)
         try:
             req = Requirement(spec)
-        except InvalidRequirement as e:
-            problems.append(f"line {lineno}: {spec!r} is not a requirement ({e})")
+        except InvalidRequirement as e:  # its first line says what is wrong; the rest repeats the spec
+            problems.append(f"line {lineno}: {_short(spec)} is not a requirement ({str(e).splitlines()[0]})")
             continue
         specs = list(req.specifier)
         if req.url or len(specs) != 1 or specs[0].operator != "==" or "*" in specs[0].version:
-            problems.append(f"line {lineno}: {spec!r} is not pinned to one exact version (name==version)")
+            problems.append(f"line {lineno}: {_short(spec)} is not pinned to one exact version (name==version)")
             continue
         if not hashes:
             problems.append(f"line {lineno}: {req.name}=={specs[0].version} has no --hash=sha256:...")
@@ -130,32 +157,44 @@ def parse_lock(text: str, path: Path) -> Lockfile:
     if not reqs and not problems:
         problems.append("no requirements at all")
     if problems:
+        details = problems[:MAX_LOCK_PROBLEMS]
+        if stopped_at is not None:
+            details.append(f"... and more: reading stopped at line {stopped_at}, after the first {MAX_LOCK_PROBLEMS} problems")
+        elif len(problems) > MAX_LOCK_PROBLEMS:
+            details.append(f"... and {len(problems) - MAX_LOCK_PROBLEMS} more")
         raise LockError(
             f"lockfile {path} cannot be used for a reproducible build",
             f"regenerate it with `reproexec lock requirements.in -o {path}` (exact pins with sha256 hashes)",
-            details=problems,
+            details=details,
         )
     return Lockfile(path=path, text=text, requirements=tuple(sorted(reqs, key=lambda r: r.name)))
 
 
-def logical_lines(text: str) -> list[tuple[int, str]]:
-    """Join backslash continuations and drop comments, keeping the first physical line number."""
-    out: list[tuple[int, str]] = []
-    buf, start = "", 0
-    for i, raw in enumerate(text.splitlines(), start=1):
+def logical_lines(text: str) -> Iterator[tuple[int, str]]:
+    """Join backslash continuations and drop comments, keeping the first physical line number.
+    Lazily, line by line (universal newlines), so a caller that stops early reads no further; a
+    joined line stops growing just past MAX_LOGICAL_LINE characters (and is not stripped, so the
+    caller sees it is too long)."""
+    parts: list[str] = []
+    size = start = 0
+    for i, raw in enumerate(io.StringIO(text, newline=None), start=1):
         line = re.sub(r"(^|\s)#.*$", "", raw).rstrip()
-        if not buf:
+        if not parts:
             start = i
-        if line.endswith("\\"):
-            buf += line[:-1] + " "
+        continued = line.endswith("\\")
+        if size <= MAX_LOGICAL_LINE:
+            part = line[:-1] + " " if continued else line
+            parts.append(part)
+            size += len(part)
+        if continued:
             continue
-        buf += line
-        if buf.strip():
-            out.append((start, buf.strip()))
-        buf = ""
-    if buf.strip():
-        out.append((start, buf.strip()))
-    return out
+        joined = "".join(parts)
+        if joined.strip():
+            yield start, joined.strip() if size <= MAX_LOGICAL_LINE else joined
+        parts, size = [], 0
+    joined = "".join(parts)
+    if joined.strip():
+        yield start, joined.strip() if size <= MAX_LOGICAL_LINE else joined
 
 
 @dataclass(frozen=True)
@@ -198,6 +237,12 @@ def compile_lock(requirements_in: str | Path, output: str | Path, *, upgrade: bo
             details=tail,
         )
     return LockResult(lockfile=read_lock(output), resolver=_piptools_version())
+
+
+def _short(text: str) -> str:
+    """A piece of a lockfile for an error line: its repr, at most 60 characters."""
+    shown = repr(text)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
 
 
 def _piptools_version() -> str:

@@ -41,10 +41,10 @@ at once.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
-import stat
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -55,14 +55,18 @@ from typing import Any, NamedTuple
 
 from reproexec.data import hashing
 from reproexec.errors import DataError
-from reproexec.fsutil import write_atomic
+from reproexec.fsutil import UnreadableFile, read_bounded, write_atomic
 
 MANIFEST_NAME = "manifest.json"
 SUMS_NAME = "SHA256SUMS"
 RESERVED_NAMES = (MANIFEST_NAME, SUMS_NAME)
 MANIFEST_VERSION = 1
 MAX_DETAILS = 50  # an error lists at most this many lines, then "... and N more"
-MAX_MANIFEST_BYTES = 1 << 30  # about 7 million files; a larger file is refused before it is read
+# The most of a manifest reproexec reads (it is read whole, and parsed it takes ~3.5x its size in
+# memory): 256 MiB is ~1.5 million files of ImageNet-style names (~176 bytes an entry), ImageNet-1k
+# included. A larger one is refused before it is read, unless REPROEXEC_MAX_MANIFEST_BYTES says more.
+MAX_MANIFEST_BYTES = 256 * 1024**2
+MANIFEST_LIMIT_ENV = "REPROEXEC_MAX_MANIFEST_BYTES"
 MAX_FILE_BYTES = (1 << 63) - 1  # st_size is a signed 64-bit number
 MAX_RELPATH_BYTES = 4096  # PATH_MAX on Linux: no longer path can be opened
 
@@ -189,30 +193,45 @@ class VerifyReport:
 def load_manifest(path: str | os.PathLike[str]) -> DatasetManifest:
     """Read and validate a manifest file; every problem is reported at once, naming the entry."""
     path = Path(path)
+    return manifest_from_dict(_manifest_json(path), str(path))
+
+
+def manifest_limit() -> int:
+    """The most bytes of a manifest reproexec reads: MAX_MANIFEST_BYTES, or REPROEXEC_MAX_MANIFEST_BYTES."""
+    text = os.environ.get(MANIFEST_LIMIT_ENV, "").strip()
+    if not text:
+        return MAX_MANIFEST_BYTES
+    if not text.isdecimal() or int(text) < 1:
+        raise DataError(f"{MANIFEST_LIMIT_ENV}={text!r} is not a number of bytes",
+                        f"set it to a whole number of bytes, e.g. {2 * MAX_MANIFEST_BYTES}, or unset it")  # fmt: skip
+    return int(text)
+
+
+def _manifest_json(path: Path) -> Any:
+    """The JSON of a manifest file, its bytes and text dropped once parsed (a manifest of a million
+    files is a few hundred MB of them)."""
+    limit = manifest_limit()
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a fifo in its place must not hang the gate
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise DataError(f"manifest {path} is not a regular file", "pass the manifest.json file")
-            if st.st_size > MAX_MANIFEST_BYTES:
-                raise DataError(
-                    f"manifest {path} is larger than {MAX_MANIFEST_BYTES:,} bytes, the most reproexec reads",
-                    f"that is not a manifest reproexec wrote (it holds about 7 million files); {_REGEN}",
-                )
-            with open(fd, "rb", closefd=False) as f:
-                raw = f.read(MAX_MANIFEST_BYTES + 1)  # bounded, should it grow meanwhile
-        finally:
-            os.close(fd)
+        raw = read_bounded(path, limit)  # never blocks: a FIFO in its place must not hang the gate
     except FileNotFoundError:
         raise DataError(
             f"manifest {path} does not exist",
             "take a snapshot first (`reproexec data snapshot DIR`) or pass --manifest FILE",
         ) from None
+    except UnreadableFile as e:
+        if e.errno == errno.EFBIG:
+            raise DataError(
+                f"manifest {path} is larger than {limit:,} bytes, the most reproexec reads",
+                f"a manifest of {MAX_MANIFEST_BYTES // 1024**2} MiB lists ~1.5 million files; if this one is a "
+                f"snapshot you trust, raise the limit with {MANIFEST_LIMIT_ENV}=BYTES; otherwise {_REGEN}",
+            ) from None
+        raise DataError(f"manifest {path} is not a regular file", "pass the manifest.json file") from None
     except OSError as e:
         raise DataError(f"manifest {path} cannot be read: {e.strerror or e}", "pass a readable manifest.json") from None
     try:
-        doc = json.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
+        del raw  # one copy of the file at a time beside the parsed objects
+        return json.loads(text)
     except UnicodeDecodeError as e:
         raise DataError(f"manifest {path} is not UTF-8 text: {e.reason} at byte {e.start}", _REGEN) from None
     except json.JSONDecodeError as e:
@@ -223,7 +242,6 @@ def load_manifest(path: str | os.PathLike[str]) -> DatasetManifest:
         raise DataError(f"manifest {path} nests lists or objects too deeply to be a manifest", _REGEN) from None
     except ValueError:  # json's only other refusal: an integer of more digits than Python converts
         raise DataError(f"manifest {path} holds a number too long to be a size or a count", _REGEN) from None
-    return manifest_from_dict(doc, str(path))
 
 
 def manifest_from_dict(doc: Any, source: str = "manifest") -> DatasetManifest:
@@ -507,6 +525,51 @@ def verify_snapshot(
     report.unexpected = unexpected
     report.irregular.sort()
     return report
+
+
+def class_folders(root: str | os.PathLike[str], parent: str) -> list[str]:
+    """The class folders in `root`/`parent` (data.train_dir or data.val_dir) as the trainer sees them
+    on disk, sorted: every sub-folder whose name does not start with '.'. None at all gives [] (the
+    caller says what that means); DataError names every class folder that holds no file at any
+    depth (hidden files do not count, the trainer skips them), and a `parent` that is missing, not
+    a folder or unreadable.
+
+    A manifest lists files, never folders, so an empty class folder passes verify_snapshot; the
+    trainer would still count it as a class and fail once the run has started."""
+    folder = Path(root) / parent
+    where = "check data.train_dir / data.val_dir, or the snapshot"
+    try:
+        classes = sorted(e.name for e in os.scandir(folder) if not e.name.startswith(".") and e.is_dir())
+        empty = [name for name in classes if not _holds_a_file(folder / name)]
+    except FileNotFoundError as e:
+        raise DataError(f"{_shown(str(e.filename or folder))} does not exist", f"the snapshot needs {parent}/<class>/<image> folders; {where}") from None
+    except NotADirectoryError:
+        raise DataError(f"{_shown(str(folder))} is not a folder", f"the snapshot needs {parent}/<class>/<image> folders; {where}") from None
+    except OSError as e:
+        raise DataError(f"cannot list {_shown(str(e.filename or folder))}: {e.strerror or e}", "make the snapshot readable") from None
+    if empty:
+        n = len(empty)
+        raise DataError(
+            f"{_shown(str(folder))}: {n} class folder{'s hold' if n != 1 else ' holds'} no files",
+            f"the trainer counts every folder in {parent}/ as a class: put the class's images in it and take a "
+            "new snapshot (`reproexec data snapshot DIR`), or remove the empty folder",
+            details=_capped([f"{_shown(f'{parent}/{name}/')}: empty" for name in empty]),
+        )
+    return classes
+
+
+def _holds_a_file(folder: Path) -> bool:
+    """Whether a file the trainer would read (one not named .*) is anywhere under `folder`; it stops
+    at the first. Links are not followed into (verify refuses them anyway)."""
+    stack = [folder]
+    while stack:
+        with os.scandir(stack.pop()) as entries:
+            for e in entries:
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(Path(e.path))
+                elif not e.name.startswith(".") and e.is_file():
+                    return True
+    return False
 
 
 def _find_renames(root: str, missing: Sequence[FileEntry], unexpected: Sequence[str]) -> list[tuple[str, str]]:

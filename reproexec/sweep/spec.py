@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError
 
-from reproexec.config import _NAME_RE, Config, LoadedConfig, parse_yaml, validate_config
+from reproexec.config import _NAME_RE, Config, LoadedConfig, read_yaml_file, validate_config
 from reproexec.errors import ConfigError
 
 # The trainer's final metrics (summary.json "final") and which way is better.
@@ -39,9 +39,9 @@ class _Strict(BaseModel):
 
 class SlurmSection(_Strict):
     partition: str | None = Field(None, description="sbatch --partition; default: the cluster's default partition.")
-    cpus_per_task: Annotated[int, Field(ge=1)] = Field(1, description="sbatch --cpus-per-task for each cell.")
+    cpus_per_task: Annotated[StrictInt, Field(ge=1)] = Field(1, description="sbatch --cpus-per-task for each cell.")
     mem: str | None = Field(None, pattern=r"^[0-9]+[KMGT]?$", description="sbatch --mem per cell, e.g. 8G.")
-    time: Annotated[int, Field(ge=1)] = Field(60, description="sbatch --time per cell, in minutes.")
+    time: Annotated[StrictInt, Field(ge=1)] = Field(60, description="sbatch --time per cell, in minutes.")
     sbatch: dict[Annotated[str, Field(pattern=_SBATCH_KEY)], str | int | bool] = Field(
         default_factory=dict, description="Extra sbatch options, e.g. {qos: normal, account: vision}."
     )
@@ -51,13 +51,13 @@ class SlurmSection(_Strict):
         "image is `docker save`d there once and `docker load`ed by a job whose engine lacks it, checked by "
         "its content hash. Relative to the sweep file.",
     )
-    poll_s: float = Field(3.0, gt=0, le=300, description="How often the sweep asks Slurm for job states.")
+    poll_s: StrictFloat = Field(3.0, gt=0, le=300, description="How often the sweep asks Slurm for job states.")
 
 
 class SweepFile(_Strict):
     name: str = Field(..., pattern=_NAME_RE, description="Sweep name; part of the sweep folder's name.")
     base: str = Field(..., description="The base config, relative to the sweep file.")
-    seeds: list[Annotated[int, Field(ge=0, lt=2**32)]] = Field(..., min_length=1, description="Every variant runs once per seed.")
+    seeds: list[Annotated[StrictInt, Field(ge=0, lt=2**32)]] = Field(..., min_length=1, description="Every variant runs once per seed.")
     baseline: str = Field(..., description="The variant the others are compared against.")
     metric: str = Field("val_acc", description=f"The final metric to compare: {', '.join(METRICS)}.")
     variants: dict[Annotated[str, Field(pattern=_NAME_RE)], dict[str, Any] | None] = Field(
@@ -125,13 +125,7 @@ def config_differences(a: dict[str, Any], b: dict[str, Any], *, ignore: tuple[st
 def load_sweep(path: str | Path) -> SweepSpec:
     """Read and validate a sweep file and every cell; one ConfigError lists every problem."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"sweep file {path} does not exist", "pass the path of a sweep.yaml (see examples/ablation/)") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
-        raise ConfigError(f"sweep file {path} cannot be read: {e}", "pass a readable UTF-8 YAML file") from None
-    raw = parse_yaml(text, str(path))
+    text, raw = read_yaml_file(path, "sweep file", "pass the path of a sweep.yaml (see examples/ablation/)")
     return validate_sweep(raw, path.resolve(), text)
 
 
@@ -158,19 +152,19 @@ def validate_sweep(raw: dict[str, Any], path: Path, text: str = "") -> SweepSpec
     if isinstance(metric, str) and metric not in METRICS:
         errors.append(f"metric = {metric!r}: the trainer does not log it; choose one of {', '.join(METRICS)}")
     base: LoadedConfig | None = None
+    base_raw: dict[str, Any] = {}
     base_ref = raw.get("base")
     if isinstance(base_ref, str):
-        from reproexec.config import load_config
-
-        try:
-            base = load_config(_relative(path, base_ref))
+        base_path = _relative(path, base_ref)
+        try:  # read once: the variants merge over the same mapping the base was validated from
+            _, base_raw = read_yaml_file(base_path)
+            base = LoadedConfig(config=validate_config(base_raw, str(base_path)), path=base_path.resolve())
         except ConfigError as e:
             errors.append(f"base = {base_ref!r}: {e.message}")
             errors += [f"  base: {d}" for d in e.details]
     cells: list[Cell] = []
     differences: dict[str, list[tuple[str, Any, Any]]] = {}
     if base is not None:
-        base_raw = parse_yaml(base.path.read_text(encoding="utf-8"), str(base.path))
         if base.config.entrypoint:
             errors.append(
                 f"base = {base_ref!r}: has an entrypoint (bring-your-own script); a sweep compares the built-in "

@@ -108,3 +108,55 @@ def test_a_damaged_code_tar_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(RunError) as exc:
         read_code_tar(path)
     assert exc.value.message.startswith(f"{path} cannot be read")
+
+
+# --- the folder hash (a config outside git): one algorithm with reproexec's own source hash.
+
+
+def test_the_folder_hash_is_the_sorted_tree_hash_of_its_regular_files(tmp_path: Path) -> None:
+    import hashlib
+    import os
+
+    root = tmp_path / "plain"
+    (root / "a" / "__pycache__").mkdir(parents=True)
+    (root / "a" / "__pycache__" / "m.pyc").write_bytes(b"cache")
+    (root / "a" / "x.py").write_bytes(b"x")
+    (root / "b.py").write_bytes(b"b")
+    (root / os.fsdecode(b"caf\xe9.py")).write_bytes(b"latin-1 name")  # was a UnicodeEncodeError
+    (root / "link.py").symlink_to(root / "b.py")
+    os.mkfifo(root / "pipe")  # skipped, never opened
+    (root / "runs").mkdir()
+    (root / "runs" / "r.json").write_bytes(b"{}")
+    h = hashlib.sha256()
+    for rel, data in ((b"a/x.py", b"x"), (b"b.py", b"b"), (b"caf\xe9.py", b"latin-1 name")):  # path order
+        h.update(rel + b"\0" + hashlib.sha256(data).digest())
+    assert codebox.folder_hash(root, exclude=[root / "runs"]) == h.hexdigest()
+    assert capture_code(root, exclude=[root / "runs"]).tree_sha256 == h.hexdigest()
+
+
+def test_the_folder_hash_streams_a_large_file(tmp_path: Path) -> None:
+    import tracemalloc
+
+    root = tmp_path / "plain"
+    root.mkdir()
+    with open(root / "big.bin", "wb") as f:
+        f.truncate(64 * 1024**2)  # sparse; read whole, it was 64 MiB in memory (a 3 GB file: 3.2 GB)
+    tracemalloc.start()
+    try:
+        codebox.folder_hash(root)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 1024**2
+
+
+def test_a_file_that_cannot_be_hashed_is_a_run_error_naming_it(tmp_path: Path, monkeypatch) -> None:
+    import os
+
+    root = tmp_path / "plain"
+    root.mkdir()
+    os.mkfifo(root / "swapped")  # as if a file were replaced by a FIFO after the walk
+    monkeypatch.setattr(codebox, "_lstat_mode", lambda path: 0o100644)
+    with pytest.raises(RunError) as exc:
+        codebox.folder_hash(root)
+    assert exc.value.message == f"cannot hash {root / 'swapped'} for the run's code record: not a regular file"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from reproexec.data.manifest import load_manifest, relpath_problem, snapshot, verify_snapshot
+from reproexec.data.manifest import class_folders, load_manifest, relpath_problem, snapshot, verify_snapshot
 from reproexec.errors import DataError
 from datatrees import make_tree
 
@@ -416,7 +416,34 @@ def test_a_huge_manifest_is_refused_before_it_is_read(tmp_path: Path) -> None:
         f.truncate(MAX_MANIFEST_BYTES + 1)  # sparse: no disk used
     with pytest.raises(DataError) as exc:
         load_manifest(p)
-    assert exc.value.message == f"manifest {p} is larger than 1,073,741,824 bytes, the most reproexec reads"
+    # 256 MiB: parsed, a manifest takes ~3.5x its size (the old 1 GiB let one take ~4 GB)
+    assert exc.value.message == f"manifest {p} is larger than 268,435,456 bytes, the most reproexec reads"
+    assert exc.value.hint == (
+        "a manifest of 256 MiB lists ~1.5 million files; if this one is a snapshot you trust, raise the limit with "
+        "REPROEXEC_MAX_MANIFEST_BYTES=BYTES; otherwise regenerate it with `reproexec data snapshot DIR`"
+    )
+
+
+def test_the_manifest_limit_can_be_raised_or_lowered_and_is_checked(tmp_path: Path, monkeypatch) -> None:
+    p = write_manifest(tmp_path, '{"count": 1, "files": [{"relpath": "a", "bytes": 1, "sha256": "%s"}]}' % GOOD)
+    monkeypatch.setenv("REPROEXEC_MAX_MANIFEST_BYTES", "64")
+    with pytest.raises(DataError) as exc:
+        load_manifest(p)
+    assert exc.value.message == f"manifest {p} is larger than 64 bytes, the most reproexec reads"
+    monkeypatch.setenv("REPROEXEC_MAX_MANIFEST_BYTES", "4096")
+    assert load_manifest(p).count == 1
+    monkeypatch.setenv("REPROEXEC_MAX_MANIFEST_BYTES", "1g")
+    with pytest.raises(DataError) as exc:
+        load_manifest(p)
+    assert exc.value.message == "REPROEXEC_MAX_MANIFEST_BYTES='1g' is not a number of bytes"
+
+
+@pytest.mark.timeout(10)
+def test_a_manifest_that_is_a_device_is_refused_unread(tmp_path: Path) -> None:
+    (tmp_path / "manifest.json").symlink_to("/dev/zero")
+    with pytest.raises(DataError) as exc:
+        load_manifest(tmp_path / "manifest.json")
+    assert exc.value.message == f"manifest {tmp_path / 'manifest.json'} is not a regular file"
 
 
 def test_a_manifest_that_is_a_fifo_or_a_folder_is_refused_without_blocking(tmp_path: Path) -> None:
@@ -442,3 +469,44 @@ def test_unexpected_names_no_manifest_can_hold_are_shown_escaped(snap: Path) -> 
         "not a plain file: train/1/a\\b.png (path holds a backslash; use '/' as the separator; rename it)",
         "not a plain file: train/1/evil\\x1b[2J.png (path holds a control character; rename it)",
     ]
+
+
+# --- class folders: what the trainer counts as classes, checked on disk before a run folder exists.
+
+
+def test_an_empty_class_folder_passes_verify_but_is_named_by_class_folders(snap: Path) -> None:
+    (snap / "train" / "10").mkdir()  # a manifest lists files only: nothing for verify to miss
+    (snap / "train" / "11" / "sub").mkdir(parents=True)
+    assert verify_snapshot(snap, quick=True).ok
+    (snap / "train" / "11" / ".DS_Store").write_bytes(b"x")  # hidden: the trainer skips it
+    with pytest.raises(DataError) as exc:
+        class_folders(snap, "train")
+    assert exc.value.message == f"{snap / 'train'}: 2 class folders hold no files"
+    assert exc.value.details == ["train/10/: empty", "train/11/: empty"]
+    assert exc.value.hint == (
+        "the trainer counts every folder in train/ as a class: put the class's images in it and take a new snapshot "
+        "(`reproexec data snapshot DIR`), or remove the empty folder"
+    )
+    assert exc.value.exit_code == 4
+
+
+def test_class_folders_are_the_sub_folders_the_trainer_sees(tmp_path: Path) -> None:
+    make_tree(tmp_path, {"train/b/x.png": b"1", "train/a/deep/er/y.png": b"2", "train/.cache/z.png": b"3", "train/f.txt": b"4"})
+    assert class_folders(tmp_path, "train") == ["a", "b"]  # sorted; hidden folders and files are not classes
+    (tmp_path / "val").mkdir()
+    assert class_folders(tmp_path, "val") == []  # the caller decides what no classes means
+    (tmp_path / "train" / "c\x1b[2J").mkdir()
+    with pytest.raises(DataError) as exc:
+        class_folders(tmp_path, "train")
+    assert exc.value.details == ["train/c\\x1b[2J/: empty"]  # shown escaped, as verify shows names
+
+
+def test_class_folders_of_a_missing_parent_is_a_data_error(tmp_path: Path) -> None:
+    with pytest.raises(DataError) as exc:
+        class_folders(tmp_path, "val")
+    assert exc.value.message == f"{tmp_path / 'val'} does not exist"
+    assert exc.value.hint == "the snapshot needs val/<class>/<image> folders; check data.train_dir / data.val_dir, or the snapshot"
+    (tmp_path / "val").write_bytes(b"")
+    with pytest.raises(DataError) as exc:
+        class_folders(tmp_path, "val")
+    assert exc.value.message == f"{tmp_path / 'val'} is not a folder"

@@ -98,3 +98,31 @@ def test_an_unknown_executor_and_too_many_parallel_cells_are_refused(tmp_path):
     r = runner.invoke(app, ["sweep", str(path), "--parallel", "999", "--sweeps-dir", str(tmp_path / "sweeps")])
     assert r.exit_code == 2 and "--parallel 999: this machine gives reproexec" in r.output
     assert not (tmp_path / "sweeps").exists()
+
+
+@pytest.mark.timeout(10)  # before the fix a FIFO hung the read
+def test_a_sweep_file_and_its_base_are_read_as_a_config_is(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "fifo.yaml")
+    with pytest.raises(ConfigError) as e:
+        load_sweep(tmp_path / "fifo.yaml")
+    assert e.value.message == f"sweep file {tmp_path / 'fifo.yaml'} cannot be read: it is a device, FIFO or socket, not a regular file"
+    (tmp_path / "folder.yaml").mkdir()
+    out = _refusal(tmp_path, base="folder.yaml")
+    assert f"base = 'folder.yaml': config file {tmp_path / 'folder.yaml'} cannot be read: it is a folder, not a regular file" in out
+
+
+def test_a_duplicate_key_in_a_sweep_file_is_refused(tmp_path):
+    path = _sweep(tmp_path)
+    path.write_text(path.read_text() + "seeds: [5]\n")
+    with pytest.raises(ConfigError) as e:
+        load_sweep(path)
+    assert e.value.message.startswith(f"{path}: duplicate key 'seeds' at line ")
+
+
+def test_sweep_numbers_are_strict_as_config_numbers_are(tmp_path):
+    out = _refusal(tmp_path, seeds=[True, 1.0], slurm={"cpus_per_task": True, "poll_s": "3"})
+    assert "seeds.0 = True: Input should be a valid integer" in out and "seeds.1 = 1.0: Input should be a valid integer" in out
+    assert "slurm.cpus_per_task = True: Input should be a valid integer" in out
+    assert "slurm.poll_s = '3': Input should be a valid number" in out
