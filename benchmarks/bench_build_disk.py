@@ -26,15 +26,14 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from common import CLI_MODULE, REPO, median, timed, write_json
+
 CONFIG = "examples/digits/config.yaml"
 
 
@@ -49,7 +48,7 @@ def forget_images() -> None:
 
 def build(checkout: Path) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(checkout)}
-    cmd = [sys.executable, "-m", "reproexec", "build", CONFIG]
+    cmd = [*CLI_MODULE, "build", CONFIG]
     tag = subprocess.run([*cmd, "--dry-run"], cwd=checkout, env=env, check=True, capture_output=True, text=True).stdout.split()[-1]
     forget_images()
     disk = "/var/lib/docker" if Path("/var/lib/docker").exists() else "/"
@@ -64,13 +63,9 @@ def build(checkout: Path) -> dict[str, float]:
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    t = time.perf_counter()
-    r = subprocess.run(cmd, cwd=checkout, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - t
+    wall = timed(cmd, cwd=checkout, env=env).wall_s
     done.set()
     sampler.join()
-    if r.returncode != 0:
-        sys.exit(f"build failed in {checkout}:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
     end = shutil.disk_usage(disk).free
     size = int(subprocess.run(["docker", "image", "inspect", tag, "--format", "{{.Size}}"], check=True,
                               capture_output=True, text=True).stdout)  # fmt: skip
@@ -117,21 +112,18 @@ def forget_changed_wheel(lock: Path) -> None:
 
 def lock_change(checkout: Path, config: Path) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(checkout)}
-    cmd = [sys.executable, "-m", "reproexec", "build"]
+    cmd = [*CLI_MODULE, "build"]
     forget_images()
     subprocess.run([*cmd, CONFIG], cwd=checkout, env=env, check=True, capture_output=True)
     forget_changed_wheel(config.with_name("requirements.lock"))
     disk = "/var/lib/docker" if Path("/var/lib/docker").exists() else "/"
     start = shutil.disk_usage(disk).free
-    t = time.perf_counter()
-    r = subprocess.run([*cmd, str(config)], cwd=checkout, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - t
-    if r.returncode != 0:
-        sys.exit(f"build failed in {checkout}:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
+    r = timed([*cmd, str(config)], cwd=checkout, env=env)
     end = shutil.disk_usage(disk).free
     fetched = [ln for ln in (r.stdout + r.stderr).splitlines() if "downloading" in ln]
     forget_images()
-    return {"wall_s": wall, "kept_gb": (start - end) / 1e9, "downloaded_wheels": float(fetched[0].split()[1]) if fetched else 0.0}
+    return {"wall_s": r.wall_s, "kept_gb": (start - end) / 1e9,
+            "downloaded_wheels": float(fetched[0].split()[1]) if fetched else 0.0}
 
 
 def main() -> None:
@@ -152,7 +144,7 @@ def main() -> None:
                 print(name, {k: round(v, 2) for k, v in results[name][-1].items()}, flush=True)
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=REPO, capture_output=True)
-    med = {n: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for n, rs in results.items()}
+    med = {n: {k: median(r[k] for r in rs) for k in rs[0]} for n, rs in results.items()}
     out = {
         "baseline_rev": args.baseline,
         "rounds": results,
@@ -162,7 +154,7 @@ def main() -> None:
     print(json.dumps(out["median"], indent=1))
     print("this / baseline:", {k: round(v, 3) for k, v in out["ratio_this_over_baseline"].items()})
     dest = REPO / "benchmarks" / "results" / ("bench_build_disk.json" if config is None else "bench_lock_change.json")
-    dest.write_text(json.dumps(out, indent=1) + "\n")
+    write_json(dest, out, indent=1)
 
 
 if __name__ == "__main__":

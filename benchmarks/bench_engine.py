@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import median, write_json
+
 
 def _args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -146,10 +148,6 @@ def main() -> int:
             print(json.dumps({"round": i, "variant": name, **{k: round(v, 1) for k, v in rnd[name].items()}}), flush=True)
         rounds.append(rnd)
 
-    def median(values: list[float]) -> float:
-        v = sorted(values)
-        return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
-
     def ratio(a: str, am: str, b: str, bm: str) -> float:
         return round(median([r[a][am] / r[b][bm] for r in rounds]), 4)
 
@@ -169,7 +167,7 @@ def main() -> int:
     }
     print(json.dumps(result, indent=2))
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json, result)
     return 0
 
 

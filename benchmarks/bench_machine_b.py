@@ -23,20 +23,11 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-CLI = str(Path(sys.executable).with_name("reproexec"))
+from common import CLI, REPO, timed
+
 sys.path.insert(0, str(REPO / "tests"))
-
-
-def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
-    t = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, **(env or {})})
-    if r.returncode != 0:
-        sys.exit(f"failed ({r.returncode}): {' '.join(cmd)}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
-    return time.perf_counter() - t, r.stdout
 
 
 def main() -> None:
@@ -48,17 +39,17 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-machine-b-"))
     runs_a = work / "runs-a"
-    a_wall, _ = timed([CLI, "run", "examples/digits/config.yaml", "--runs-dir", str(runs_a)])
+    a_wall = timed([CLI, "run", "examples/digits/config.yaml", "--runs-dir", str(runs_a)], cwd=REPO).wall_s
     (run_dir,) = [p for p in runs_a.iterdir() if not p.name.startswith(".")]
     out = {"a_wall_s": a_wall, "run_id": run_dir.name}
     base_bundle = work / "with-base.tar.gz"
-    out["export_with_base_s"], _ = timed([CLI, "export", run_dir.name, "-o", str(base_bundle), "--with-base",
-                                          "--runs-dir", str(runs_a)])
+    out["export_with_base_s"] = timed([CLI, "export", run_dir.name, "-o", str(base_bundle), "--with-base",
+                                       "--runs-dir", str(runs_a)], cwd=REPO).wall_s
     out["with_base_bytes"] = base_bundle.stat().st_size
     if args.with_image:
         image_bundle = work / "with-image.tar"
-        out["export_with_image_s"], _ = timed([CLI, "export", run_dir.name, "-o", str(image_bundle), "--with-image",
-                                               "--runs-dir", str(runs_a)])
+        out["export_with_image_s"] = timed([CLI, "export", run_dir.name, "-o", str(image_bundle), "--with-image",
+                                            "--runs-dir", str(runs_a)], cwd=REPO).wall_s
         out["with_image_bytes"] = image_bundle.stat().st_size
         out["base_over_image"] = out["with_base_bytes"] / out["with_image_bytes"]
         image_bundle.unlink()
@@ -69,9 +60,10 @@ def main() -> None:
         cli_b, env["PYTHONPATH"] = [sys.executable, "-c", "from reproexec.cli import main; main()"], str(release)
         out["b_release"] = subprocess.run([*cli_b, "--version"], capture_output=True, text=True, env={**os.environ, **env}).stdout.strip()
     try:
-        out["b_rerun_s"], stdout = timed([*cli_b, "rerun", str(base_bundle), "--data", str(REPO / "data" / "digits-v1"),
-                                          "--runs-dir", str(work / "runs-b")], env)
-        out["b_verdict_line"] = next((line for line in stdout.splitlines() if "rerun of" in line), "")
+        rerun = timed([*cli_b, "rerun", str(base_bundle), "--data", str(REPO / "data" / "digits-v1"),
+                       "--runs-dir", str(work / "runs-b")], cwd=REPO, env={**os.environ, **env})
+        out["b_rerun_s"] = rerun.wall_s
+        out["b_verdict_line"] = next((line for line in rerun.stdout.splitlines() if "rerun of" in line), "")
     finally:
         b.stop()
         if args.newer_release:

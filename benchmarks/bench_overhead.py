@@ -23,25 +23,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-CLI = str(Path(sys.executable).with_name("reproexec"))
+from common import CLI, REPO, median, timed, write_json
+
 CONFIG = REPO / "examples" / "digits" / "config.yaml"
-
-
-def timed(cmd: list[str], *, cwd: Path = REPO) -> tuple[float, str]:
-    t = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
-    wall = time.perf_counter() - t
-    if r.returncode != 0:
-        sys.exit(f"failed ({r.returncode}): {' '.join(cmd)}\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
-    return wall, r.stdout
 
 
 def newest_run(runs: Path, before: set[str]) -> Path:
@@ -54,17 +43,13 @@ def newest_run(runs: Path, before: set[str]) -> Path:
 def one_run(runtime: str, runs: Path) -> dict:
     before = {p.name for p in runs.iterdir()} if runs.exists() else set()
     cmd = [CLI, "run", str(CONFIG), "--runs-dir", str(runs)] + (["--runtime", "local"] if runtime == "local" else [])
-    wall, _ = timed(cmd)
+    wall = timed(cmd, cwd=REPO).wall_s
     run_dir = newest_run(runs, before)
     record = json.loads((run_dir / "run.json").read_text())
     trainer = json.loads((run_dir / "timing.json").read_text())
     return {"wall_s": wall, "trainer_wall_s": trainer["wall_s"], "outside_s": wall - trainer["wall_s"],
             "phases": dict(record["timing"]["phases_s"]), "run_dir": str(run_dir),
             "weights": json.loads((run_dir / "summary.json").read_text()).get("weights_sha256")}
-
-
-def med(xs: list[float]) -> float:
-    return statistics.median(xs) if xs else float("nan")
 
 
 # Runs in the run image: torch's own optimizers import torch._dynamo, with no torchvision in the
@@ -93,21 +78,20 @@ CLI_LIBS = "import typer, typer._adapters, pydantic, docker, jinja2, yaml, rich.
 
 def floors() -> dict:
     """What a run and a cache-hit check pay before reproexec's own work: each the median of 5."""
-    import subprocess as sp
-
-    tag = sp.run([CLI, "build", str(CONFIG)], capture_output=True, text=True, check=True).stdout.split("tag", 1)[1].split()[0]
+    tag = subprocess.run([CLI, "build", str(CONFIG)], capture_output=True, text=True, check=True).stdout.split("tag", 1)[1].split()[0]
     docker = ["docker", "run", "--rm", "--network", "none", tag]
 
     def five(cmd: list[str]) -> float:
-        return med([timed(cmd)[0] for _ in range(5)])
+        return median(timed(cmd, cwd=REPO).wall_s for _ in range(5))
 
     out: dict = {"image": tag}
     out["docker_run_true_s"] = five([*docker, "true"])
     out["image_python_pass_s"] = five([*docker, "python", "-c", "import os; os._exit(0)"])
     out["image_import_torch_s"] = five([*docker, "python", "-c", "import os, torch; os._exit(0)"])
     out["image_import_torch_torchvision_s"] = five([*docker, "python", "-c", "import os, torch, torchvision; os._exit(0)"])
-    probes = [json.loads(timed([*docker, "python", "-c", PROBE])[1]) for _ in range(5)]
-    out["optim_step"] = {k: (med([p[k] for p in probes]) if isinstance(probes[0][k], float) else probes[0][k]) for k in probes[0]}
+    probes = [json.loads(timed([*docker, "python", "-c", PROBE], cwd=REPO).stdout) for _ in range(5)]
+    out["optim_step"] = {k: (median(p[k] for p in probes) if isinstance(probes[0][k], float) else probes[0][k])
+                         for k in probes[0]}
     out["host_cli_libs_s"] = five([sys.executable, "-c", CLI_LIBS])
     out["host_python_pass_s"] = five([sys.executable, "-c", "pass"])
     out["docker_image_ls_s"] = five(["docker", "image", "ls"])
@@ -137,7 +121,7 @@ def main() -> None:
     if args.only == "floors":
         out = {"floors": floors()}
         if args.json:
-            args.json.write_text(json.dumps(out, indent=2) + "\n")
+            write_json(args.json, out)
         return
     runtimes = args.runtimes.split(",")
     runs = Path(tempfile.mkdtemp(prefix="bench-overhead-")) / "runs"
@@ -155,9 +139,9 @@ def main() -> None:
     for rt in runtimes:
         s = samples[rt]
         names = list(dict.fromkeys(k for x in s for k in x["phases"]))
-        phases = {k: med([x["phases"].get(k, 0.0) for x in s]) for k in names}
-        row = {"wall_s": med([x["wall_s"] for x in s]), "trainer_wall_s": med([x["trainer_wall_s"] for x in s]),
-               "outside_s": med([x["outside_s"] for x in s]),
+        phases = {k: median(x["phases"].get(k, 0.0) for x in s) for k in names}
+        row = {"wall_s": median(x["wall_s"] for x in s), "trainer_wall_s": median(x["trainer_wall_s"] for x in s),
+               "outside_s": median(x["outside_s"] for x in s),
                "outside_range_s": [min(x["outside_s"] for x in s), max(x["outside_s"] for x in s)],
                "phases_s": phases, "weights": sorted({x["weights"] for x in s}), "last_run": s[-1]["run_dir"]}
         row["outside_over_trainer"] = row["outside_s"] / row["trainer_wall_s"]
@@ -171,31 +155,31 @@ def main() -> None:
     # The cache-hit image check against the engine's own listing, alternating.
     b, d = [], []
     for _ in range(5):
-        b.append(timed([CLI, "build", str(CONFIG)])[0])
-        d.append(timed(["docker", "image", "ls"])[0])
-    out["build_cache_hit"] = {"reproexec_build_s": med(b), "docker_image_ls_s": med(d), "ratio": med(b) / med(d)}
-    print(f"cache-hit build {med(b):.2f} s vs docker image ls {med(d):.2f} s = {med(b) / med(d):.1f}×")
+        b.append(timed([CLI, "build", str(CONFIG)], cwd=REPO).wall_s)
+        d.append(timed(["docker", "image", "ls"], cwd=REPO).wall_s)
+    out["build_cache_hit"] = {"reproexec_build_s": median(b), "docker_image_ls_s": median(d), "ratio": median(b) / median(d)}
+    print(f"cache-hit build {median(b):.2f} s vs docker image ls {median(d):.2f} s = {median(b) / median(d):.1f}×")
 
     # Smoke: wall and the share outside the trainer's own steps.
     sm = []
     for _ in range(args.rounds):
         tmp = Path(tempfile.mkdtemp(prefix="bench-smoke-"))
-        wall, _ = timed([CLI, "smoke", str(CONFIG), "--out", str(tmp)])
+        wall = timed([CLI, "smoke", str(CONFIG), "--out", str(tmp)], cwd=REPO).wall_s
         t = json.loads((tmp / "run" / "timing.json").read_text())
         sm.append({"wall_s": wall, "trainer_wall_s": t["wall_s"], "train_s": t["train_s"]})
-    sw, st = med([x["wall_s"] for x in sm]), med([x["train_s"] for x in sm])
+    sw, st = median(x["wall_s"] for x in sm), median(x["train_s"] for x in sm)
     out["smoke"] = {"wall_s": sw, "train_s": st, "outside_steps_share": 1 - st / sw,
-                    "trainer_wall_s": med([x["trainer_wall_s"] for x in sm])}
+                    "trainer_wall_s": median(x["trainer_wall_s"] for x in sm)}
     print(f"smoke wall {sw:.2f} s, 50 steps {st:.2f} s: {1 - st / sw:.0%} of it outside the steps")
 
-    imp = [timed([sys.executable, "-c", "import torch, torchvision"])[0] for _ in range(3)]
-    nothing = [timed([sys.executable, "-c", "pass"])[0] for _ in range(3)]
-    out["import_torch_torchvision_s"] = med(imp)
-    out["python_pass_s"] = med(nothing)
-    print(f"import torch, torchvision: {med(imp):.2f} s (python -c pass {med(nothing):.3f} s)")
+    imp = [timed([sys.executable, "-c", "import torch, torchvision"], cwd=REPO).wall_s for _ in range(3)]
+    nothing = [timed([sys.executable, "-c", "pass"], cwd=REPO).wall_s for _ in range(3)]
+    out["import_torch_torchvision_s"] = median(imp)
+    out["python_pass_s"] = median(nothing)
+    print(f"import torch, torchvision: {median(imp):.2f} s (python -c pass {median(nothing):.3f} s)")
     out["floors"] = floors()
     if args.json:
-        args.json.write_text(json.dumps(out, indent=2) + "\n")
+        write_json(args.json, out)
 
 
 if __name__ == "__main__":

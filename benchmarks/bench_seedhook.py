@@ -14,12 +14,12 @@ Reported: the median difference (hook − bare) in seconds, and the ratio.
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from common import median, timed
 
 SCRIPT = """
 import time
@@ -69,12 +69,8 @@ def main() -> None:
                "-e", f"REPROEXEC_SEED_HOOK={'1' if hook else '0'}"]
         if hook:
             env += ["-e", f"PYTHONPATH={hook_dir}"]
-        cmd = ["docker", "run", "--rm", "--network", "none", "-v", f"{work}:/w", *env, image, "python", f"/w/{script}"]
-        t = time.perf_counter()
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        if r.returncode != 0:
-            sys.exit(f"failed: {' '.join(cmd)}\n{r.stderr[-2000:]}")
-        return time.perf_counter() - t
+        return timed(["docker", "run", "--rm", "--network", "none", "-v", f"{work}:/w", *env, image, "python",
+                      f"/w/{script}"]).wall_s
 
     once("train.py", True)  # warm-up (page cache), not counted
     res: dict[tuple[str, bool], list[float]] = {(s, h): [] for s in ("train.py", "empty.py") for h in (False, True)}
@@ -85,9 +81,9 @@ def main() -> None:
     for script in ("train.py", "empty.py"):
         bare, hook = res[(script, False)], res[(script, True)]
         diffs = [h - b for h, b in zip(hook, bare)]
-        print(f"  {script:9s} bare {statistics.median(bare):.3f} s  hook {statistics.median(hook):.3f} s  "
-              f"added {statistics.median(diffs):+.3f} s (rounds {min(diffs):+.3f}…{max(diffs):+.3f})  "
-              f"ratio {statistics.median(hook) / statistics.median(bare):.3f}×")
+        print(f"  {script:9s} bare {median(bare):.3f} s  hook {median(hook):.3f} s  "
+              f"added {median(diffs):+.3f} s (rounds {min(diffs):+.3f}…{max(diffs):+.3f})  "
+              f"ratio {median(hook) / median(bare):.3f}×")
 
 
 if __name__ == "__main__":

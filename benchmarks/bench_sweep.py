@@ -18,23 +18,11 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def timed(cmd: list[str]) -> float:
-    t = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode != 0:
-        sys.exit(f"failed ({r.returncode}): {' '.join(cmd)}\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
-    return time.perf_counter() - t
+from common import CLI_MODULE, REPO, timed
 
 
 def main() -> None:
@@ -62,18 +50,18 @@ def main() -> None:
         path = root / f"cell-{s}.yaml"
         path.write_text(yaml.safe_dump({**cfg, "seed": s}))
         cells.append(path)
-    cli = [sys.executable, "-m", "reproexec"]
+    cli = CLI_MODULE
     timed([*cli, "build", str(root / "config.yaml")])  # the image exists before any arm is timed
 
     times: dict[str, list[float]] = {"run": [], "sweep": [], "slurm": []}
     for i in range(args.rounds):
         store = root / f"round{i}"
-        times["run"].append(sum(timed([*cli, "run", str(c), "--runs-dir", str(store / "runs-run")]) for c in cells))
+        times["run"].append(sum(timed([*cli, "run", str(c), "--runs-dir", str(store / "runs-run")]).wall_s for c in cells))
         times["sweep"].append(timed([*cli, "sweep", str(root / "sweep.yaml"), "--runs-dir", str(store / "runs-sweep"),
-                                     "--sweeps-dir", str(store / "sweeps")]))  # fmt: skip
+                                     "--sweeps-dir", str(store / "sweeps")]).wall_s)  # fmt: skip
         if args.slurm:
-            times["slurm"].append(timed([*cli, "sweep", str(root / "sweep.yaml"), "--executor", "slurm",
-                                         "--runs-dir", str(store / "runs-slurm"), "--sweeps-dir", str(store / "sweeps-slurm")]))  # fmt: skip
+            times["slurm"].append(timed([*cli, "sweep", str(root / "sweep.yaml"), "--executor", "slurm", "--runs-dir",
+                                         str(store / "runs-slurm"), "--sweeps-dir", str(store / "sweeps-slurm")]).wall_s)
     n = len(cells)
     run, sw = min(times["run"]) / n, min(times["sweep"]) / n
     print(f"cells: {n} per arm, rounds: {args.rounds} (best round shown)")

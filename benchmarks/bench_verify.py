@@ -53,15 +53,12 @@ import os
 import random
 import shlex
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-
-REPROEXEC = [sys.executable, "-m", "reproexec"]  # the `reproexec` entry point (reproexec.cli:main)
+from common import CLI_MODULE, median, timed
 
 
 def make_datasets(base: Path, n_small: int, n_large: int, large_mb: int, seed: int) -> None:
@@ -81,20 +78,6 @@ def make_datasets(base: Path, n_small: int, n_large: int, large_mb: int, seed: i
         os.link(large / f"shard{i:02d}.bin", mixed / "shards" / f"shard{i:02d}.bin")
 
 
-def timed(cmd: list[str] | str, env: dict[str, str] | None = None) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of the command and all its children, user + system)."""
-    import resource
-
-    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    r = subprocess.run(cmd, shell=isinstance(cmd, str), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    dt = time.perf_counter() - t0
-    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if r.returncode != 0:
-        raise SystemExit(f"command failed ({r.returncode}): {cmd}\n{r.stderr.decode(errors='replace')}")
-    return dt, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-
-
 def pipeline(root: Path) -> str:
     nproc = os.cpu_count() or 1
     n_files = sum(len(files) for _, _, files in os.walk(root)) - 2  # less manifest.json and SHA256SUMS
@@ -107,25 +90,27 @@ def pipeline(root: Path) -> str:
 
 def bench(name: str, verb: str, root: Path, variants: dict[str, dict[str, str]], repeats: int) -> None:
     sides: dict[str, tuple[list[str] | str, dict[str, str] | None]] = {
-        v: (REPROEXEC + ["data", verb, str(root)], env) for v, env in variants.items()
+        v: (CLI_MODULE + ["data", verb, str(root)], env) for v, env in variants.items()
     }
     sides["pipeline"] = (pipeline(root), None)
     for cmd, env in sides.values():  # warm the page cache and the .pyc files
-        timed(cmd, env)
+        timed(cmd, env=env)
     times: dict[str, list[tuple[float, float]]] = {s: [] for s in sides}
     order = list(sides)
     for i in range(repeats):
         for s in order if i % 2 == 0 else order[::-1]:
-            times[s].append(timed(*sides[s]))
+            cmd, env = sides[s]
+            r = timed(cmd, env=env)
+            times[s].append((r.wall_s, r.cpu_s))
     pipe = [w for w, _ in times["pipeline"]]
     print(f"{verb} {name}: pipeline `{sides['pipeline'][0].split('| ')[1].split(' >')[0]}`", flush=True)
     for s in order:
         wall = [w for w, _ in times[s]]
-        cpu = statistics.median(c for _, c in times[s])
-        line = f"  {s:<12} wall {statistics.median(wall):6.2f} s ({min(wall):.2f}–{max(wall):.2f})  cpu {cpu:6.2f} s"
+        cpu = median(c for _, c in times[s])
+        line = f"  {s:<12} wall {median(wall):6.2f} s ({min(wall):.2f}–{max(wall):.2f})  cpu {cpu:6.2f} s"
         if s != "pipeline":
             ratios = [a / b for a, b in zip(wall, pipe)]
-            line += f"   ratio {statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f})"
+            line += f"   ratio {median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f})"
         print(line, flush=True)
 
 
@@ -147,7 +132,7 @@ def per_file_cost(root: Path, n: int = 20_000, rounds: int = 3) -> None:
                 fn(rel)
             cost[name].append((time.process_time() - t) / len(rels) * 1e6)
     for name, us in cost.items():
-        print(f"  {name:<12} {statistics.median(us):5.1f} µs CPU per file ({min(us):.1f}–{max(us):.1f}), {len(rels):,} files of 2-8 KB")
+        print(f"  {name:<12} {median(us):5.1f} µs CPU per file ({min(us):.1f}–{max(us):.1f}), {len(rels):,} files of 2-8 KB")
 
 
 def main() -> None:
@@ -186,7 +171,7 @@ def main() -> None:
             print(f"  made the datasets in {time.perf_counter() - t:.0f} s", flush=True)
             first = next(iter(variants.values()))
             for root in (base / "mixed", base / "large"):
-                wall, _ = timed(REPROEXEC + ["data", "snapshot", str(root)], first)
+                wall = timed(CLI_MODULE + ["data", "snapshot", str(root)], env=first).wall_s
                 print(f"  snapshot {root.name}: {wall:.2f} s", flush=True)
             stamp.write_text(json.dumps(params))
         mb = args.large * args.large_mb
