@@ -94,6 +94,7 @@ def floors() -> dict:
                          for k in probes[0]}
     out["host_cli_libs_s"] = five([sys.executable, "-c", CLI_LIBS])
     out["host_python_pass_s"] = five([sys.executable, "-c", "pass"])
+    out["host_reproexec_version_s"] = five([CLI, "--version"])  # the CLI's own start (its version asks git)
     out["docker_image_ls_s"] = five(["docker", "image", "ls"])
     # Outside the trainer, at the least: the CLI's libraries, a container, Python with torch and torchvision.
     out["run_floor_s"] = out["host_cli_libs_s"] + out["image_import_torch_torchvision_s"]
@@ -105,7 +106,8 @@ def floors() -> dict:
     print(f"  torch.optim, no torchvision: torch._dynamo loaded before the first optimizer {o['dynamo_before_optimizer']}, "
           f"after {o['dynamo_after_optimizer']}; first SGD(...) {o['first_optimizer_s']:.2f} s, second "
           f"{o['second_optimizer_s']:.4f} s")
-    print(f"  host: CLI libraries {out['host_cli_libs_s']:.2f} s (python -c pass {out['host_python_pass_s']:.3f}), "
+    print(f"  host: reproexec --version {out['host_reproexec_version_s']:.2f} s; "
+          f"CLI libraries {out['host_cli_libs_s']:.2f} s (python -c pass {out['host_python_pass_s']:.3f}), "
           f"docker image ls {out['docker_image_ls_s']:.2f} s: {out['build_check_floor_over_image_ls']:.1f}× before any work")
     print(f"  a run's floor outside the trainer: {out['run_floor_s']:.2f} s (CLI libraries + container + torch + torchvision)")
     return out

@@ -39,6 +39,7 @@ from reproexec.context import ContextEntry
 from reproexec.engine import ContainerSpec, Engine, Exit, Mount, RunHandle
 from reproexec.errors import (
     ConfigError,
+    DataError,
     EngineError,
     Interrupted,
     ReproexecError,
@@ -218,7 +219,7 @@ def prepare_run(loaded: LoadedConfig, opts: RunOptions, engine: Engine | None, o
     assert manifest is not None
     data_state = dataset_state(data_dir, manifest)  # to tell, when the run ends, whether it read these files
     if not cfg.entrypoint:
-        check_classes(cfg, [f.relpath for f in manifest.files])
+        check_classes(cfg, data_dir)
     check_host(cfg, opts, engine)
     weights = _verified_weights(loaded)
 
@@ -290,20 +291,27 @@ def replayed_environment(recorded: Mapping[str, Any]) -> dict[str, str]:
     return dict(recorded)
 
 
-def check_classes(cfg: Any, relpaths: list[str]) -> None:
-    """model.num_classes against the classes the verified snapshot holds (imagefolder: the folders
-    under train_dir that hold files; cifar10: ten)."""
+def check_classes(cfg: Any, data_dir: Path) -> None:
+    """model.num_classes against the classes the verified snapshot holds, as the trainer will count
+    them (imagefolder: the folders under train_dir, none of them empty, and every val_dir class among
+    them; cifar10: ten), so a run that would fail on its data fails before its folder exists."""
+    from reproexec.data.manifest import class_folders
+
     d = cfg.data
     if d.format == "cifar10":
         classes = [str(i) for i in range(10)]
     else:
-        prefix = d.train_dir.rstrip("/").split("/")
-        classes = sorted({p.split("/")[len(prefix)] for p in relpaths
-                          if p.split("/")[: len(prefix)] == prefix and len(p.split("/")) > len(prefix) + 1})  # fmt: skip
+        classes = class_folders(data_dir, d.train_dir)
         if not classes:
             raise ConfigError(
                 f"data.train_dir = {d.train_dir!r}: the snapshot has no class folders there",
                 f"put the training images in {d.train_dir}/<class name>/ and snapshot again, or fix data.train_dir",
+            )
+        unknown = sorted(set(class_folders(data_dir, d.val_dir)) - set(classes)) if d.val_dir else []
+        if unknown:
+            raise DataError(
+                f"{d.val_dir}/ has classes that {d.train_dir}/ does not: {', '.join(unknown[:12])}",
+                f"every class in {d.val_dir}/ needs training images in {d.train_dir}/<class>/; take a new snapshot",
             )
     if len(classes) != cfg.model.num_classes:
         shown = ", ".join(classes[:12]) + (", ..." if len(classes) > 12 else "")

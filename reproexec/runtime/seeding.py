@@ -24,8 +24,8 @@ if TYPE_CHECKING:  # annotations only: this module imports without pydantic (ben
 # The ATen dispatch names torch reports (`torch.backends.cpu.get_cpu_capability()`) for each config value.
 CPU_CAPABILITY_NAMES = {"default": "DEFAULT", "avx2": "AVX2", "avx512": "AVX512"}
 
-# ATen is not the only CPU dispatcher under torch. Measured (benchmarks/cpu_pins.py on one machine,
-# benchmarks/cpu_pins_xmachine.py on an AVX2-only AMD EPYC and an AVX-512/AMX Intel Xeon):
+# ATen is not the only CPU dispatcher under torch. Measured (benchmarks/cpu_pins.py local on one machine,
+# benchmarks/cpu_pins.py machine --recipe torch-only + compare on an AVX2-only AMD EPYC and an AVX-512/AMX Intel Xeon):
 # - oneDNN (torch's mkldnn convolutions) picks kernels by ISA (SSE41 vs AVX vs AVX2: three results);
 #   pinned to the configured level's ISA, the two machines trained bit-identical weights although
 #   their caches differ (L2 512 KiB vs 2 MiB), so its cache-size blocking did not change the sums.

@@ -46,9 +46,7 @@ def read_result(sweep_dir: Path, key: str) -> dict[str, Any] | None:
 
 def run_cell(sweep_dir: Path, key: str, *, engine: Any = None) -> dict[str, Any]:
     """Run the cell; always returns (and writes) its result, whatever happened."""
-    import yaml
-
-    from reproexec.config import validate_config
+    from reproexec.config import read_yaml_file, validate_config
     from reproexec.fsutil import write_json_atomic
     from reproexec.run import Replay, RunOptions, execute_run
     from reproexec.sweep.plan import CellConfig
@@ -58,7 +56,7 @@ def run_cell(sweep_dir: Path, key: str, *, engine: Any = None) -> dict[str, Any]
     try:
         sweep = json.loads((sweep_dir / SWEEP_JSON).read_text(encoding="utf-8"))
         cell = next(c for c in sweep["cells"] if c["key"] == key)
-        raw = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+        _, raw = read_yaml_file(config_path, "cell config")
         loaded = CellConfig(
             config=validate_config(raw, str(config_path)), path=config_path, code_dir=Path(sweep["base_dir"])
         )
