@@ -231,7 +231,7 @@ class DockerEngine:
     def remove_image(self, reference: str, *, force: bool = True) -> None:
         """Remove an image (and its untagged parents). Without force, Docker refuses one a
         container uses; that refusal is raised as EngineError."""
-        with contextlib.suppress(self._errors.ImageNotFound), self._failing(f"remove {reference}"):
+        with self._failing(f"remove {reference}"), contextlib.suppress(self._errors.ImageNotFound):
             self._api.remove_image(reference, force=force)
 
     def list_images(self, *, repository: str | None = None, dangling: bool = False, label: str | None = None) -> list[ImageInfo]:

@@ -77,7 +77,8 @@ def test_an_edited_thread_count_differs_and_env_diff_names_it(original, tmp_path
     assert r.exit_code == 11, r.output + r.stderr
     assert f"differs (rerun of {run.run_id})" in r.stdout
     assert "first difference: step 1, loss" in r.stdout or "first difference: step" in r.stdout
-    for key in ("determinism.threads", "torch.intra_op_threads", "env.OMP_NUM_THREADS"):
+    # what the original's container captured (1 thread) against the rerun's (2): run.json now claims 2 for both
+    for key in ("torch.intra_op_threads", "env.OMP_NUM_THREADS"):
         line = next(ln for ln in r.stdout.splitlines() if key in ln)
         assert "│ 1 " in line and "│ 2 " in line and "yes" in line, line
 
