@@ -70,7 +70,7 @@ def main() -> int:
         "determinism": {"threads": args.threads, "cpu_capability": args.cpu_capability}})))
     import torch
 
-    from reproexec.runtime.data import SeededImageDataset, load_dataset
+    from reproexec.runtime.datasets import SeededImageDataset, load_dataset
     from reproexec.runtime.model import build_model
     from reproexec.runtime.trainer import (
         LrFactor,

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from reproexec.errors import RunError
 
 if TYPE_CHECKING:
-    from reproexec.context import ContextEntry
+    from reproexec.env.context import ContextEntry
 
 MAX_UNTRACKED_BYTES = 5_000_000  # larger untracked files are listed, not copied into the patch
 
@@ -194,7 +194,7 @@ def work_tree_files(code: CodeState, *, exclude: list[Path] = ()) -> list[str]:
 def write_code_tar(root: Path, rels: list[str], path: Path) -> None:
     """A normalized tar of the files (sorted, mtime 0, owner 0), streamed from disk and written
     atomically: the same files give the same bytes."""
-    from reproexec.context import ContextEntry, write_context
+    from reproexec.env.context import ContextEntry, write_context
     from reproexec.fsutil import open_atomic, sha256_file
 
     entries = [ContextEntry.from_file(rel, root / rel, sha256_file(root / rel)) for rel in rels]
@@ -208,7 +208,7 @@ def read_code_tar(path: Path) -> list[ContextEntry]:
     each once) within the limits; RunError naming every problem otherwise."""
     import tarfile
 
-    from reproexec.context import ContextEntry
+    from reproexec.env.context import ContextEntry
 
     entries: list[ContextEntry] = []
     problems: list[str] = []

@@ -35,7 +35,7 @@ def docker_engine():
 @pytest.fixture(scope="session")
 def base_image(docker_engine):
     """The offline base image (made by .ci/run; made here if missing, which takes ~1 min)."""
-    from reproexec.basebox import bootstrap_base
+    from reproexec.env.base import bootstrap_base
     from reproexec.labels import DEFAULT_BASE
 
     return bootstrap_base(docker_engine, tag=DEFAULT_BASE)

@@ -33,7 +33,7 @@ def bootstrap(
     force: Annotated[bool, typer.Option(help="Rebuild even if TAG exists.")] = False,
 ) -> None:
     """Make the base image offline (mmdebstrap + docker import), reproducibly, and print its image id. Idempotent."""
-    from reproexec.basebox import DEFAULT_SOURCE_DATE_EPOCH, bootstrap_base
+    from reproexec.env.base import DEFAULT_SOURCE_DATE_EPOCH, bootstrap_base
     from reproexec.engine import connect
 
     epoch = DEFAULT_SOURCE_DATE_EPOCH if source_date_epoch is None else source_date_epoch

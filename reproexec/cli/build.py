@@ -19,7 +19,7 @@ def build(
     ] = False,
 ) -> None:
     """Render the pinned Dockerfile and build the run image, tagged by its content hash."""
-    from reproexec.build import build_image, plan_build
+    from reproexec.env.build import build_image, plan_build
     from reproexec.config import load_config
     from reproexec.engine import connect
 

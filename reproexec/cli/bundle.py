@@ -26,8 +26,8 @@ def export(
     runs_dir: RunsDir = Path("runs"),
 ) -> None:
     """Pack one run folder (and optionally its image) into a bundle for another machine."""
-    from reproexec.bundle import export_run
-    from reproexec.runstore import load_run
+    from reproexec.runs.bundle import export_run
+    from reproexec.runs.store import load_run
 
     engine = None
     if with_image or with_base:
@@ -46,7 +46,7 @@ def import_(
 ) -> None:
     """Check a bundle (paths, links, sizes, hashes) and add its run to the run store; a saved image is
     loaded into Docker."""
-    from reproexec.bundle import import_bundle
+    from reproexec.runs.bundle import import_bundle
     from reproexec.engine import connect
 
     result = import_bundle(bundle, runs_dir.resolve(), connect)

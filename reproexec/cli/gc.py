@@ -17,7 +17,7 @@ def gc(
 ) -> None:
     """Remove run images, code images, left-over build stages and cached base rootfs that no run in the store uses."""
     from reproexec.engine import connect
-    from reproexec.gc import apply_gc, plan_gc
+    from reproexec.env.gc import apply_gc, plan_gc
 
     engine = connect()
     plan = plan_gc(engine, runs_dir.resolve(), keep_last=keep_last)

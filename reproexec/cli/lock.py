@@ -16,7 +16,7 @@ def lock(
     upgrade: Annotated[bool, typer.Option(help="Re-resolve to the newest allowed versions.")] = False,
 ) -> None:
     """Resolve exact versions with sha256 hashes (pip-tools), as the run image's lockfile."""
-    from reproexec.lock import compile_lock
+    from reproexec.env.lock import compile_lock
 
     result = compile_lock(requirements, output, upgrade=upgrade)
     lf = result.lockfile

@@ -28,7 +28,7 @@ def rerun(
 ) -> None:
     """Rebuild, rerun and compare: exit 0 identical, 10 within tolerance, 11 differs."""
     from reproexec.errors import ConfigError
-    from reproexec.rerun import rerun as do_rerun
+    from reproexec.runs.rerun import rerun as do_rerun
 
     tolerances: dict[str, float] = {}
     for item in tolerance or []:
@@ -69,7 +69,7 @@ def diff(
 ) -> None:
     """Every environment difference between A and B, marked by whether it can change numerics."""
     from reproexec.engine import connect
-    from reproexec.envdiff import diff_env, resolve_side
+    from reproexec.runs.envdiff import diff_env, resolve_side
 
     va, vb = resolve_side(a, runs_dir.resolve(), connect), resolve_side(b, runs_dir.resolve(), connect)
     diffs = diff_env(va, vb)

@@ -29,7 +29,7 @@ def run(
     from reproexec.cli import STARTED
     from reproexec.config import load_config
     from reproexec.errors import ConfigError
-    from reproexec.run import Clock, RunOptions, check_options, container_user, execute_run
+    from reproexec.runs.execute import Clock, RunOptions, check_options, container_user, execute_run
 
     clock = Clock(since=STARTED)
     if runtime not in ("docker", "local"):

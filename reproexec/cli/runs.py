@@ -17,12 +17,12 @@ RunsDir = Annotated[Path, typer.Option(help="Run store.", envvar="REPROEXEC_RUNS
 def list_(runs_dir: RunsDir = Path("runs")) -> None:
     """One line per run: id, status, key metrics. Containers of runs whose reproexec was killed are
     removed and those runs marked interrupted."""
-    from reproexec.runstore import list_runs
+    from reproexec.runs.store import list_runs
 
     records = list_runs(runs_dir.resolve())
     if any(r.status == "interrupted (stale)" and (r.data.get("runtime") or {}).get("kind") == "docker" for r in records):
         from reproexec.errors import EngineError
-        from reproexec.run import reap_orphans
+        from reproexec.runs.execute import reap_orphans
 
         try:
             from reproexec.engine import connect
@@ -46,7 +46,7 @@ def list_(runs_dir: RunsDir = Path("runs")) -> None:
 @app.command("show")
 def show(run_id: Annotated[str, typer.Argument(help="Run id or run folder.")], runs_dir: RunsDir = Path("runs")) -> None:
     """The run's status, inputs (code, data, image, randomness) and results."""
-    from reproexec.runstore import load_run
+    from reproexec.runs.store import load_run
 
     r = load_run(run_id, runs_dir.resolve())
     d = r.data
@@ -90,7 +90,7 @@ def compare(
 ) -> None:
     """Runs side by side: every config field that differs, and the final metrics (the sweep's table)."""
     from reproexec.errors import ConfigError
-    from reproexec.runstore import load_run
+    from reproexec.runs.store import load_run
     from reproexec.sweep.report import compare_table
 
     if len(run_ids) < 2:

@@ -23,7 +23,7 @@ def smoke(
     the mean of the first 5, nothing is NaN/inf, and every smoke.ranges metric is within its bounds.
     """
     from reproexec.config import load_config
-    from reproexec.smoke import run_smoke, smoke_config
+    from reproexec.runs.smoke import run_smoke, smoke_config
 
     loaded = load_config(config)
     total = smoke_config(loaded.config, steps=steps).smoke.steps

@@ -22,7 +22,7 @@ import torch
 from reproexec.config import Config
 from reproexec.errors import RunError
 from reproexec.runtime import artifacts as art
-from reproexec.runtime.data import (
+from reproexec.runtime.datasets import (
     DatasetBundle,
     EpochSampler,
     SeededImageDataset,

@@ -89,10 +89,10 @@ def dry_run(plan: SweepPlan, opts: SweepOptions) -> dict[str, Any]:
 
 
 def run_sweep(plan: SweepPlan, opts: SweepOptions, engine: Engine, *, on_log: LogFn = lambda s: None) -> SweepOutcome:
-    from reproexec.build import build_image, image_record
-    from reproexec.recipe import RECIPE_DIR, write_recipe
-    from reproexec.run import RUNTIME_PROTOCOL
-    from reproexec.runstore import now_iso
+    from reproexec.env.build import build_image, image_record
+    from reproexec.env.recipe import RECIPE_DIR, write_recipe
+    from reproexec.runs.execute import RUNTIME_PROTOCOL
+    from reproexec.runs.store import now_iso
 
     spec = plan.spec
     images: dict[str, dict[str, Any]] = {}
@@ -222,7 +222,7 @@ def _new_record(
     plan: SweepPlan, opts: SweepOptions, folder: Path, previous: dict[str, Any] | None, images: dict[str, Any]
 ) -> dict[str, Any]:
     from reproexec._version import version
-    from reproexec.runstore import now_iso
+    from reproexec.runs.store import now_iso
 
     spec = plan.spec
     manifest_ids = sorted(set(plan.manifests.values()))

@@ -72,7 +72,7 @@ class SweepPlan:
 
 def plan_sweep(spec: SweepSpec, engine: Engine, *, runs_dir: Path | None = None, on_log: LogFn = lambda s: None) -> SweepPlan:
     """Compute every image tag (no build), every manifest id (a quick check of the data), every cell id."""
-    from reproexec.build import plan_build
+    from reproexec.env.build import plan_build
     from reproexec.data.manifest import verify_snapshot
 
     builds: dict[str, Any] = {}
@@ -111,7 +111,7 @@ def cell_config(spec: SweepSpec, config: Any, path: Path) -> CellConfig:
 
 def succeeded_runs(runs_dir: Path) -> dict[str, Path]:
     """cell id → the newest succeeded run in the store with that id (run.json, config.resolved.json)."""
-    from reproexec.runstore import list_runs
+    from reproexec.runs.store import list_runs
 
     out: dict[str, Path] = {}
     for r in list_runs(runs_dir):  # oldest first: a newer run with the same id wins

@@ -17,9 +17,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from reproexec.compare import metric_value
+from reproexec.runs.compare import metric_value
 from reproexec.fsutil import read_json_object, read_jsonl_objects
-from reproexec.report import fmt
+from reproexec.runs.report import fmt
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22"]
 FINAL_METRICS = ("val_acc", "val_loss", "train_loss")
@@ -279,6 +279,6 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 
 def render_html(report: dict[str, Any]) -> str:
-    from reproexec.report import _env
+    from reproexec.runs.report import _env
 
     return _env().get_template("sweep_report.html.j2").render(r=report, rows=summary_rows(report), fmt=fmt, fmt_p=fmt_p)

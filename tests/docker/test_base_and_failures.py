@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from reproexec.cli.app import app
-from reproexec.context import ContextEntry, write_context
+from reproexec.env.context import ContextEntry, write_context
 from reproexec.errors import BuildError
 
 pytestmark = pytest.mark.docker

@@ -9,12 +9,12 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from reproexec.build import build_image, plan_build
+from reproexec.env.build import build_image, plan_build
 from reproexec.labels import LABEL_FREEZE, LABEL_HASH
 from reproexec.cli.app import app
 from reproexec.config import LoadedConfig, load_config
 from reproexec.errors import BuildError
-from reproexec.wheels import cache_dir
+from reproexec.env.wheels import cache_dir
 
 pytestmark = pytest.mark.docker
 DEMO = "examples/digits/config.yaml"

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from reproexec.cli.app import app
 from reproexec.config import load_config
-from reproexec.run import RunOptions, execute_run
+from reproexec.runs.execute import RunOptions, execute_run
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 runner = CliRunner()

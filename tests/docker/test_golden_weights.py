@@ -11,7 +11,7 @@ import pytest
 from runfixtures import REPO, write_config
 
 from reproexec.config import load_config
-from reproexec.run import RunOptions, execute_run
+from reproexec.runs.execute import RunOptions, execute_run
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

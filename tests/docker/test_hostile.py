@@ -20,7 +20,7 @@ from needs import require
 from runfixtures import write_config
 
 from reproexec.config import load_config
-from reproexec.run import RunOptions, execute_run
+from reproexec.runs.execute import RunOptions, execute_run
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 IS_ROOT = os.geteuid() == 0
@@ -279,7 +279,7 @@ def _retagged_save(engine, image_id: str, tags: list[str]) -> bytes:
 
 
 def test_a_bundle_never_re_points_a_local_tag(docker_engine, tmp_path):
-    from reproexec.bundle import import_bundle
+    from reproexec.runs.bundle import import_bundle
     from reproexec.errors import RunError
 
     stamp = f"{time.time_ns()}"
@@ -317,7 +317,7 @@ def test_a_bundle_cannot_name_the_tag_its_base_is_imported_under(docker_engine, 
     checked and imported, but under reproexec-base-rootfs:<its sha256>, never under the bundle's name."""
     import gzip
 
-    from reproexec.bundle import import_bundle
+    from reproexec.runs.bundle import import_bundle
 
     stamp = f"{time.time_ns()}"
     rootfs = io.BytesIO()

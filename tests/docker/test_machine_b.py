@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from reproexec.cli.app import app
 from reproexec.config import load_config
-from reproexec.run import RunOptions, execute_run
+from reproexec.runs.execute import RunOptions, execute_run
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 runner = CliRunner()
@@ -172,7 +172,7 @@ def test_a_base_that_does_not_match_its_record_is_refused_and_nothing_is_importe
     import hashlib
     import io
 
-    from reproexec.bundle import import_bundle
+    from reproexec.runs.bundle import import_bundle
     from reproexec.errors import ReproexecError
 
     files = {"summary.json": b"{}"}

@@ -13,8 +13,8 @@ import pytest
 from needs import require
 from runfixtures import write_config
 
-from reproexec.basebox import resolve_base
-from reproexec.build import build_image, plan_build
+from reproexec.env.base import resolve_base
+from reproexec.env.build import build_image, plan_build
 from reproexec.config import load_config
 
 pytestmark = pytest.mark.docker

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from reproexec.cli.app import app
 from reproexec.config import load_config
-from reproexec.context import ContextEntry, write_context
-from reproexec.run import RunOptions, execute_run
+from reproexec.env.context import ContextEntry, write_context
+from reproexec.runs.execute import RunOptions, execute_run
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 runner = CliRunner()

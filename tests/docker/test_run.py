@@ -16,8 +16,8 @@ from needs import require
 from runfixtures import REPO, write_config
 
 from reproexec.config import load_config
-from reproexec.run import RunOptions, execute_run
-from reproexec.runstore import artifact_hashes
+from reproexec.runs.execute import RunOptions, execute_run
+from reproexec.runs.store import artifact_hashes
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -248,7 +248,7 @@ def test_the_image_reaches_a_node_without_it_through_the_shared_folder(tmp_path,
     import uuid
 
     from reproexec.labels import LABEL_HASH
-    from reproexec.context import ContextEntry, write_context
+    from reproexec.env.context import ContextEntry, write_context
     from reproexec.sweep.cell import ensure_image
     from reproexec.sweep.core import _save_images
 

@@ -5,7 +5,7 @@ import pytest
 from typer.testing import CliRunner
 
 from reproexec.cli.app import app
-from reproexec.lock import read_lock
+from reproexec.env.lock import read_lock
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ import torch
 from trainkit import make_config
 
 from reproexec.errors import ConfigError, DataError
-from reproexec.runtime.data import EpochSampler, SeededImageDataset, load_cifar_pickle, load_dataset
+from reproexec.runtime.datasets import EpochSampler, SeededImageDataset, load_cifar_pickle, load_dataset
 
 pytestmark = pytest.mark.unit
 

@@ -62,9 +62,9 @@ def test_an_unseeded_cuda_script_is_seeded_by_the_start_up_hook(tmp_path):
     unseeded script with DataLoader workers gives byte-identical weights twice."""
     import yaml
 
-    from reproexec.compare import compare_runs
+    from reproexec.runs.compare import compare_runs
     from reproexec.config import load_config
-    from reproexec.run import RunOptions, execute_run
+    from reproexec.runs.execute import RunOptions, execute_run
 
     from reproexec.data.demo import write_digits_demo
 

@@ -12,9 +12,9 @@ pytestmark = pytest.mark.unit
 
 def test_runtime_imports_no_host_tooling():
     code = (
-        "import sys, reproexec.runtime.train, reproexec.smoke\n"
+        "import sys, reproexec.runtime.train, reproexec.runs.smoke\n"
         "assert 'torch' not in sys.modules, 'torch imported before the environment is pinned'\n"
-        "import reproexec.runtime.trainer, reproexec.runtime.data, reproexec.runtime.model, reproexec.runtime.environment\n"
+        "import reproexec.runtime.trainer, reproexec.runtime.datasets, reproexec.runtime.model, reproexec.runtime.environment\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'docker', 'rich')"
         " or m.startswith(('reproexec.cli', 'reproexec.console')))\n"
         "assert not bad, bad\n"

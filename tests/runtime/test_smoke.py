@@ -7,7 +7,7 @@ import yaml
 from typer.testing import CliRunner
 
 from reproexec.cli.app import app
-from reproexec.smoke import check_smoke
+from reproexec.runs.smoke import check_smoke
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ import torch
 from trainkit import current_capability, make_config
 
 from reproexec.errors import RunError
-from reproexec.runtime.data import SeededImageDataset, load_dataset
+from reproexec.runtime.datasets import SeededImageDataset, load_dataset
 from reproexec.runtime.model import state_dict_sha256
 from reproexec.runtime.trainer import evaluate, make_eval_loader, run_training
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fakes import FakeEngine
 
-from reproexec.basebox import (
+from reproexec.env.base import (
     LABEL_PACKAGES,
     LABEL_ROOTFS,
     base_rootfs,

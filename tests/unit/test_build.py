@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from fakes import FakeEngine
 
-from reproexec.build import build_image, plan_build
+from reproexec.env.build import build_image, plan_build
 from reproexec.config import LoadedConfig, validate_config
 from reproexec.errors import BuildError, ConfigError, EngineError, LockError
-from reproexec.wheels import TargetPlatform
+from reproexec.env.wheels import TargetPlatform
 
 pytestmark = pytest.mark.unit
 PACKAGES = ["torch", "torchvision", "numpy", "pillow", "matplotlib", "pydantic", "pyyaml"]

@@ -9,11 +9,11 @@ import tarfile
 import pytest
 from typer.testing import CliRunner
 
-from reproexec import bundle
-from reproexec.bundle import import_bundle
+from reproexec.runs import bundle
+from reproexec.runs.bundle import import_bundle
 from reproexec.engine import ImageInfo
 from reproexec.errors import RunError
-from reproexec.runstore import artifact_hashes
+from reproexec.runs.store import artifact_hashes
 
 pytestmark = pytest.mark.unit
 RUN = "2026-11-24_resnet18_digits_abcdef"
@@ -247,7 +247,7 @@ def test_an_image_the_run_does_not_record_is_refused(tmp_path):
 def test_a_full_disk_during_export_is_a_clear_error_and_leaves_nothing(tmp_path):
     import errno
 
-    from reproexec.runstore import load_run
+    from reproexec.runs.store import load_run
 
     import_bundle(make_bundle(tmp_path / "b.tar.gz"), tmp_path / "runs")
     record = load_run(RUN, tmp_path / "runs")
@@ -280,7 +280,7 @@ class SavingEngine:
 
 @pytest.mark.parametrize("name", ["run.tar", "run.tar.gz"])
 def test_an_exported_image_round_trips_streamed_or_saved_first(tmp_path, name):
-    from reproexec.runstore import load_run
+    from reproexec.runs.store import load_run
 
     record, _ = run_json(image={"tag": f"reproexec-env:{CONTENT}", "id": IMAGE_ID, "content_hash": CONTENT})
     import_bundle(make_bundle(tmp_path / "b.tar.gz", record=record), tmp_path / "runs")

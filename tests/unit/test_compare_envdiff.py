@@ -2,10 +2,10 @@ import json
 
 import pytest
 
-from reproexec.compare import DIFFERS, IDENTICAL, WITHIN, compare_runs
+from reproexec.runs.compare import DIFFERS, IDENTICAL, WITHIN, compare_runs
 from reproexec.engine import ContainerResult
 from reproexec.errors import EngineError, ReproexecError
-from reproexec.envdiff import EnvView, classify, diff_env, view_from_parts
+from reproexec.runs.envdiff import EnvView, classify, diff_env, view_from_parts
 
 pytestmark = pytest.mark.unit
 
@@ -47,7 +47,7 @@ def test_missing_steps_differ_where_the_shorter_run_ends(tmp_path):
 
 def make_byo_run(folder, outputs: dict, records: str = "r", results=None, logs=None):
     from reproexec.config import DEFAULT_LOGS, DEFAULT_RESULTS
-    from reproexec.runstore import artifact_hashes
+    from reproexec.runs.store import artifact_hashes
 
     for rel, content in {"config.yaml": records, "environment.json": records, "code.tar": records,
                          "report.html": records, **outputs}.items():  # fmt: skip
@@ -205,7 +205,7 @@ DEEP = "[" * 200_000 + "]" * 200_000
 
 @pytest.mark.parametrize("summary", ["[1, 2]", DEEP, '{"weights_sha256": ' + "[" * 990 + "]" * 990 + "}"])
 def test_a_summary_that_is_not_an_object_is_no_summary(tmp_path, summary):
-    from reproexec.compare import final_metrics
+    from reproexec.runs.compare import final_metrics
 
     a = make_byo_run(tmp_path / "a", {"metrics/metrics.jsonl": '{"step": 1, "acc": 0.5}\n'})
     (a / "summary.json").write_text(summary)  # a bring-your-own script writes what it likes
@@ -217,7 +217,7 @@ def test_a_summary_that_is_not_an_object_is_no_summary(tmp_path, summary):
 
 
 def test_a_bad_metrics_line_keeps_the_other_rows_and_is_named(tmp_path):
-    from reproexec.compare import read_final_metrics
+    from reproexec.runs.compare import read_final_metrics
 
     text = '{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n[3]\n{"step": 3, "loss": 1.0}\n\x00garbage{{\n'
     a = make_byo_run(tmp_path / "a", {"metrics/metrics.jsonl": text})
@@ -228,7 +228,7 @@ def test_a_bad_metrics_line_keeps_the_other_rows_and_is_named(tmp_path):
 
 
 def test_a_linked_metrics_file_is_not_followed(tmp_path):
-    from reproexec.compare import read_final_metrics
+    from reproexec.runs.compare import read_final_metrics
 
     secret = tmp_path / "elsewhere.jsonl"
     secret.write_text('{"step": 1, "loss": 0.25}\n')
@@ -272,7 +272,7 @@ def test_env_diff_of_a_hostile_bundle_is_refused_cleanly(tmp_path):
     from typer.testing import CliRunner
 
     from reproexec.cli.app import app
-    from reproexec.envdiff import view_of_bundle
+    from reproexec.runs.envdiff import view_of_bundle
 
     deep = _bundle(tmp_path / "deep.tar.gz", b"[" * 100_000 + b"]" * 100_000)
     r = CliRunner().invoke(app, ["env", "diff", str(deep), str(deep)])

@@ -6,7 +6,7 @@ import pytest
 from fakes import FakeEngine
 
 from reproexec.engine import ImageInfo
-from reproexec.gc import apply_gc, plan_gc
+from reproexec.env.gc import apply_gc, plan_gc
 
 pytestmark = pytest.mark.unit
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from reproexec.context import write_context
-from reproexec.imagespec import (
+from reproexec.env.context import write_context
+from reproexec.env.spec import (
     LARGE_WHEEL_BYTES,
     BaseImage,
     ImageSpec,
@@ -22,8 +22,8 @@ from reproexec.imagespec import (
     hash_inputs,
     render_dockerfile,
 )
-from reproexec.lock import parse_lock
-from reproexec.wheels import Wheel
+from reproexec.env.lock import parse_lock
+from reproexec.env.wheels import Wheel
 
 pytestmark = pytest.mark.unit
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from reproexec.errors import LockError
-from reproexec.lock import MAX_LOCK_BYTES, MAX_LOCK_PROBLEMS, MAX_LOGICAL_LINE, parse_lock, read_lock
+from reproexec.env.lock import MAX_LOCK_BYTES, MAX_LOCK_PROBLEMS, MAX_LOGICAL_LINE, parse_lock, read_lock
 
 pytestmark = pytest.mark.unit
 H1, H2 = "a" * 64, "b" * 64

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from reproexec.cli.app import app
-from reproexec.runstore import READ_SCHEMAS, RUN_SCHEMA
+from reproexec.runs.store import READ_SCHEMAS, RUN_SCHEMA
 
 pytestmark = pytest.mark.unit
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "runs"

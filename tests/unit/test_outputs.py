@@ -7,8 +7,8 @@ import stat
 
 import pytest
 
-from reproexec.outputs import Limits, make_staging, remove_tree, take_outputs
-from reproexec.runstore import RECORDS
+from reproexec.runs.outputs import Limits, make_staging, remove_tree, take_outputs
+from reproexec.runs.store import RECORDS
 
 pytestmark = pytest.mark.unit
 ME = (os.getuid(), os.getgid())

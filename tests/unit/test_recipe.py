@@ -11,10 +11,10 @@ import pytest
 from fakes import FakeEngine
 from test_build import loaded, project  # noqa: F401 (fixture)
 
-from reproexec import imagespec
-from reproexec.build import build_image, image_record, plan_build
+from reproexec.env import spec as imagespec
+from reproexec.env.build import build_image, image_record, plan_build
 from reproexec.errors import BuildError, EngineError, RunError
-from reproexec.recipe import RECIPE_DIR, plan_from_recipe, recipe_entries, write_recipe
+from reproexec.env.recipe import RECIPE_DIR, plan_from_recipe, recipe_entries, write_recipe
 
 pytestmark = pytest.mark.unit
 

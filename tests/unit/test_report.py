@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from reproexec.report import MAX_CURVE_POINTS, render_comparison, render_report
+from reproexec.runs.report import MAX_CURVE_POINTS, render_comparison, render_report
 
 pytestmark = pytest.mark.unit
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "runs" / "2026-12-06_resnet18_digits_ffdd63"
@@ -90,7 +90,7 @@ def test_a_million_rows_are_read_and_drawn_within_bounds(tmp_path):
 
 @pytest.mark.parametrize("summary", ["[1, 2]", "[" * 200_000 + "]" * 200_000])
 def test_a_summary_that_is_not_an_object_gives_the_scripts_own_metrics(tmp_path, summary):
-    from reproexec.compare import final_metrics
+    from reproexec.runs.compare import final_metrics
 
     d, record = run_folder(tmp_path, byo=True, metrics='{"step": 1, "acc": 0.5, "big": 1' + "0" * 400 + "}\n")
     (d / "summary.json").write_text(summary)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from reproexec.errors import RunError
-from reproexec.rerun import build_differences, replay_config
-from reproexec.run import replayed_environment
-from reproexec.runstore import load_run
+from reproexec.runs.rerun import build_differences, replay_config
+from reproexec.runs.execute import replayed_environment
+from reproexec.runs.store import load_run
 
 pytestmark = pytest.mark.unit
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "runs"

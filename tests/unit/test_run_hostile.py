@@ -47,7 +47,7 @@ def test_a_summary_that_is_not_an_object_is_the_scripts_own_business(tmp_path, d
 
 
 def test_a_failure_while_finishing_still_ends_the_run(tmp_path, demo_snapshot, monkeypatch):
-    from reproexec import run as run_mod
+    from reproexec.runs import execute as run_mod
 
     def broken(*args, **kwargs):
         raise RuntimeError("a reader broke")

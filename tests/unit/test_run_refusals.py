@@ -53,7 +53,7 @@ def test_require_clean_refuses_a_dirty_work_tree(tmp_path, demo_snapshot):
 def test_a_run_lost_mid_stream_is_marked_failed(tmp_path, demo_snapshot, monkeypatch):
     import json
 
-    from reproexec import run as run_mod
+    from reproexec.runs import execute as run_mod
     from reproexec.config import load_config
     from reproexec.engine import Exit
 

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from reproexec.runstore import create_run_dir, list_runs, load_run, make_run_id
+from reproexec.runs.store import create_run_dir, list_runs, load_run, make_run_id
 from reproexec.errors import RunError
 
 pytestmark = pytest.mark.unit
@@ -71,7 +71,7 @@ def test_unknown_run_lists_the_latest_ids(tmp_path):
 def test_a_wheel_server_left_by_a_killed_build_is_reaped_and_a_live_ones_is_not():
     from reproexec.labels import LABEL_BUILD_SERVER
     from reproexec.engine import ContainerInfo
-    from reproexec.run import reap_orphans
+    from reproexec.runs.execute import reap_orphans
     from reproexec.labels import LABEL_OWNER, this_process
 
     dead = subprocess.Popen(["true"])

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from reproexec.errors import LockError, ReproexecError
-from reproexec.lock import parse_lock
-from reproexec.wheels import TargetPlatform, ensure_wheels
+from reproexec.env.lock import parse_lock
+from reproexec.env.wheels import TargetPlatform, ensure_wheels
 
 pytestmark = pytest.mark.unit
 

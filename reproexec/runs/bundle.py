@@ -31,7 +31,7 @@ from reproexec.labels import BUNDLE_REPOSITORY, LABEL_HASH, ROOTFS_REPOSITORY
 from reproexec.engine import Engine
 from reproexec.errors import RunError
 from reproexec.fsutil import is_disk_full, piped, sha256_file
-from reproexec.runstore import MAX_RUN_JSON_BYTES, RUN_JSON, RunRecord, load_run, parse_run_json
+from reproexec.runs.store import MAX_RUN_JSON_BYTES, RUN_JSON, RunRecord, load_run, parse_run_json
 
 IMAGE_MEMBER = "image.tar"
 BASE_MEMBER = "base.tar.gz"  # --with-base: the base's rootfs (tens of MB), not the whole run image
@@ -106,7 +106,7 @@ def export_run(record: RunRecord, out: Path, *, engine: Engine | None = None, wi
 
 def _base_of(record: RunRecord, engine: Engine | None) -> Path:
     """The gzipped rootfs of the run's base, checked to be the base the run was built on."""
-    from reproexec.basebox import base_rootfs, rootfs_store
+    from reproexec.env.base import base_rootfs, rootfs_store
 
     base = ((record.data.get("image") or {}).get("base")) or {}
     layers = base.get("layers") or []
@@ -310,11 +310,11 @@ def _recorded_base(record: dict, source: str) -> str:
 
 
 def _import_base(engine: Engine, tar: tarfile.TarFile, member: tarfile.TarInfo, sha: str) -> str:
-    """The bundle's base rootfs, imported once it proved to be the recorded one (basebox.import_base_rootfs
+    """The bundle's base rootfs, imported once it proved to be the recorded one (base.import_base_rootfs
     checks its sha256 and every member), and tagged reproexec-base-rootfs:<sha256>: a name derived from
-    what was checked, never one the bundle chose. A rebuild finds it by its layer (basebox.find_base)."""
-    from reproexec.basebox import import_base_rootfs
-    from reproexec.wheels import cache_dir
+    what was checked, never one the bundle chose. A rebuild finds it by its layer (base.find_base)."""
+    from reproexec.env.base import import_base_rootfs
+    from reproexec.env.wheels import cache_dir
 
     src = tar.extractfile(member)
     assert src is not None

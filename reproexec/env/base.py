@@ -48,7 +48,7 @@ from typing import IO, Any
 from reproexec.engine import Engine, ImageInfo
 from reproexec.errors import EngineError, ReproexecError
 from reproexec.fsutil import sha256_file, write_atomic
-from reproexec.imagespec import BaseImage
+from reproexec.env.spec import BaseImage
 from reproexec.labels import (
     DEFAULT_BASE,
     LABEL_EPOCH,
@@ -59,7 +59,7 @@ from reproexec.labels import (
     ROOTFS_REPOSITORY,
 )
 from reproexec.runtime.environment import parse_dpkg_status
-from reproexec.wheels import cache_dir
+from reproexec.env.wheels import cache_dir
 
 # What every run image needs from its base: Python with venv (3.11 on bookworm) and CA certs.
 BASE_PACKAGES = ("ca-certificates", "python3", "python3-venv")

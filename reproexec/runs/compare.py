@@ -26,7 +26,7 @@ from typing import Any
 
 from reproexec.errors import VERDICT_EXIT_CODES
 from reproexec.fsutil import read_json_object, read_jsonl_objects
-from reproexec.runstore import RECORDS
+from reproexec.runs.store import RECORDS
 
 IDENTICAL, WITHIN, DIFFERS = "identical", "within tolerance", "differs"
 EXIT_CODES = VERDICT_EXIT_CODES

@@ -22,18 +22,18 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from reproexec.build import BuildPlan, probe_target
-from reproexec.context import ContextEntry
+from reproexec.env.build import BuildPlan, probe_target
+from reproexec.env.context import ContextEntry
 from reproexec.engine import Engine
 from reproexec.errors import BuildError, RunError
 from reproexec.fsutil import read_bounded, sha256_file, write_atomic
-from reproexec.imagespec import ImageSpec, build_context, content_hash, image_tag
-from reproexec.lock import parse_lock
-from reproexec.wheels import Wheel, cache_dir
+from reproexec.env.spec import ImageSpec, build_context, content_hash, image_tag
+from reproexec.env.lock import parse_lock
+from reproexec.env.wheels import Wheel, cache_dir
 
 RECIPE_DIR = "recipe"
 # The hash schemas whose builds this reproexec can replay: the lockfile's wheels are served to the
-# build's steps at imagespec.WHEEL_URL (3), and the large ones get a layer of their own (4, visible
+# build's steps at spec.WHEEL_URL (3), and the large ones get a layer of their own (4, visible
 # only in the recorded Dockerfile, which is replayed as it is). Schemas 1-2 copied the wheels into
 # the build context; no run of theirs kept a recipe.
 REPLAYABLE_SCHEMAS = (3, 4)
@@ -82,8 +82,8 @@ def plan_from_recipe(image: dict[str, Any], folder: Path, engine: Engine, *, sou
     """A BuildPlan for the recorded image, from the recipe in `folder` (a run folder, or a folder
     with a recipe/ in it). Runs made before recipes were kept are rebuilt from their Dockerfile and
     lockfile when the wheel of the reproexec that made them is at hand (its cache, REPROEXEC_WHEEL)."""
-    from reproexec.basebox import find_base
-    from reproexec.wheels import ensure_wheels
+    from reproexec.env.base import find_base
+    from reproexec.env.wheels import ensure_wheels
 
     inputs = recorded_inputs(image, source)
     schema = inputs.get("schema")
@@ -172,7 +172,7 @@ def _text(files: dict[str, ContextEntry] | None, arcname: str, folder: Path, sha
 def _self_wheel(files: dict[str, ContextEntry] | None, recipe: Path, recorded: list[str], source: str) -> Wheel:
     """The wheel of the reproexec that made the run: from the recipe, or (older runs) found by its
     sha256 in this machine's cache of built wheels or at REPROEXEC_WHEEL."""
-    from reproexec.selfwheel import wheel_of
+    from reproexec.env.selfwheel import wheel_of
 
     filename, sha = recorded
     if files is not None:

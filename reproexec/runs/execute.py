@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from reproexec._version import version
-from reproexec.build import build_code_image
+from reproexec.env.build import build_code_image
 from reproexec.codebox import (
     CODE_TAR,
     CodeState,
@@ -35,7 +35,7 @@ from reproexec.codebox import (
     write_code_tar,
 )
 from reproexec.config import LoadedConfig
-from reproexec.context import ContextEntry
+from reproexec.env.context import ContextEntry
 from reproexec.engine import ContainerSpec, Engine, Exit, Mount, RunHandle
 from reproexec.errors import (
     ConfigError,
@@ -56,9 +56,9 @@ from reproexec.labels import (
     owner_is_gone,
     this_process,
 )
-from reproexec.outputs import Intake, make_staging, remove_tree, take_outputs
-from reproexec.recipe import RECIPE_DIR, write_recipe
-from reproexec.runstore import (
+from reproexec.runs.outputs import Intake, make_staging, remove_tree, take_outputs
+from reproexec.env.recipe import RECIPE_DIR, write_recipe
+from reproexec.runs.store import (
     RECORDS,
     RESERVE,
     RUN_JSON,
@@ -397,8 +397,8 @@ def _ensure_image(loaded: LoadedConfig, opts: RunOptions, engine: Engine,
     """Build or reuse the run image, and its recipe. A rerun (or a sweep's cell) reuses the recorded
     image if this machine has it, else rebuilds it from the recorded recipe (recipe.py): the same
     tag, with the recorded reproexec inside, whichever reproexec runs this."""
-    from reproexec.build import build_image, image_record, plan_build
-    from reproexec.recipe import plan_from_recipe, recipe_entries
+    from reproexec.env.build import build_image, image_record, plan_build
+    from reproexec.env.recipe import plan_from_recipe, recipe_entries
 
     expected, source = opts.replay.image, opts.replay.source
     if expected:
@@ -429,7 +429,7 @@ def _ensure_image(loaded: LoadedConfig, opts: RunOptions, engine: Engine,
 def _recorded_image(engine: Engine, expected: dict[str, Any]) -> tuple[str, str] | None:
     """The tag under which this machine has the recorded image: built here (its labels checked), or
     loaded from a --with-image bundle (reproexec-bundle:, its id the recorded one)."""
-    from reproexec.build import check_built_here
+    from reproexec.env.build import check_built_here
 
     info = engine.image(expected["tag"])
     if info is not None:
@@ -754,7 +754,7 @@ def _start(prep: Prepared, opts: RunOptions, run_id: str, run_dir: Path, staging
     cfg = prep.loaded.config
     command, env = _process(prep, opts, run_dir, staging)
     if opts.runtime == "local":
-        from reproexec.localrun import LocalRun
+        from reproexec.runs.local import LocalRun
 
         cwd = Path(prep.code.root) if cfg.entrypoint else staging
         return LocalRun(command, {**os.environ, **env}, cwd=cwd, cpuset=cfg.resources.cpuset), None
@@ -870,7 +870,7 @@ def _finish(run_dir: Path, record: dict[str, Any], status: str, reason: str | No
     summary = read_json_object(run_dir / "summary.json")  # an object, or None: a script's list is its own business
     record["summary"] = summary
     if record.get("entrypoint"):
-        from reproexec.compare import read_final_metrics
+        from reproexec.runs.compare import read_final_metrics
 
         metrics, problem = read_final_metrics(run_dir)  # the last value of each metric the script logged
         record["metrics"] = metrics or None
@@ -886,7 +886,7 @@ def _finish(run_dir: Path, record: dict[str, Any], status: str, reason: str | No
     record.update(status=status, reason=reason)
     record["artifacts"] = artifact_hashes(run_dir, known=intake.files if intake is not None else {})
     try:
-        from reproexec.report import render_report
+        from reproexec.runs.report import render_report
 
         write_atomic(run_dir / "report.html", render_report(run_dir, record))
         record["artifacts"]["report.html"] = sha256_file(run_dir / "report.html")

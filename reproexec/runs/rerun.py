@@ -14,14 +14,14 @@ from typing import Any
 
 from reproexec._version import version
 from reproexec.codebox import CODE_TAR
-from reproexec.compare import Comparison, compare_runs
+from reproexec.runs.compare import Comparison, compare_runs
 from reproexec.config import LoadedConfig, validate_config
 from reproexec.engine import Engine
-from reproexec.envdiff import Difference, diff_env, view_of_run_dir
+from reproexec.runs.envdiff import Difference, diff_env, view_of_run_dir
 from reproexec.errors import ConfigError, ReproexecError, RunError
-from reproexec.run import EventFn, Replay, RunOptions, RunOutcome, execute_run
+from reproexec.runs.execute import EventFn, Replay, RunOptions, RunOutcome, execute_run
 from reproexec.fsutil import sha256_file, write_atomic, write_json_atomic
-from reproexec.runstore import RUN_JSON, RunRecord, load_run
+from reproexec.runs.store import RUN_JSON, RunRecord, load_run
 
 
 @dataclass
@@ -35,7 +35,7 @@ class RerunResult:
 
 def locate(ref: str, runs_dir: Path, engine: Engine | None) -> RunRecord:
     """The original run: from the store, a run folder, or a bundle (imported, its image loaded)."""
-    from reproexec.bundle import import_bundle
+    from reproexec.runs.bundle import import_bundle
 
     p = Path(ref)
     if p.is_file():
@@ -159,7 +159,7 @@ def check_tolerances(tolerances: dict[str, float], original: RunRecord) -> None:
 
 def logged_metrics(run_dir: Path) -> set[str]:
     """Every metric name a run logged (its metrics files' numeric columns and its summary's finals)."""
-    from reproexec.compare import METRIC_STREAMS
+    from reproexec.runs.compare import METRIC_STREAMS
     from reproexec.fsutil import read_json_object, read_jsonl_objects
 
     names: set[str] = set()
@@ -236,7 +236,7 @@ def explain(loaded: LoadedConfig, comparison: Comparison | None, diffs: list[Dif
 def _record(original: RunRecord, outcome: RunOutcome, comparison: Comparison | None, diffs: list[Difference],
             hints: list[str]) -> None:  # fmt: skip
     """comparison.json and comparison.html beside the new run; run.json says what it reran."""
-    from reproexec.report import render_comparison
+    from reproexec.runs.report import render_comparison
 
     run_dir = outcome.run_dir
     data: dict[str, Any] = {

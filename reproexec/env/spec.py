@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from reproexec.context import ContextEntry
+from reproexec.env.context import ContextEntry
 from reproexec.fsutil import canonical_sha256
 from reproexec.labels import BASE_CONTENT_REPOSITORY, ENV_REPOSITORY
-from reproexec.lock import LockedRequirement, Lockfile
-from reproexec.wheels import Wheel
+from reproexec.env.lock import LockedRequirement, Lockfile
+from reproexec.env.wheels import Wheel
 
 # bump when the meaning of the hash inputs changes (2: the base by its layers, not its id; 3: wheels
 # served to the build, not copied into a stage; 4: the large wheels in a layer of their own)
@@ -99,9 +99,9 @@ def large_pins(spec: ImageSpec) -> list[LockedRequirement]:
 
 def templates_root() -> Path:
     """Where Dockerfile.cpu/.cuda and templates/ are: in the wheel, or at the checkout's top level."""
-    here = Path(__file__).resolve().parent
-    shipped = here / "_templates"
-    return shipped if (shipped / "Dockerfile.cpu").is_file() else here.parent
+    package = Path(__file__).resolve().parent.parent  # reproexec/
+    shipped = package / "_templates"
+    return shipped if (shipped / "Dockerfile.cpu").is_file() else package.parent
 
 
 def jinja_env() -> Any:

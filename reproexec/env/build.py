@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reproexec.basebox import resolve_base
+from reproexec.env.base import resolve_base
 from reproexec.config import LoadedConfig
-from reproexec.context import ContextEntry, streamed_context
+from reproexec.env.context import ContextEntry, streamed_context
 from reproexec.engine import Engine, ImageInfo
 from reproexec.errors import BuildError, ConfigError, LockError
-from reproexec.imagespec import (
+from reproexec.env.spec import (
     WHEEL_PORT,
     BaseImage,
     ImageSpec,
@@ -33,7 +33,7 @@ from reproexec.imagespec import (
     image_tag,
     render_dockerfile,
 )
-from reproexec.lock import Lockfile, read_lock
+from reproexec.env.lock import Lockfile, read_lock
 from reproexec.labels import (
     CODE_REPOSITORY,
     LABEL_BUILD_SERVER,
@@ -44,8 +44,8 @@ from reproexec.labels import (
     LABEL_OWNER,
     this_process,
 )
-from reproexec.selfwheel import reproexec_wheel
-from reproexec.wheels import (
+from reproexec.env.selfwheel import reproexec_wheel
+from reproexec.env.wheels import (
     PROBE_SCRIPT,
     TargetPlatform,
     cache_dir,

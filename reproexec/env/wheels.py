@@ -28,7 +28,7 @@ from pathlib import Path
 
 from reproexec.errors import BuildError, LockError
 from reproexec.fsutil import sha256_file, write_atomic
-from reproexec.lock import LockedRequirement, Lockfile
+from reproexec.env.lock import LockedRequirement, Lockfile
 
 
 def cache_dir() -> Path:

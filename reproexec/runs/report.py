@@ -11,9 +11,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from reproexec.compare import _RECORDS, SCRIPT_METRICS, classify, metric_value, output_globs
+from reproexec.runs.compare import _RECORDS, SCRIPT_METRICS, classify, metric_value, output_globs
 from reproexec.fsutil import read_bounded, read_json_object, read_jsonl_objects
-from reproexec.imagespec import templates_root
+from reproexec.env.spec import templates_root
 
 IMAGES = (("curves.png", "loss and accuracy"), ("confusion_matrix.png", "confusion matrix"), ("predictions.png", "sample predictions"))
 MAX_CONFIG_BYTES = 1024**2  # the config.yaml shown on the page

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from reproexec.engine import Engine
 from reproexec.labels import BUNDLE_REPOSITORY, CODE_REPOSITORY, ENV_REPOSITORY, LABEL_ROOTFS, LABEL_SUITE
-from reproexec.runstore import list_runs
+from reproexec.runs.store import list_runs
 
 REPOSITORIES = (ENV_REPOSITORY, CODE_REPOSITORY, BUNDLE_REPOSITORY)
 
@@ -94,7 +94,7 @@ def plan_gc(engine: Engine, runs_dir: Path, *, keep_last: int = 0) -> GcPlan:
 
 
 def _plan_rootfs(engine: Engine, runs_dir: Path, plan: GcPlan) -> None:
-    from reproexec.basebox import rootfs_store
+    from reproexec.env.base import rootfs_store
 
     files = sorted(rootfs_store().glob("*.tar.gz")) if rootfs_store().is_dir() else []
     if not files:

@@ -19,7 +19,7 @@ from pathlib import Path
 from reproexec._version import checkout_root, source_hash, version_of_checkout
 from reproexec.errors import BuildError
 from reproexec.fsutil import sha256_file
-from reproexec.wheels import Wheel, cache_dir
+from reproexec.env.wheels import Wheel, cache_dir
 
 
 def wheel_of(path: Path, sha256: str | None = None) -> Wheel:

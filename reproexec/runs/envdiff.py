@@ -210,8 +210,8 @@ def view_of_bundle(path: Path) -> EnvView:
     that is too large, not JSON or not an object counts as missing)."""
     import zlib
 
-    from reproexec.bundle import check_members
-    from reproexec.runstore import MAX_RUN_JSON_BYTES, RUN_JSON, parse_run_json
+    from reproexec.runs.bundle import check_members
+    from reproexec.runs.store import MAX_RUN_JSON_BYTES, RUN_JSON, parse_run_json
 
     try:
         with tarfile.open(path, "r:*") as tar:
@@ -280,7 +280,7 @@ def view_of_host() -> EnvView:
 
 
 def resolve_side(ref: str, runs_dir: Path, engine_factory: Any) -> EnvView:
-    from reproexec.runstore import RUN_JSON, load_run
+    from reproexec.runs.store import RUN_JSON, load_run
 
     if ref == "host":
         return view_of_host()
