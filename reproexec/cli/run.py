@@ -29,7 +29,10 @@ def run(
     from reproexec.cli import STARTED
     from reproexec.config import load_config
     from reproexec.errors import ConfigError
-    from reproexec.runs.execute import Clock, RunOptions, check_options, container_user, execute_run
+    from reproexec.runs.execute import execute_run
+    from reproexec.runs.launch import container_user
+    from reproexec.runs.prepare import RunOptions, check_options
+    from reproexec.runs.timing import Clock
 
     clock = Clock(since=STARTED)
     if runtime not in ("docker", "local"):

@@ -22,7 +22,7 @@ def list_(runs_dir: RunsDir = Path("runs")) -> None:
     records = list_runs(runs_dir.resolve())
     if any(r.status == "interrupted (stale)" and (r.data.get("runtime") or {}).get("kind") == "docker" for r in records):
         from reproexec.errors import EngineError
-        from reproexec.runs.execute import reap_orphans
+        from reproexec.runs.reap import reap_orphans
 
         try:
             from reproexec.engine import connect

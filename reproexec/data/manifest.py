@@ -615,3 +615,25 @@ def _progress(factory: ProgressFactory | None, description: str, total: int, tot
     if factory is None:
         return nullcontext(lambda n_items, n_bytes: None)
     return factory(description, total, bytes_total=total_bytes)
+
+
+def snapshot_state(root: Path, manifest: DatasetManifest) -> dict[str, tuple[int, int, int, int] | None]:
+    """Size, mtime, ctime and inode of every file of a verified snapshot (one stat each): a file
+    written or replaced after verification changes its ctime, which no one but root can set back."""
+    out: dict[str, tuple[int, int, int, int] | None] = {}
+    for f in manifest.files:
+        try:
+            st = os.stat(root / f.relpath, follow_symlinks=False)
+            out[f.relpath] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        except OSError:
+            out[f.relpath] = None
+    return out
+
+
+def snapshot_changes(root: Path, manifest: DatasetManifest, before: dict[str, Any]) -> list[str]:
+    """What changed in a snapshot since `before` (snapshot_state when it was verified): files
+    written, replaced or removed, and files added."""
+    now = snapshot_state(root, manifest)
+    changed = [rel for rel, state in before.items() if now.get(rel) != state]
+    added = [rel for rel in hashing.walk(str(root), manifest.excludes, RESERVED_NAMES).files if rel not in before]
+    return [f"{rel} (changed)" for rel in changed] + [f"{rel} (added)" for rel in added]

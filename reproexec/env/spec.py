@@ -34,6 +34,8 @@ WHEEL_URL = f"http://{WHEEL_HOST}:{WHEEL_PORT}/"
 # CUDA libraries: 13 wheels, 2.85 of the demo's 2.9 GB). A lockfile change that leaves them alone
 # reuses that layer from Docker's cache and rebuilds only the small packages.
 LARGE_WHEEL_BYTES = 32 * 2**20
+# The image's unprivileged user (its `USER`): root's runs run as this, never as uid 0 (runs/launch.py).
+SANDBOX_UID = SANDBOX_GID = 10001
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,7 @@ def render_dockerfile(spec: ImageSpec) -> str:
         wheel_host=WHEEL_HOST,
         large_wheels=bool(large_pins(spec)),
         large_mib=LARGE_WHEEL_BYTES >> 20,
+        sandbox_user=f"{SANDBOX_UID}:{SANDBOX_GID}",
     )
     # Collapse the blank lines left by empty blocks, so the text (and the hash) is tidy and stable.
     lines: list[str] = []

@@ -26,7 +26,7 @@ from typing import Any
 
 from reproexec.errors import VERDICT_EXIT_CODES
 from reproexec.fsutil import read_json_object, read_jsonl_objects
-from reproexec.runs.store import RECORDS
+from reproexec.runs.store import RECORDS, RESOLVED_CONFIG
 
 IDENTICAL, WITHIN, DIFFERS = "identical", "within tolerance", "differs"
 EXIT_CODES = VERDICT_EXIT_CODES
@@ -169,7 +169,7 @@ def read_final_metrics(run_dir: Path) -> tuple[dict[str, Any], str | None]:
 def output_globs(run_dir: Path) -> tuple[list[str], list[str]]:
     """The config's `output.results` and `output.logs` globs as the run recorded them
     (config.resolved.json); anything there that is not a list of strings counts as none."""
-    output = (read_json_object(run_dir / "config.resolved.json") or {}).get("output")
+    output = (read_json_object(run_dir / RESOLVED_CONFIG) or {}).get("output")
     output = output if isinstance(output, dict) else {}
 
     def strings(v: Any) -> list[str]:

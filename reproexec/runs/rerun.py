@@ -19,9 +19,10 @@ from reproexec.config import LoadedConfig, validate_config
 from reproexec.engine import Engine
 from reproexec.runs.envdiff import Difference, diff_env, view_of_run_dir
 from reproexec.errors import ConfigError, ReproexecError, RunError
-from reproexec.runs.execute import EventFn, Replay, RunOptions, RunOutcome, execute_run
-from reproexec.fsutil import sha256_file, write_atomic, write_json_atomic
-from reproexec.runs.store import RUN_JSON, RunRecord, load_run
+from reproexec.runs.execute import EventFn, RunOutcome, execute_run
+from reproexec.runs.prepare import Replay, RunOptions
+from reproexec.fsutil import load_json, sha256_file, write_atomic, write_json_atomic
+from reproexec.runs.store import RESOLVED_CONFIG, RUN_JSON, RunRecord, load_run
 
 
 @dataclass
@@ -48,11 +49,11 @@ def replay_config(original: RunRecord, *, data: Path | None, cpuset: str | None)
     run's process gets it (the recorded JSON with only the paths and the cpuset replaced, so the
     recorded reproexec inside the image reads what it wrote, whatever fields this one adds)."""
     try:
-        raw = json.loads((original.path / "config.resolved.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError) as e:
-        raise RunError(f"run {original.run_id} has no readable config.resolved.json: {e}") from None
+        raw = load_json(original.path / RESOLVED_CONFIG)
+    except (OSError, ValueError) as e:
+        raise RunError(f"run {original.run_id} has no readable {RESOLVED_CONFIG}: {e}") from None
     if not all(isinstance(x, dict) for x in (raw, raw.get("env"), raw.get("data"), raw.get("resources"))):
-        raise RunError(f"run {original.run_id}: config.resolved.json is not a resolved config", "the run folder was altered")
+        raise RunError(f"run {original.run_id}: {RESOLVED_CONFIG} is not a resolved config", "the run folder was altered")
     if isinstance(raw.get("output"), dict):
         raw["output"].pop("runs_dir", None)  # written by reproexec < 0.1.1, never used
     raw["env"]["lockfile"] = "requirements.lock"  # the run's own copy
@@ -63,7 +64,7 @@ def replay_config(original: RunRecord, *, data: Path | None, cpuset: str | None)
     raw["data"]["manifest"] = str(original.path / "manifest.json")  # verify against what the run used
     if cpuset is not None:
         raw["resources"]["cpuset"] = cpuset
-    loaded = LoadedConfig(config=validate_config(copy.deepcopy(raw), f"{original.run_id}/config.resolved.json"),
+    loaded = LoadedConfig(config=validate_config(copy.deepcopy(raw), f"{original.run_id}/{RESOLVED_CONFIG}"),
                           path=original.path / "config.yaml")  # fmt: skip
     return loaded, raw
 

@@ -23,6 +23,7 @@ from reproexec.fsutil import sha256_file
 from reproexec.labels import owner_is_gone
 
 RUN_JSON = "run.json"
+RESOLVED_CONFIG = "config.resolved.json"  # the config with every default written out: what the run's process read
 # The run.json format this reproexec writes; it reads every earlier one too (tests/fixtures/runs/ holds
 # a run folder of each). 1: the first; 2: the image's recipe (recipe/, image.reproexec, image.runtime_protocol).
 RUN_SCHEMA = 2
@@ -32,7 +33,7 @@ STAGING = ".staging"  # runs_dir/.staging/<run id>: where a run's process writes
 RESERVE = ".reserve"  # room set aside in a run folder for its final run.json
 # What reproexec itself writes at the top of a run folder; a run's process may not write these names.
 RECORDS = frozenset({
-    RUN_JSON, "config.yaml", "config.resolved.json", "requirements.lock", "Dockerfile", "manifest.json",
+    RUN_JSON, "config.yaml", RESOLVED_CONFIG, "requirements.lock", "Dockerfile", "manifest.json",
     "code.patch", "code.tar", "stdout.log", "report.html", "comparison.json", "comparison.html", RESERVE,
     "recipe",  # the image's build context (env: recipe.py), a folder
 })  # fmt: skip

@@ -48,7 +48,8 @@ def run_cell(sweep_dir: Path, key: str, *, engine: Any = None) -> dict[str, Any]
     """Run the cell; always returns (and writes) its result, whatever happened."""
     from reproexec.config import read_yaml_file, validate_config
     from reproexec.fsutil import write_json_atomic
-    from reproexec.runs.execute import Replay, RunOptions, execute_run
+    from reproexec.runs.execute import execute_run
+    from reproexec.runs.prepare import Replay, RunOptions
     from reproexec.sweep.plan import CellConfig
 
     config_path, result_path = cell_paths(sweep_dir, key)

@@ -91,7 +91,7 @@ def dry_run(plan: SweepPlan, opts: SweepOptions) -> dict[str, Any]:
 def run_sweep(plan: SweepPlan, opts: SweepOptions, engine: Engine, *, on_log: LogFn = lambda s: None) -> SweepOutcome:
     from reproexec.env.build import build_image, image_record
     from reproexec.env.recipe import RECIPE_DIR, write_recipe
-    from reproexec.runs.execute import RUNTIME_PROTOCOL
+    from reproexec.runs.launch import RUNTIME_PROTOCOL
     from reproexec.runs.store import now_iso
 
     spec = plan.spec

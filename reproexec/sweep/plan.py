@@ -20,7 +20,8 @@ from typing import Any
 
 from reproexec.config import LoadedConfig
 from reproexec.engine import Engine
-from reproexec.fsutil import canonical_sha256
+from reproexec.fsutil import canonical_sha256, read_json_object
+from reproexec.runs.store import RESOLVED_CONFIG
 from reproexec.sweep.spec import Cell, SweepSpec
 
 LogFn = Callable[[str], None]
@@ -120,11 +121,8 @@ def succeeded_runs(runs_dir: Path) -> dict[str, Path]:
         image, data = r.data.get("image"), r.data.get("data")
         if not isinstance(image, dict) or not isinstance(data, dict):
             continue
-        try:
-            resolved = json.loads((r.path / "config.resolved.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(resolved, dict) and isinstance(image.get("content_hash"), str) and isinstance(data.get("manifest_id"), str):
+        resolved = read_json_object(r.path / RESOLVED_CONFIG)
+        if resolved is not None and isinstance(image.get("content_hash"), str) and isinstance(data.get("manifest_id"), str):
             out[cell_identity(resolved, image["content_hash"], data["manifest_id"])] = r.path
     return out
 

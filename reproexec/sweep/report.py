@@ -19,6 +19,7 @@ from typing import Any
 
 from reproexec.runs.compare import metric_value
 from reproexec.fsutil import read_json_object, read_jsonl_objects
+from reproexec.runs.store import RESOLVED_CONFIG
 from reproexec.runs.report import fmt
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22"]
@@ -38,7 +39,7 @@ def run_facts(run_dir: Path) -> dict[str, Any]:
     summary = read_json_object(run_dir / "summary.json") or {}
     metrics = record.get("metrics") if isinstance(record.get("metrics"), dict) else {}
     sha = summary.get("weights_sha256")
-    config = read_json_object(run_dir / "config.resolved.json") or {}
+    config = read_json_object(run_dir / RESOLVED_CONFIG) or {}
     return {
         "run_id": str(record.get("run_id") or run_dir.name),
         "status": str(record.get("status") or "unknown"),

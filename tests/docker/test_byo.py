@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from reproexec.cli.app import app
 from reproexec.config import load_config
-from reproexec.runs.execute import RunOptions, execute_run
+from reproexec.runs.execute import execute_run
+from reproexec.runs.prepare import RunOptions
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 runner = CliRunner()

@@ -11,7 +11,8 @@ import pytest
 from runfixtures import REPO, write_config
 
 from reproexec.config import load_config
-from reproexec.runs.execute import RunOptions, execute_run
+from reproexec.runs.execute import execute_run
+from reproexec.runs.prepare import RunOptions
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -20,7 +20,8 @@ from needs import require
 from runfixtures import write_config
 
 from reproexec.config import load_config
-from reproexec.runs.execute import RunOptions, execute_run
+from reproexec.runs.execute import execute_run
+from reproexec.runs.prepare import RunOptions
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 IS_ROOT = os.geteuid() == 0

@@ -16,7 +16,8 @@ from needs import require
 from runfixtures import REPO, write_config
 
 from reproexec.config import load_config
-from reproexec.runs.execute import RunOptions, execute_run
+from reproexec.runs.execute import execute_run
+from reproexec.runs.prepare import RunOptions
 from reproexec.runs.store import artifact_hashes
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

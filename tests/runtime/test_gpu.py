@@ -64,7 +64,8 @@ def test_an_unseeded_cuda_script_is_seeded_by_the_start_up_hook(tmp_path):
 
     from reproexec.runs.compare import compare_runs
     from reproexec.config import load_config
-    from reproexec.runs.execute import RunOptions, execute_run
+    from reproexec.runs.execute import execute_run
+    from reproexec.runs.prepare import RunOptions
 
     from reproexec.data.demo import write_digits_demo
 

@@ -9,7 +9,7 @@ import pytest
 
 from reproexec.errors import RunError
 from reproexec.runs.rerun import build_differences, replay_config
-from reproexec.runs.execute import replayed_environment
+from reproexec.runs.prepare import replayed_environment
 from reproexec.runs.store import load_run
 
 pytestmark = pytest.mark.unit

@@ -48,15 +48,16 @@ def test_a_summary_that_is_not_an_object_is_the_scripts_own_business(tmp_path, d
 
 def test_a_failure_while_finishing_still_ends_the_run(tmp_path, demo_snapshot, monkeypatch):
     from reproexec.runs import execute as run_mod
+    from reproexec.runs.prepare import RunOptions
 
     def broken(*args, **kwargs):
         raise RuntimeError("a reader broke")
 
-    monkeypatch.setattr(run_mod, "_finish", broken)
+    monkeypatch.setattr(run_mod, "finish", broken)
     cfg = byo(tmp_path, demo_snapshot, "print('trained')\n")
     runs = tmp_path / "runs"
     with pytest.raises(RuntimeError, match="a reader broke"):  # a bug shows itself...
-        run_mod.execute_run(run_mod_load(cfg), run_mod.RunOptions(runtime="local", runs_dir=runs))
+        run_mod.execute_run(run_mod_load(cfg), RunOptions(runtime="local", runs_dir=runs))
     run_dir, record = only_run(runs)  # ...and the run says how it ended
     assert record["status"] == "failed" and record["reason"] == "reproexec could not finish the run: RuntimeError: a reader broke"
     assert record["finished_at"] and not (run_dir / ".reserve").exists()

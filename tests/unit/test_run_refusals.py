@@ -53,9 +53,11 @@ def test_require_clean_refuses_a_dirty_work_tree(tmp_path, demo_snapshot):
 def test_a_run_lost_mid_stream_is_marked_failed(tmp_path, demo_snapshot, monkeypatch):
     import json
 
-    from reproexec.runs import execute as run_mod
     from reproexec.config import load_config
     from reproexec.engine import Exit
+    from reproexec.runs import launch
+    from reproexec.runs.execute import execute_run
+    from reproexec.runs.prepare import RunOptions
 
     class BrokenHandle:
         id = "broken"
@@ -74,10 +76,10 @@ def test_a_run_lost_mid_stream_is_marked_failed(tmp_path, demo_snapshot, monkeyp
         def remove(self):
             BrokenHandle.removed = True
 
-    monkeypatch.setattr(run_mod, "_start", lambda *a, **k: (BrokenHandle(), None))
+    monkeypatch.setattr(launch.LocalLauncher, "start", lambda *a, **k: (BrokenHandle(), None))
     cfg = load_config(write_config(tmp_path, demo_snapshot))
     with pytest.raises(ConnectionError):
-        run_mod.execute_run(cfg, run_mod.RunOptions(runtime="local", runs_dir=tmp_path / "runs"))
+        execute_run(cfg, RunOptions(runtime="local", runs_dir=tmp_path / "runs"))
     (run_dir,) = [p for p in (tmp_path / "runs").iterdir() if not p.name.startswith(".")]
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "failed" and "engine went away" in record["reason"]

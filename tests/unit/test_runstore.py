@@ -71,7 +71,7 @@ def test_unknown_run_lists_the_latest_ids(tmp_path):
 def test_a_wheel_server_left_by_a_killed_build_is_reaped_and_a_live_ones_is_not():
     from reproexec.labels import LABEL_BUILD_SERVER
     from reproexec.engine import ContainerInfo
-    from reproexec.runs.execute import reap_orphans
+    from reproexec.runs.reap import reap_orphans
     from reproexec.labels import LABEL_OWNER, this_process
 
     dead = subprocess.Popen(["true"])
