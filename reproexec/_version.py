@@ -83,9 +83,24 @@ def _local_part(scm_version: object, root: Path) -> str:
     if not node:
         return ""
     local = f"+{node[:9]}"  # "g" and 8 hex digits of the commit
-    if getattr(scm_version, "dirty", False):
+    if getattr(scm_version, "dirty", False) and _wheel_sources_changed(root):
         local += f".s{source_hash(root)[:10]}"
     return local
+
+
+def _wheel_sources_changed(root: Path) -> bool:
+    """Whether the files that go into the wheel differ from the commit: an edited test or benchmark
+    leaves the version (and so every image tag) as it is. True when git cannot tell."""
+    import subprocess
+
+    paths = ["--", *WHEEL_TOP_FILES, *WHEEL_TREES]
+    try:
+        diff = subprocess.run(["git", "-C", str(root), "diff", "--quiet", "HEAD", *paths], capture_output=True)
+        new = subprocess.run(["git", "-C", str(root), "ls-files", "--others", "--exclude-standard", *paths],
+                             capture_output=True, text=True)  # fmt: skip
+    except OSError:
+        return True
+    return diff.returncode != 0 or bool(new.stdout.strip())
 
 
 @functools.cache

@@ -8,10 +8,23 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
 from needs import require
+
+
+# The markers a test gets from the first folder under tests/ (what it needs), set here once.
+FOLDER_MARKS = {"unit": ("unit",), "docker": ("docker", "slow"), "runtime": ("runtime",), "integration": ("slow",)}
+
+
+def pytest_collection_modifyitems(config, items):
+    tests = Path(__file__).resolve().parent
+    for item in items:
+        folder = Path(item.path).resolve().relative_to(tests).parts[0]
+        for mark in FOLDER_MARKS.get(folder, ()):
+            item.add_marker(mark)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -22,3 +22,10 @@ def write_config(folder: Path, snapshot: Path, **overrides) -> Path:
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
+
+
+def loaded(tmp_path: Path, **env):
+    from reproexec.config import LoadedConfig, validate_config
+
+    cfg = validate_config({"name": "t", "data": {"snapshot": "d"}, "env": env})
+    return LoadedConfig(config=cfg, path=tmp_path / "config.yaml")

@@ -14,7 +14,6 @@ from reproexec.cli.app import app
 from reproexec.env.context import ContextEntry, write_context
 from reproexec.errors import BuildError
 
-pytestmark = pytest.mark.docker
 runner = CliRunner()
 
 

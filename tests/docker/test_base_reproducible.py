@@ -12,12 +12,10 @@ import subprocess
 import sys
 import tarfile
 
-import pytest
 from needs import require
 
 from reproexec.labels import LABEL_PACKAGES, LABEL_ROOTFS
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
 TAGS = ("wt10-base:repro-a", "wt10-base:repro-b")
 
 

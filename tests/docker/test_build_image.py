@@ -16,7 +16,6 @@ from reproexec.config import LoadedConfig, load_config
 from reproexec.errors import BuildError
 from reproexec.env.wheels import cache_dir
 
-pytestmark = pytest.mark.docker
 DEMO = "examples/digits/config.yaml"
 
 

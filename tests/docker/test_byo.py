@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import shutil
 
-import pytest
 from runfixtures import REPO, write_config
 from typer.testing import CliRunner
 
@@ -17,7 +16,6 @@ from reproexec.config import load_config
 from reproexec.runs.execute import execute_run
 from reproexec.runs.prepare import RunOptions
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
 runner = CliRunner()
 ARGS = ["--data-path", "${REPROEXEC_DATA_DIR}", "--output-dir", "$REPROEXEC_RUN_DIR", "--metrics",
         "${REPROEXEC_METRICS}", "--epochs", "1", "--workers", "2"]  # fmt: skip

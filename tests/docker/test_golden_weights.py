@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from runfixtures import REPO, write_config
 
 from reproexec.config import load_config
 from reproexec.runs.execute import execute_run
 from reproexec.runs.prepare import RunOptions
-
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 GOLDEN = json.loads((REPO / "tests" / "golden" / "demo_weights.json").read_text())
 

@@ -23,7 +23,6 @@ from reproexec.config import load_config
 from reproexec.runs.execute import execute_run
 from reproexec.runs.prepare import RunOptions
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
 IS_ROOT = os.geteuid() == 0
 
 ATTACK = r'''

@@ -24,7 +24,6 @@ from reproexec.config import load_config
 from reproexec.runs.execute import execute_run
 from reproexec.runs.prepare import RunOptions
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
 runner = CliRunner()
 
 

@@ -17,7 +17,6 @@ from reproexec.env.base import resolve_base
 from reproexec.env.build import build_image, plan_build
 from reproexec.config import load_config
 
-pytestmark = pytest.mark.docker
 
 
 @pytest.fixture(scope="module")

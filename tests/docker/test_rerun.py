@@ -19,7 +19,6 @@ from reproexec.env.context import ContextEntry, write_context
 from reproexec.runs.execute import execute_run
 from reproexec.runs.prepare import RunOptions
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
 runner = CliRunner()
 
 

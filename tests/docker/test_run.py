@@ -20,8 +20,6 @@ from reproexec.runs.execute import execute_run
 from reproexec.runs.prepare import RunOptions
 from reproexec.runs.store import artifact_hashes
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
-
 EXPECTED_FILES = [
     "config.yaml", "config.resolved.json", "requirements.lock", "Dockerfile", "manifest.json", "environment.json",
     "metrics/steps.jsonl", "metrics/epochs.jsonl", "checkpoints/best.pt", "checkpoints/last.pt",

@@ -22,7 +22,6 @@ from typer.testing import CliRunner
 
 from reproexec.cli.app import app
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
 runner = CliRunner()
 SMOKE = {"epochs": 1, "max_steps": 4, "batch_size": 16, "log_every": 1}
 

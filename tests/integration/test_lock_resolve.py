@@ -1,13 +1,10 @@
 """`reproexec lock` for real: pip-tools resolving the demo's requirements with this machine's pip
 configuration (torch and torchvision come from the local disk index). About two minutes."""
 
-import pytest
 from typer.testing import CliRunner
 
 from reproexec.cli.app import app
 from reproexec.env.lock import read_lock
-
-pytestmark = pytest.mark.slow
 
 
 def test_demo_requirements_resolve_to_a_complete_hashed_lock(tmp_path):

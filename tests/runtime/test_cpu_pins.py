@@ -88,7 +88,6 @@ def test_the_levels_are_read_back_from_the_libraries_themselves():
     assert first["blas"] == "mkl"
 
 
-@pytest.mark.slow
 def test_host_variables_and_cpu_count_do_not_change_the_weights(digits, tmp_path):
     cfg = make_config(train={"max_steps": 4, "epochs": 1}, data={"subset": 128})
     results = {}

@@ -14,8 +14,6 @@ from trainkit import make_config
 from reproexec.errors import ConfigError, DataError
 from reproexec.runtime.datasets import EpochSampler, SeededImageDataset, load_cifar_pickle, load_dataset
 
-pytestmark = pytest.mark.unit
-
 
 def test_imagefolder_classes_are_sorted_folder_names_and_rgb(digits):
     b = load_dataset(make_config(data={"subset": None}), digits)

@@ -8,8 +8,6 @@ import os
 import pytest
 from trainkit import make_config, read_run, run_fresh
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def runs(digits, tmp_path_factory):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from trainkit import make_config, read_run, require_cuda, run_fresh
 
-pytestmark = [pytest.mark.gpu, pytest.mark.slow]
+pytestmark = pytest.mark.gpu
 
 
 @pytest.fixture(autouse=True)

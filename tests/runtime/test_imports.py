@@ -5,9 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
-
-pytestmark = pytest.mark.unit
 
 
 def test_runtime_imports_no_host_tooling():

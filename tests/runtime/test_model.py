@@ -11,8 +11,6 @@ from trainkit import make_config
 from reproexec.errors import ConfigError, RunError
 from reproexec.runtime.model import build_model, state_dict_sha256
 
-pytestmark = pytest.mark.unit
-
 
 def _weights(tmp_path):
     torch.manual_seed(0)

@@ -12,8 +12,6 @@ from reproexec.runtime.seeding import (
     nondeterministic_op_error,
 )
 
-pytestmark = pytest.mark.unit
-
 # torch's own text (aten/src/ATen/Context.cpp, alertNotDeterministic) for a CUDA-only op.
 CUDA_MESSAGE = (
     "adaptive_avg_pool2d_backward_cuda does not have a deterministic implementation, but you set "

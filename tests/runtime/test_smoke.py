@@ -9,8 +9,6 @@ from typer.testing import CliRunner
 from reproexec.cli.app import app
 from reproexec.runs.smoke import check_smoke
 
-pytestmark = pytest.mark.slow
-
 CONFIG = {
     "name": "digits-smoke",
     "data": {"snapshot": "SNAPSHOT"},

@@ -14,8 +14,6 @@ from reproexec.runtime.datasets import SeededImageDataset, load_dataset
 from reproexec.runtime.model import state_dict_sha256
 from reproexec.runtime.trainer import evaluate, make_eval_loader, run_training
 
-pytestmark = pytest.mark.slow
-
 
 def here(**over):
     """A config for this (already started) process: its CPU capability, or check_cpu_capability refuses."""

@@ -13,8 +13,6 @@ from reproexec import codebox
 from reproexec.codebox import capture_code, read_code_tar, work_tree_files, write_code_tar
 from reproexec.errors import RunError
 
-pytestmark = pytest.mark.unit
-
 
 def git_repo(root: Path) -> Path:
     root.mkdir()

@@ -9,7 +9,6 @@ from reproexec.cli.app import app
 from reproexec.config import MAX_CONFIG_BYTES, MAX_YAML_DEPTH, config_schema, load_config, validate_config
 from reproexec.errors import ConfigError
 
-pytestmark = pytest.mark.unit
 DEMO = "examples/digits/config.yaml"
 runner = CliRunner()
 

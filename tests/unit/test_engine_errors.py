@@ -1,9 +1,6 @@
-import pytest
 from typer.testing import CliRunner
 
 from reproexec.cli.app import app
-
-pytestmark = pytest.mark.unit
 
 
 def test_no_engine_is_a_clear_error_that_says_how_to_start_one(monkeypatch, tmp_path):

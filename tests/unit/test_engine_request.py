@@ -8,8 +8,6 @@ import pytest
 
 from reproexec.engine import ContainerSpec, DockerEngine, Mount
 
-pytestmark = pytest.mark.unit
-
 
 def _engine():
     client = MagicMock(spec=docker.DockerClient)

@@ -8,12 +8,12 @@ import sys
 import textwrap
 
 import pytest
+from needs import REPO
 from runfixtures import write_config
 from typer.testing import CliRunner
 
 from reproexec.cli.app import app
 
-pytestmark = pytest.mark.unit
 runner = CliRunner()
 
 
@@ -112,10 +112,9 @@ OLD = "2026-12-06_resnet18_digits_aed67c"
 @pytest.fixture
 def store(tmp_path, demo_snapshot):
     """A run folder of reproexec 0.1.0 (a fixture), with the demo's manifest (the fixture leaves it out)."""
-    from pathlib import Path
 
     runs = tmp_path / "runs"
-    shutil.copytree(Path(__file__).resolve().parent.parent / "fixtures" / "runs" / OLD, runs / OLD)
+    shutil.copytree(REPO / "tests" / "fixtures" / "runs" / OLD, runs / OLD)
     shutil.copy(demo_snapshot / "manifest.json", runs / OLD / "manifest.json")
     return runs
 

@@ -14,8 +14,6 @@ from reproexec.data.manifest import class_folders, load_manifest, relpath_proble
 from reproexec.errors import DataError
 from datatrees import make_tree
 
-pytestmark = pytest.mark.unit
-
 N_FILES = 2000
 
 

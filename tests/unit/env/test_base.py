@@ -22,8 +22,6 @@ from reproexec.env.base import (
 )
 from reproexec.errors import EngineError
 
-pytestmark = pytest.mark.unit
-
 DPKG_STATUS = b"""Package: libc6
 Status: install ok installed
 Version: 2.36-9+deb12u10

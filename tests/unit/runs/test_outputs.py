@@ -10,7 +10,6 @@ import pytest
 from reproexec.runs.outputs import Limits, make_staging, remove_tree, take_outputs
 from reproexec.runs.store import RECORDS
 
-pytestmark = pytest.mark.unit
 ME = (os.getuid(), os.getgid())
 
 

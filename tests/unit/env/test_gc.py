@@ -8,8 +8,6 @@ from fakes import FakeEngine
 from reproexec.engine import ImageInfo
 from reproexec.env.gc import apply_gc, plan_gc
 
-pytestmark = pytest.mark.unit
-
 
 def _image(engine, tag, n, created, labels=None, size=1000):
     info = ImageInfo(id=f"sha256:{n * 64}", tags=(tag,) if tag else (), repo_digests=(), labels=labels or {},

@@ -8,8 +8,6 @@ import pytest
 from reproexec.runs.store import create_run_dir, list_runs, load_run, make_run_id
 from reproexec.errors import RunError
 
-pytestmark = pytest.mark.unit
-
 
 def test_run_ids_are_readable_and_unique(tmp_path):
     import datetime as dt

@@ -14,7 +14,6 @@ from typer.testing import CliRunner
 from reproexec.cli.app import app
 from reproexec.sweep.report import build_report, compare_table, render_csv, render_html, render_markdown
 
-pytestmark = pytest.mark.unit
 runner = CliRunner()
 VALUES = {"plain": [0.90, 0.91, 0.92], "aug": [0.93, 0.95, 0.94]}
 

@@ -5,9 +5,7 @@ import subprocess
 import sys
 import time
 
-import pytest
 
-pytestmark = pytest.mark.unit
 SLEEPER = "import time\nprint('ready', flush=True)\ntime.sleep(300)\n"
 
 

@@ -6,7 +6,6 @@ import pytest
 from reproexec.errors import LockError
 from reproexec.env.lock import MAX_LOCK_BYTES, MAX_LOCK_PROBLEMS, MAX_LOGICAL_LINE, parse_lock, read_lock
 
-pytestmark = pytest.mark.unit
 H1, H2 = "a" * 64, "b" * 64
 
 

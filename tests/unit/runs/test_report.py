@@ -5,14 +5,13 @@ import json
 import re
 import shutil
 import time
-from pathlib import Path
 
 import pytest
+from needs import REPO
 
 from reproexec.runs.report import MAX_CURVE_POINTS, render_comparison, render_report
 
-pytestmark = pytest.mark.unit
-FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "runs" / "2026-12-06_resnet18_digits_ffdd63"
+FIXTURE = REPO / "tests" / "fixtures" / "runs" / "2026-12-06_resnet18_digits_ffdd63"
 
 
 def run_folder(tmp_path, *, byo: bool, metrics: str | None = None):

@@ -6,14 +6,14 @@ import shutil
 from pathlib import Path
 
 import pytest
+from needs import REPO
 
 from reproexec.errors import RunError
 from reproexec.runs.rerun import build_differences, replay_config
 from reproexec.runs.prepare import replayed_environment
 from reproexec.runs.store import load_run
 
-pytestmark = pytest.mark.unit
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "runs"
+FIXTURES = REPO / "tests" / "fixtures" / "runs"
 OLD = "2026-12-06_resnet18_digits_aed67c"  # schema 1, made by reproexec 0.1.0
 
 

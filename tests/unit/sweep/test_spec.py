@@ -12,7 +12,6 @@ from reproexec.cli.app import app
 from reproexec.errors import ConfigError
 from reproexec.sweep.spec import config_differences, deep_merge, load_sweep
 
-pytestmark = pytest.mark.unit
 runner = CliRunner()
 
 

@@ -7,8 +7,6 @@ from reproexec.engine import ContainerResult
 from reproexec.errors import EngineError, ReproexecError
 from reproexec.runs.envdiff import EnvView, classify, diff_env, view_from_parts
 
-pytestmark = pytest.mark.unit
-
 
 def make_run(folder, losses, val_acc, weights="w" * 64):
     (folder / "metrics").mkdir(parents=True)

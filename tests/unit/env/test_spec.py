@@ -11,6 +11,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from needs import REPO
 
 from reproexec.env.context import write_context
 from reproexec.env.spec import (
@@ -25,8 +26,7 @@ from reproexec.env.spec import (
 from reproexec.env.lock import parse_lock
 from reproexec.env.wheels import Wheel
 
-pytestmark = pytest.mark.unit
-GOLDEN = Path(__file__).resolve().parent.parent / "golden"
+GOLDEN = REPO / "tests" / "golden"
 BASE_ID = "sha256:" + "1" * 64
 BASE_LAYERS = ("sha256:" + "4" * 64,)
 BASE_CONFIG = {"Cmd": ["python3"], "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]}
@@ -123,7 +123,7 @@ def test_context_tar_is_normalized_and_byte_identical(tmp_path):
 def test_hash_is_stable_across_processes(tmp_path):
     here = tag_of(make_spec(tmp_path))
     code = (
-        "import sys, pathlib; sys.path.insert(0, 'tests/unit'); import test_imagespec as t; "
+        "import sys, pathlib; sys.path[:0] = ['tests', 'tests/unit/env']; import test_spec as t; "
         f"print(t.tag_of(t.make_spec(pathlib.Path({str(tmp_path)!r}))))"
     )
     env = dict(os.environ, PYTHONHASHSEED="random")

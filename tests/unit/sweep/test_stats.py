@@ -8,8 +8,6 @@ import pytest
 
 from reproexec.sweep.stats import compare_variants, describe, paired_test, verdict
 
-pytestmark = pytest.mark.unit
-
 BASE = {0: 0.90, 1: 0.91, 2: 0.92, 3: 0.90, 4: 0.91}
 
 

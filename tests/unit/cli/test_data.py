@@ -14,8 +14,6 @@ from typer.testing import CliRunner
 from reproexec.cli.app import app
 from datatrees import make_tree
 
-pytestmark = pytest.mark.unit
-
 ENV = {"NO_COLOR": "1", "COLUMNS": "200", "TERM": "dumb"}
 
 

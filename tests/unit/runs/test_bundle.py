@@ -15,7 +15,6 @@ from reproexec.engine import ImageInfo
 from reproexec.errors import RunError
 from reproexec.runs.store import artifact_hashes
 
-pytestmark = pytest.mark.unit
 RUN = "2026-11-24_resnet18_digits_abcdef"
 IMAGE_ID = "sha256:" + "1" * 64
 CONTENT = "2" * 64

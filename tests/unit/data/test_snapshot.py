@@ -17,8 +17,6 @@ from reproexec.data.manifest import DatasetManifest, FileEntry, load_manifest, s
 from reproexec.errors import DataError
 from datatrees import make_tree
 
-pytestmark = pytest.mark.unit
-
 
 def sha(b: bytes) -> str:
     return hashlib.sha256(b).hexdigest()

@@ -6,7 +6,6 @@ from typer.testing import CliRunner
 
 from reproexec.cli.app import app
 
-pytestmark = pytest.mark.unit
 runner = CliRunner()
 
 

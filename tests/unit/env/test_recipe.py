@@ -9,18 +9,16 @@ import tarfile
 
 import pytest
 from fakes import FakeEngine
-from test_build import loaded, project  # noqa: F401 (fixture)
+from runfixtures import loaded
 
 from reproexec.env import spec as imagespec
 from reproexec.env.build import build_image, image_record, plan_build
 from reproexec.errors import BuildError, EngineError, RunError
 from reproexec.env.recipe import RECIPE_DIR, plan_from_recipe, recipe_entries, write_recipe
 
-pytestmark = pytest.mark.unit
-
 
 @pytest.fixture
-def recorded_run(project):  # noqa: F811
+def recorded_run(project):
     """A run folder as `reproexec run` leaves it: its image built, its record and its recipe."""
     tmp, engine = project
     plan = plan_build(loaded(tmp), engine)
@@ -116,7 +114,7 @@ def rootfs_tar(tmp) -> tuple[bytes, str]:
     return buf.getvalue(), hashlib.sha256(buf.getvalue()).hexdigest()
 
 
-def test_the_base_is_found_by_its_layers_or_imported_from_the_cached_rootfs(project, isolated_cache):  # noqa: F811
+def test_the_base_is_found_by_its_layers_or_imported_from_the_cached_rootfs(project, isolated_cache):
     tmp, engine = project
     data, sha = rootfs_tar(tmp)
     engine.add_image("reproexec-base:bookworm", layers=[f"sha256:{sha}"])
@@ -157,7 +155,7 @@ def test_an_image_built_another_way_is_named_by_its_hash_schema(recorded_run):
         plan_from_recipe(old, run_dir, machine_b(engine), source="run r1")
 
 
-def test_a_tag_not_built_by_reproexec_is_not_a_cache_hit(project):  # noqa: F811
+def test_a_tag_not_built_by_reproexec_is_not_a_cache_hit(project):
     """Only build_image tags reproexec-env:<hash>, with its labels; anything else under that tag
     (a manual `docker tag`, an old bundle import) is refused, not run."""
     tmp, engine = project

@@ -13,8 +13,6 @@ from reproexec.errors import LockError, ReproexecError
 from reproexec.env.lock import parse_lock
 from reproexec.env.wheels import TargetPlatform, ensure_wheels
 
-pytestmark = pytest.mark.unit
-
 TARGET = TargetPlatform(python_version="3.11", abi="cp311", machine="x86_64", glibc="2.36")
 
 

@@ -4,16 +4,15 @@ with both versions named."""
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
+from needs import REPO
 from typer.testing import CliRunner
 
 from reproexec.cli.app import app
 from reproexec.runs.store import READ_SCHEMAS, RUN_SCHEMA
 
-pytestmark = pytest.mark.unit
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "runs"
+FIXTURES = REPO / "tests" / "fixtures" / "runs"
 RUNS = sorted(p.name for p in FIXTURES.iterdir() if (p / "run.json").is_file())
 runner = CliRunner()
 

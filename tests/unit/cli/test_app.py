@@ -1,13 +1,11 @@
 import subprocess
 import sys
 
-import pytest
 from typer.testing import CliRunner
 
 from reproexec import __version__
 from reproexec.cli.app import app
 
-pytestmark = pytest.mark.unit
 runner = CliRunner()
 
 

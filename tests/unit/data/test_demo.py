@@ -10,8 +10,6 @@ from reproexec.data.demo import encode_png_gray, write_digits_demo
 from reproexec.data.manifest import verify_snapshot
 from reproexec.errors import DataError
 
-pytestmark = pytest.mark.unit
-
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory):
