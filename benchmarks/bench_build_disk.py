@@ -39,8 +39,12 @@ CONFIG = "examples/digits/config.yaml"
 
 def forget_images() -> None:
     """No reproexec image and no untagged image: no layer a build could reuse (the base stays)."""
-    refs = subprocess.run(["docker", "images", "-q", "--filter", "reference=reproexec-env", "--filter",
-                           "reference=reproexec-code"], capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    refs = subprocess.run(
+        ["docker", "images", "-q", "--filter", "reference=reproexec-env", "--filter", "reference=reproexec-code"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     if refs:
         subprocess.run(["docker", "rmi", "-f", *set(refs)], capture_output=True)
     subprocess.run(["docker", "image", "prune", "-f"], capture_output=True, check=True)
@@ -49,7 +53,9 @@ def forget_images() -> None:
 def build(checkout: Path) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(checkout)}
     cmd = [*CLI_MODULE, "build", CONFIG]
-    tag = subprocess.run([*cmd, "--dry-run"], cwd=checkout, env=env, check=True, capture_output=True, text=True).stdout.split()[-1]
+    tag = subprocess.run(
+        [*cmd, "--dry-run"], cwd=checkout, env=env, check=True, capture_output=True, text=True
+    ).stdout.split()[-1]
     forget_images()
     disk = "/var/lib/docker" if Path("/var/lib/docker").exists() else "/"
     start = shutil.disk_usage(disk).free
@@ -67,8 +73,11 @@ def build(checkout: Path) -> dict[str, float]:
     done.set()
     sampler.join()
     end = shutil.disk_usage(disk).free
-    size = int(subprocess.run(["docker", "image", "inspect", tag, "--format", "{{.Size}}"], check=True,
-                              capture_output=True, text=True).stdout)  # fmt: skip
+    size = int(
+        subprocess.run(
+            ["docker", "image", "inspect", tag, "--format", "{{.Size}}"], check=True, capture_output=True, text=True
+        ).stdout
+    )
     forget_images()
     return {"wall_s": wall, "peak_gb": (start - low) / 1e9, "kept_gb": (start - end) / 1e9, "image_gb": size / 1e9}
 
@@ -100,13 +109,17 @@ def forget_changed_wheel(lock: Path) -> None:
     """Take the changed pin's wheel and the changed lockfile's index out of the wheel cache."""
     import hashlib
 
-    cache = Path(os.environ.get("REPROEXEC_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "reproexec")
+    cache = Path(
+        os.environ.get("REPROEXEC_CACHE")
+        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "reproexec"
+    )
     digest = PYYAML_601.split("sha256:")[1].strip()
     shutil.rmtree(cache / "wheels" / digest[:2] / digest, ignore_errors=True)
     lock_sha = hashlib.sha256(lock.read_bytes()).hexdigest()
     for index in (cache / "resolved").glob("*.json"):
-        if not index.name.startswith("choices-") and index.stem in {hashlib.sha256((lock_sha + key).encode()).hexdigest()
-                                                                     for key in ("cp311-x86_64-glibc2.36",)}:  # fmt: skip
+        if not index.name.startswith("choices-") and index.stem in {
+            hashlib.sha256((lock_sha + key).encode()).hexdigest() for key in ("cp311-x86_64-glibc2.36",)
+        }:
             index.unlink()
 
 
@@ -122,8 +135,11 @@ def lock_change(checkout: Path, config: Path) -> dict[str, float]:
     end = shutil.disk_usage(disk).free
     fetched = [ln for ln in (r.stdout + r.stderr).splitlines() if "downloading" in ln]
     forget_images()
-    return {"wall_s": r.wall_s, "kept_gb": (start - end) / 1e9,
-            "downloaded_wheels": float(fetched[0].split()[1]) if fetched else 0.0}
+    return {
+        "wall_s": r.wall_s,
+        "kept_gb": (start - end) / 1e9,
+        "downloaded_wheels": float(fetched[0].split()[1]) if fetched else 0.0,
+    }
 
 
 def main() -> None:
@@ -135,11 +151,15 @@ def main() -> None:
     args.baseline = args.baseline or ("cff5617" if args.scenario == "cold" else "ad8645a")
     config = variant_config() if args.scenario == "lock-change" else None
     old = Path(tempfile.mkdtemp(prefix="bench-build-old-"))
-    subprocess.run(["git", "worktree", "add", "--detach", str(old), args.baseline], cwd=REPO, check=True, capture_output=True)
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", str(old), args.baseline], cwd=REPO, check=True, capture_output=True
+    )
     results: dict[str, list[dict[str, float]]] = {"baseline": [], "this": []}
     try:
         for i in range(args.rounds):
-            for name, checkout in (("baseline", old), ("this", REPO)) if i % 2 == 0 else (("this", REPO), ("baseline", old)):
+            for name, checkout in (
+                (("baseline", old), ("this", REPO)) if i % 2 == 0 else (("this", REPO), ("baseline", old))
+            ):
                 results[name].append(build(checkout) if config is None else lock_change(checkout, config))
                 print(name, {k: round(v, 2) for k, v in results[name][-1].items()}, flush=True)
     finally:

@@ -65,9 +65,17 @@ def main() -> int:
     from reproexec.config import validate_config
     from reproexec.runtime.seeding import cpu_math_environment
 
-    os.environ.update(cpu_math_environment(validate_config({
-        "name": "bench", "data": {"snapshot": "-"},
-        "determinism": {"threads": args.threads, "cpu_capability": args.cpu_capability}})))
+    os.environ.update(
+        cpu_math_environment(
+            validate_config(
+                {
+                    "name": "bench",
+                    "data": {"snapshot": "-"},
+                    "determinism": {"threads": args.threads, "cpu_capability": args.cpu_capability},
+                }
+            )
+        )
+    )
     import torch
 
     from reproexec.runtime.datasets import SeededImageDataset, load_dataset
@@ -86,15 +94,23 @@ def main() -> int:
     data = _write_digits(tmp / "digits")
 
     def config(mode: str):
-        return validate_config({
-            "name": "bench", "data": {"snapshot": str(data)},
-            "model": {"arch": args.arch, "num_classes": 10},
-            "augment": {"resize": [args.size, args.size], "normalize": {"mean": [0.5] * 3, "std": [0.5] * 3}},
-            "train": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": 0.05, "log_every": 10,
-                      "scheduler": {"name": "cosine"}},
-            "determinism": {"mode": mode, "threads": args.threads, "cpu_capability": args.cpu_capability},
-            "output": {"sample_predictions": 16},
-        })
+        return validate_config(
+            {
+                "name": "bench",
+                "data": {"snapshot": str(data)},
+                "model": {"arch": args.arch, "num_classes": 10},
+                "augment": {"resize": [args.size, args.size], "normalize": {"mean": [0.5] * 3, "std": [0.5] * 3}},
+                "train": {
+                    "epochs": args.epochs,
+                    "batch_size": args.batch_size,
+                    "lr": 0.05,
+                    "log_every": 10,
+                    "scheduler": {"name": "cosine"},
+                },
+                "determinism": {"mode": mode, "threads": args.threads, "cpu_capability": args.cpu_capability},
+                "output": {"sample_predictions": 16},
+            }
+        )
 
     dev = torch.device(args.device)
     strict_cfg = config("strict")
@@ -117,7 +133,7 @@ def main() -> int:
         for _ in range(plan.epochs):
             perm = torch.randperm(len(y_all), generator=g)
             for s in range(0, len(perm), args.batch_size):
-                idx = perm[s:s + args.batch_size]
+                idx = perm[s : s + args.batch_size]
                 if len(idx) == 1:
                     continue
                 x, y = x_all[idx].to(dev, non_blocking=True), y_all[idx].to(dev, non_blocking=True)
@@ -145,18 +161,27 @@ def main() -> int:
         rnd = {}
         for name, fn in variants.items():
             rnd[name] = fn()
-            print(json.dumps({"round": i, "variant": name, **{k: round(v, 1) for k, v in rnd[name].items()}}), flush=True)
+            print(
+                json.dumps({"round": i, "variant": name, **{k: round(v, 1) for k, v in rnd[name].items()}}), flush=True
+            )
         rounds.append(rnd)
 
     def ratio(a: str, am: str, b: str, bm: str) -> float:
         return round(median([r[a][am] / r[b][bm] for r in rounds]), 4)
 
     result = {
-        "device": args.device, "arch": args.arch, "image_size": args.size, "batch_size": args.batch_size,
-        "epochs": args.epochs, "threads": args.threads, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "torch": torch.__version__, "repeats": args.repeats,
-        "images_per_s_median": {k: {m: round(median([r[k][m] for r in rounds]), 1) for m in ("train", "wall")}
-                                for k in variants},
+        "device": args.device,
+        "arch": args.arch,
+        "image_size": args.size,
+        "batch_size": args.batch_size,
+        "epochs": args.epochs,
+        "threads": args.threads,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch": torch.__version__,
+        "repeats": args.repeats,
+        "images_per_s_median": {
+            k: {m: round(median([r[k][m] for r in rounds]), 1) for m in ("train", "wall")} for k in variants
+        },
         "ratios_median": {
             "strict_train_vs_plain": ratio("strict", "train", "plain", "train"),
             "strict_wall_vs_plain": ratio("strict", "wall", "plain", "train"),

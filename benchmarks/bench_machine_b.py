@@ -43,13 +43,15 @@ def main() -> None:
     (run_dir,) = [p for p in runs_a.iterdir() if not p.name.startswith(".")]
     out = {"a_wall_s": a_wall, "run_id": run_dir.name}
     base_bundle = work / "with-base.tar.gz"
-    out["export_with_base_s"] = timed([CLI, "export", run_dir.name, "-o", str(base_bundle), "--with-base",
-                                       "--runs-dir", str(runs_a)], cwd=REPO).wall_s
+    out["export_with_base_s"] = timed(
+        [CLI, "export", run_dir.name, "-o", str(base_bundle), "--with-base", "--runs-dir", str(runs_a)], cwd=REPO
+    ).wall_s
     out["with_base_bytes"] = base_bundle.stat().st_size
     if args.with_image:
         image_bundle = work / "with-image.tar"
-        out["export_with_image_s"] = timed([CLI, "export", run_dir.name, "-o", str(image_bundle), "--with-image",
-                                            "--runs-dir", str(runs_a)], cwd=REPO).wall_s
+        out["export_with_image_s"] = timed(
+            [CLI, "export", run_dir.name, "-o", str(image_bundle), "--with-image", "--runs-dir", str(runs_a)], cwd=REPO
+        ).wall_s
         out["with_image_bytes"] = image_bundle.stat().st_size
         out["base_over_image"] = out["with_base_bytes"] / out["with_image_bytes"]
         image_bundle.unlink()
@@ -58,27 +60,50 @@ def main() -> None:
     if args.newer_release:
         release = newer_release(work / "newer")
         cli_b, env["PYTHONPATH"] = [sys.executable, "-c", "from reproexec.cli import main; main()"], str(release)
-        out["b_release"] = subprocess.run([*cli_b, "--version"], capture_output=True, text=True, env={**os.environ, **env}).stdout.strip()
+        out["b_release"] = subprocess.run(
+            [*cli_b, "--version"], capture_output=True, text=True, env={**os.environ, **env}
+        ).stdout.strip()
     try:
-        rerun = timed([*cli_b, "rerun", str(base_bundle), "--data", str(REPO / "data" / "digits-v1"),
-                       "--runs-dir", str(work / "runs-b")], cwd=REPO, env={**os.environ, **env})
+        rerun = timed(
+            [
+                *cli_b,
+                "rerun",
+                str(base_bundle),
+                "--data",
+                str(REPO / "data" / "digits-v1"),
+                "--runs-dir",
+                str(work / "runs-b"),
+            ],
+            cwd=REPO,
+            env={**os.environ, **env},
+        )
         out["b_rerun_s"] = rerun.wall_s
         out["b_verdict_line"] = next((line for line in rerun.stdout.splitlines() if "rerun of" in line), "")
     finally:
         b.stop()
         if args.newer_release:
-            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(work / "newer")], capture_output=True)
+            subprocess.run(
+                ["git", "-C", str(REPO), "worktree", "remove", "--force", str(work / "newer")], capture_output=True
+            )
     out["b_over_a"] = out["b_rerun_s"] / a_wall
     print(json.dumps(out, indent=2))
 
 
 def newer_release(where: Path) -> Path:
     """This checkout (with its uncommitted changes to tracked files) plus one commit to reproexec's source."""
-    state = subprocess.run(["git", "-C", str(REPO), "stash", "create"], capture_output=True, text=True, check=True).stdout.strip()
-    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(where), state or "HEAD"], check=True, capture_output=True)
+    state = subprocess.run(
+        ["git", "-C", str(REPO), "stash", "create"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    subprocess.run(
+        ["git", "-C", str(REPO), "worktree", "add", "--detach", str(where), state or "HEAD"],
+        check=True,
+        capture_output=True,
+    )
     trainer = where / "reproexec" / "runtime" / "trainer.py"
     trainer.write_text(trainer.read_text() + "\n# a newer release\n")
-    subprocess.run(["git", "-C", str(where), "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qam", "newer"], check=True)
+    subprocess.run(
+        ["git", "-C", str(where), "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qam", "newer"], check=True
+    )
     return where
 
 

@@ -47,9 +47,14 @@ def one_run(runtime: str, runs: Path) -> dict:
     run_dir = newest_run(runs, before)
     record = json.loads((run_dir / "run.json").read_text())
     trainer = json.loads((run_dir / "timing.json").read_text())
-    return {"wall_s": wall, "trainer_wall_s": trainer["wall_s"], "outside_s": wall - trainer["wall_s"],
-            "phases": dict(record["timing"]["phases_s"]), "run_dir": str(run_dir),
-            "weights": json.loads((run_dir / "summary.json").read_text()).get("weights_sha256")}
+    return {
+        "wall_s": wall,
+        "trainer_wall_s": trainer["wall_s"],
+        "outside_s": wall - trainer["wall_s"],
+        "phases": dict(record["timing"]["phases_s"]),
+        "run_dir": str(run_dir),
+        "weights": json.loads((run_dir / "summary.json").read_text()).get("weights_sha256"),
+    }
 
 
 # Runs in the run image: torch's own optimizers import torch._dynamo, with no torchvision in the
@@ -78,7 +83,11 @@ CLI_LIBS = "import typer, typer._adapters, pydantic, docker, jinja2, yaml, rich.
 
 def floors() -> dict:
     """What a run and a cache-hit check pay before reproexec's own work: each the median of 5."""
-    tag = subprocess.run([CLI, "build", str(CONFIG)], capture_output=True, text=True, check=True).stdout.split("tag", 1)[1].split()[0]
+    tag = (
+        subprocess.run([CLI, "build", str(CONFIG)], capture_output=True, text=True, check=True)
+        .stdout.split("tag", 1)[1]
+        .split()[0]
+    )
     docker = ["docker", "run", "--rm", "--network", "none", tag]
 
     def five(cmd: list[str]) -> float:
@@ -88,10 +97,13 @@ def floors() -> dict:
     out["docker_run_true_s"] = five([*docker, "true"])
     out["image_python_pass_s"] = five([*docker, "python", "-c", "import os; os._exit(0)"])
     out["image_import_torch_s"] = five([*docker, "python", "-c", "import os, torch; os._exit(0)"])
-    out["image_import_torch_torchvision_s"] = five([*docker, "python", "-c", "import os, torch, torchvision; os._exit(0)"])
+    out["image_import_torch_torchvision_s"] = five(
+        [*docker, "python", "-c", "import os, torch, torchvision; os._exit(0)"]
+    )
     probes = [json.loads(timed([*docker, "python", "-c", PROBE], cwd=REPO).stdout) for _ in range(5)]
-    out["optim_step"] = {k: (median(p[k] for p in probes) if isinstance(probes[0][k], float) else probes[0][k])
-                         for k in probes[0]}
+    out["optim_step"] = {
+        k: (median(p[k] for p in probes) if isinstance(probes[0][k], float) else probes[0][k]) for k in probes[0]
+    }
     out["host_cli_libs_s"] = five([sys.executable, "-c", CLI_LIBS])
     out["host_python_pass_s"] = five([sys.executable, "-c", "pass"])
     out["host_reproexec_version_s"] = five([CLI, "--version"])  # the CLI's own start (its version asks git)
@@ -100,16 +112,24 @@ def floors() -> dict:
     out["run_floor_s"] = out["host_cli_libs_s"] + out["image_import_torch_torchvision_s"]
     out["build_check_floor_over_image_ls"] = out["host_cli_libs_s"] / out["docker_image_ls_s"]
     o = out["optim_step"]
-    print(f"floors (medians of 5, s): docker run true {out['docker_run_true_s']:.2f}; in the image: python "
-          f"{out['image_python_pass_s']:.2f}, +import torch {out['image_import_torch_s']:.2f}, +torchvision "
-          f"{out['image_import_torch_torchvision_s']:.2f} (each including docker run)")
-    print(f"  torch.optim, no torchvision: torch._dynamo loaded before the first optimizer {o['dynamo_before_optimizer']}, "
-          f"after {o['dynamo_after_optimizer']}; first SGD(...) {o['first_optimizer_s']:.2f} s, second "
-          f"{o['second_optimizer_s']:.4f} s")
-    print(f"  host: reproexec --version {out['host_reproexec_version_s']:.2f} s; "
-          f"CLI libraries {out['host_cli_libs_s']:.2f} s (python -c pass {out['host_python_pass_s']:.3f}), "
-          f"docker image ls {out['docker_image_ls_s']:.2f} s: {out['build_check_floor_over_image_ls']:.1f}× before any work")
-    print(f"  a run's floor outside the trainer: {out['run_floor_s']:.2f} s (CLI libraries + container + torch + torchvision)")
+    print(
+        f"floors (medians of 5, s): docker run true {out['docker_run_true_s']:.2f}; in the image: python "
+        f"{out['image_python_pass_s']:.2f}, +import torch {out['image_import_torch_s']:.2f}, +torchvision "
+        f"{out['image_import_torch_torchvision_s']:.2f} (each including docker run)"
+    )
+    print(
+        f"  torch.optim, no torchvision: torch._dynamo loaded before the first optimizer {o['dynamo_before_optimizer']}, "
+        f"after {o['dynamo_after_optimizer']}; first SGD(...) {o['first_optimizer_s']:.2f} s, second "
+        f"{o['second_optimizer_s']:.4f} s"
+    )
+    print(
+        f"  host: reproexec --version {out['host_reproexec_version_s']:.2f} s; "
+        f"CLI libraries {out['host_cli_libs_s']:.2f} s (python -c pass {out['host_python_pass_s']:.3f}), "
+        f"docker image ls {out['docker_image_ls_s']:.2f} s: {out['build_check_floor_over_image_ls']:.1f}× before any work"
+    )
+    print(
+        f"  a run's floor outside the trainer: {out['run_floor_s']:.2f} s (CLI libraries + container + torch + torchvision)"
+    )
     return out
 
 
@@ -142,15 +162,22 @@ def main() -> None:
         s = samples[rt]
         names = list(dict.fromkeys(k for x in s for k in x["phases"]))
         phases = {k: median(x["phases"].get(k, 0.0) for x in s) for k in names}
-        row = {"wall_s": median(x["wall_s"] for x in s), "trainer_wall_s": median(x["trainer_wall_s"] for x in s),
-               "outside_s": median(x["outside_s"] for x in s),
-               "outside_range_s": [min(x["outside_s"] for x in s), max(x["outside_s"] for x in s)],
-               "phases_s": phases, "weights": sorted({x["weights"] for x in s}), "last_run": s[-1]["run_dir"]}
+        row = {
+            "wall_s": median(x["wall_s"] for x in s),
+            "trainer_wall_s": median(x["trainer_wall_s"] for x in s),
+            "outside_s": median(x["outside_s"] for x in s),
+            "outside_range_s": [min(x["outside_s"] for x in s), max(x["outside_s"] for x in s)],
+            "phases_s": phases,
+            "weights": sorted({x["weights"] for x in s}),
+            "last_run": s[-1]["run_dir"],
+        }
         row["outside_over_trainer"] = row["outside_s"] / row["trainer_wall_s"]
         out[rt] = row
-        print(f"  {rt:6s} wall {row['wall_s']:6.2f}  trainer {row['trainer_wall_s']:6.2f}  outside "
-              f"{row['outside_s']:5.2f} ({row['outside_range_s'][0]:.2f}–{row['outside_range_s'][1]:.2f}) "
-              f"= {row['outside_over_trainer']:.3f}× the trainer")
+        print(
+            f"  {rt:6s} wall {row['wall_s']:6.2f}  trainer {row['trainer_wall_s']:6.2f}  outside "
+            f"{row['outside_s']:5.2f} ({row['outside_range_s'][0]:.2f}–{row['outside_range_s'][1]:.2f}) "
+            f"= {row['outside_over_trainer']:.3f}× the trainer"
+        )
         print("         " + "  ".join(f"{k} {v:.2f}" for k, v in phases.items()))
         print(f"         weights {', '.join(w[:12] for w in row['weights'])}  last run {row['last_run']}")
 
@@ -159,7 +186,11 @@ def main() -> None:
     for _ in range(5):
         b.append(timed([CLI, "build", str(CONFIG)], cwd=REPO).wall_s)
         d.append(timed(["docker", "image", "ls"], cwd=REPO).wall_s)
-    out["build_cache_hit"] = {"reproexec_build_s": median(b), "docker_image_ls_s": median(d), "ratio": median(b) / median(d)}
+    out["build_cache_hit"] = {
+        "reproexec_build_s": median(b),
+        "docker_image_ls_s": median(d),
+        "ratio": median(b) / median(d),
+    }
     print(f"cache-hit build {median(b):.2f} s vs docker image ls {median(d):.2f} s = {median(b) / median(d):.1f}×")
 
     # Smoke: wall and the share outside the trainer's own steps.
@@ -170,8 +201,12 @@ def main() -> None:
         t = json.loads((tmp / "run" / "timing.json").read_text())
         sm.append({"wall_s": wall, "trainer_wall_s": t["wall_s"], "train_s": t["train_s"]})
     sw, st = median(x["wall_s"] for x in sm), median(x["train_s"] for x in sm)
-    out["smoke"] = {"wall_s": sw, "train_s": st, "outside_steps_share": 1 - st / sw,
-                    "trainer_wall_s": median(x["trainer_wall_s"] for x in sm)}
+    out["smoke"] = {
+        "wall_s": sw,
+        "train_s": st,
+        "outside_steps_share": 1 - st / sw,
+        "trainer_wall_s": median(x["trainer_wall_s"] for x in sm),
+    }
     print(f"smoke wall {sw:.2f} s, 50 steps {st:.2f} s: {1 - st / sw:.0%} of it outside the steps")
 
     imp = [timed([sys.executable, "-c", "import torch, torchvision"], cwd=REPO).wall_s for _ in range(3)]

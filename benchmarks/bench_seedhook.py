@@ -36,10 +36,13 @@ print(float(loss), np.random.rand())
 """
 
 
-
 def newest_env_image() -> str:
-    out = subprocess.run(["docker", "image", "ls", "reproexec-env", "--format", "{{.Repository}}:{{.Tag}}"],
-                         capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run(
+        ["docker", "image", "ls", "reproexec-env", "--format", "{{.Repository}}:{{.Tag}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     if not out:
         sys.exit("no reproexec-env image: run `reproexec build examples/digits/config.yaml` first")
     return out[0]
@@ -52,9 +55,21 @@ def main() -> None:
     args = ap.parse_args()
     image = args.image or newest_env_image()
     hook_dir = subprocess.run(
-        ["docker", "run", "--rm", "--network", "none", image, "python", "-c",
-         "import reproexec.runtime.seedhook as m, os; print(os.path.join(os.path.dirname(m.__file__), 'hook'))"],
-        capture_output=True, text=True, check=True).stdout.strip()
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            image,
+            "python",
+            "-c",
+            "import reproexec.runtime.seedhook as m, os; print(os.path.join(os.path.dirname(m.__file__), 'hook'))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     work = Path(tempfile.mkdtemp(prefix="bench-seedhook-"))
     work.chmod(0o755)  # the image runs as uid 10001
     (work / "train.py").write_text(SCRIPT)
@@ -65,12 +80,21 @@ def main() -> None:
     (work / "run").chmod(0o777)
 
     def once(script: str, hook: bool) -> float:
-        env = ["-e", "REPROEXEC_SEED=1337", "-e", "REPROEXEC_RUN_DIR=/w/run", "-e", "REPROEXEC_DETERMINISM=strict",
-               "-e", f"REPROEXEC_SEED_HOOK={'1' if hook else '0'}"]
+        env = [
+            "-e",
+            "REPROEXEC_SEED=1337",
+            "-e",
+            "REPROEXEC_RUN_DIR=/w/run",
+            "-e",
+            "REPROEXEC_DETERMINISM=strict",
+            "-e",
+            f"REPROEXEC_SEED_HOOK={'1' if hook else '0'}",
+        ]
         if hook:
             env += ["-e", f"PYTHONPATH={hook_dir}"]
-        return timed(["docker", "run", "--rm", "--network", "none", "-v", f"{work}:/w", *env, image, "python",
-                      f"/w/{script}"]).wall_s
+        return timed(
+            ["docker", "run", "--rm", "--network", "none", "-v", f"{work}:/w", *env, image, "python", f"/w/{script}"]
+        ).wall_s
 
     once("train.py", True)  # warm-up (page cache), not counted
     res: dict[tuple[str, bool], list[float]] = {(s, h): [] for s in ("train.py", "empty.py") for h in (False, True)}
@@ -81,9 +105,11 @@ def main() -> None:
     for script in ("train.py", "empty.py"):
         bare, hook = res[(script, False)], res[(script, True)]
         diffs = [h - b for h, b in zip(hook, bare)]
-        print(f"  {script:9s} bare {median(bare):.3f} s  hook {median(hook):.3f} s  "
-              f"added {median(diffs):+.3f} s (rounds {min(diffs):+.3f}…{max(diffs):+.3f})  "
-              f"ratio {median(hook) / median(bare):.3f}×")
+        print(
+            f"  {script:9s} bare {median(bare):.3f} s  hook {median(hook):.3f} s  "
+            f"added {median(diffs):+.3f} s (rounds {min(diffs):+.3f}…{max(diffs):+.3f})  "
+            f"ratio {median(hook) / median(bare):.3f}×"
+        )
 
 
 if __name__ == "__main__":

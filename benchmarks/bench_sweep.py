@@ -42,8 +42,14 @@ def main() -> None:
     cfg["output"] = {"sample_predictions": 0}
     (root / "config.yaml").write_text(yaml.safe_dump(cfg))
     seeds = list(range(args.seeds))
-    sweep = {"name": "bench", "base": "config.yaml", "seeds": seeds, "baseline": "base", "variants": {"base": {}},
-             "slurm": {"cpus_per_task": os.cpu_count() or 1, "time": 30, "poll_s": 1}}  # fmt: skip
+    sweep = {
+        "name": "bench",
+        "base": "config.yaml",
+        "seeds": seeds,
+        "baseline": "base",
+        "variants": {"base": {}},
+        "slurm": {"cpus_per_task": os.cpu_count() or 1, "time": 30, "poll_s": 1},
+    }
     (root / "sweep.yaml").write_text(yaml.safe_dump(sweep))
     cells = []
     for s in seeds:  # the same configs the sweep's cells run
@@ -56,20 +62,50 @@ def main() -> None:
     times: dict[str, list[float]] = {"run": [], "sweep": [], "slurm": []}
     for i in range(args.rounds):
         store = root / f"round{i}"
-        times["run"].append(sum(timed([*cli, "run", str(c), "--runs-dir", str(store / "runs-run")]).wall_s for c in cells))
-        times["sweep"].append(timed([*cli, "sweep", str(root / "sweep.yaml"), "--runs-dir", str(store / "runs-sweep"),
-                                     "--sweeps-dir", str(store / "sweeps")]).wall_s)  # fmt: skip
+        times["run"].append(
+            sum(timed([*cli, "run", str(c), "--runs-dir", str(store / "runs-run")]).wall_s for c in cells)
+        )
+        times["sweep"].append(
+            timed(
+                [
+                    *cli,
+                    "sweep",
+                    str(root / "sweep.yaml"),
+                    "--runs-dir",
+                    str(store / "runs-sweep"),
+                    "--sweeps-dir",
+                    str(store / "sweeps"),
+                ]
+            ).wall_s
+        )
         if args.slurm:
-            times["slurm"].append(timed([*cli, "sweep", str(root / "sweep.yaml"), "--executor", "slurm", "--runs-dir",
-                                         str(store / "runs-slurm"), "--sweeps-dir", str(store / "sweeps-slurm")]).wall_s)
+            times["slurm"].append(
+                timed(
+                    [
+                        *cli,
+                        "sweep",
+                        str(root / "sweep.yaml"),
+                        "--executor",
+                        "slurm",
+                        "--runs-dir",
+                        str(store / "runs-slurm"),
+                        "--sweeps-dir",
+                        str(store / "sweeps-slurm"),
+                    ]
+                ).wall_s
+            )
     n = len(cells)
     run, sw = min(times["run"]) / n, min(times["sweep"]) / n
     print(f"cells: {n} per arm, rounds: {args.rounds} (best round shown)")
     print(f"plain `reproexec run`, per cell:  {run:6.2f} s")
-    print(f"`reproexec sweep` (local), per cell: {sw:6.2f} s   ratio {sw / run:.3f} (overhead {100 * (sw / run - 1):+.1f} %)")
+    print(
+        f"`reproexec sweep` (local), per cell: {sw:6.2f} s   ratio {sw / run:.3f} (overhead {100 * (sw / run - 1):+.1f} %)"
+    )
     if args.slurm:
         sl = min(times["slurm"]) / n
-        print(f"`reproexec sweep --executor slurm`, per cell: {sl:6.2f} s   {sl - sw:+.2f} s per cell vs local (ratio {sl / sw:.3f})")
+        print(
+            f"`reproexec sweep --executor slurm`, per cell: {sl:6.2f} s   {sl - sw:+.2f} s per cell vs local (ratio {sl / sw:.3f})"
+        )
     shutil.rmtree(root, ignore_errors=True)
 
 

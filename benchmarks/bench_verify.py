@@ -132,7 +132,9 @@ def per_file_cost(root: Path, n: int = 20_000, rounds: int = 3) -> None:
                 fn(rel)
             cost[name].append((time.process_time() - t) / len(rels) * 1e6)
     for name, us in cost.items():
-        print(f"  {name:<12} {median(us):5.1f} µs CPU per file ({min(us):.1f}–{max(us):.1f}), {len(rels):,} files of 2-8 KB")
+        print(
+            f"  {name:<12} {median(us):5.1f} µs CPU per file ({min(us):.1f}–{max(us):.1f}), {len(rels):,} files of 2-8 KB"
+        )
 
 
 def main() -> None:
@@ -143,10 +145,15 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--snapshot", action="store_true", help="time `data snapshot` of the mixed set too")
-    ap.add_argument("--per-file", action="store_true", help="only the CPU per small file: hash_file vs fsutil.sha256_file")
+    ap.add_argument(
+        "--per-file", action="store_true", help="only the CPU per small file: hash_file vs fsutil.sha256_file"
+    )
     ap.add_argument("--dir", default=None, help="keep the datasets here and reuse them next time")
     ap.add_argument(
-        "--variant", action="append", default=[], metavar="NAME=PYTHONPATH",
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=PYTHONPATH",
         help="a reproexec to time, imported from PYTHONPATH (repeatable; default: the inherited one)",
     )
     args = ap.parse_args()
@@ -156,7 +163,10 @@ def main() -> None:
         variants = {}
         for spec in args.variant:
             name, _, path = spec.partition("=")
-            variants[name] = {**env, "PYTHONPATH": os.pathsep.join(str(Path(p).resolve()) for p in path.split(os.pathsep))}
+            variants[name] = {
+                **env,
+                "PYTHONPATH": os.pathsep.join(str(Path(p).resolve()) for p in path.split(os.pathsep)),
+            }
 
     base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="reproexec-bench-"))
     params = {"small": args.small, "large": args.large, "large_mb": args.large_mb, "seed": args.seed}
@@ -180,7 +190,9 @@ def main() -> None:
             return
         mixed = f"mixed: {args.small:,} x 2-8 KB + {args.large} x {args.large_mb} MiB"
         bench(mixed, "verify", base / "mixed", variants, args.repeats)
-        bench(f"large: {args.large} x {args.large_mb} MiB ({mb:,} MiB)", "verify", base / "large", variants, args.repeats)
+        bench(
+            f"large: {args.large} x {args.large_mb} MiB ({mb:,} MiB)", "verify", base / "large", variants, args.repeats
+        )
         if args.snapshot:  # rewrites manifest.json and SHA256SUMS with the same content
             bench(mixed, "snapshot", base / "mixed", variants, args.repeats)
     finally:

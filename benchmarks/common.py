@@ -60,4 +60,3 @@ def median(values: Iterable[float]) -> float:
 def write_json(path: Path | str, data: object, *, indent: int = 2, sort_keys: bool = False) -> None:
     """A result file: JSON with a final newline."""
     Path(path).write_text(json.dumps(data, indent=indent, sort_keys=sort_keys) + "\n")
-

@@ -88,9 +88,13 @@ class PinSet:
     def name(self) -> str:
         if self.runtime:
             return "runtime"
-        parts = [f"aten_{self.aten}" if self.aten else "", f"onednn_{self.onednn}" if self.onednn else "",
-                 f"mkl_{self.mkl.replace(',', '_')}" if self.mkl else "", "" if self.mkldnn else "mkldnn_off",
-                 f"threads{self.threads}" if self.threads else ""]
+        parts = [
+            f"aten_{self.aten}" if self.aten else "",
+            f"onednn_{self.onednn}" if self.onednn else "",
+            f"mkl_{self.mkl.replace(',', '_')}" if self.mkl else "",
+            "" if self.mkldnn else "mkldnn_off",
+            f"threads{self.threads}" if self.threads else "",
+        ]
         return "+".join(p for p in parts if p).lower() or "defaults"
 
     def environment(self, threads: int) -> tuple[dict[str, str], bool]:
@@ -101,39 +105,60 @@ class PinSet:
         return {k: v for k, v in names.items() if v}, self.mkldnn
 
 
-PIN_SETS = {p.name: p for p in (
-    PinSet(),
-    PinSet(aten="avx2"),
-    PinSet(aten="avx2", onednn="AVX2"),
-    PinSet(aten="avx2", onednn="AVX2", mkl="COMPATIBLE"),
-    PinSet(aten="avx2", onednn="AVX2", mkl="COMPATIBLE", threads=2),
-    PinSet(aten="avx2", onednn="AVX2", mkl="AVX2,STRICT"),
-    PinSet(aten="avx2", onednn="AVX2", mkl="AVX2,STRICT", mkldnn=False),
-    PinSet(aten="avx2", mkldnn=False),
-    PinSet(aten="avx2", mkl="COMPATIBLE", mkldnn=False),
-    PinSet(aten="avx2", mkl="AVX2,STRICT", mkldnn=False),
-    PinSet(aten="default", mkl="COMPATIBLE", mkldnn=False),
-    PinSet(runtime=True),
-)}
+PIN_SETS = {
+    p.name: p
+    for p in (
+        PinSet(),
+        PinSet(aten="avx2"),
+        PinSet(aten="avx2", onednn="AVX2"),
+        PinSet(aten="avx2", onednn="AVX2", mkl="COMPATIBLE"),
+        PinSet(aten="avx2", onednn="AVX2", mkl="COMPATIBLE", threads=2),
+        PinSet(aten="avx2", onednn="AVX2", mkl="AVX2,STRICT"),
+        PinSet(aten="avx2", onednn="AVX2", mkl="AVX2,STRICT", mkldnn=False),
+        PinSet(aten="avx2", mkldnn=False),
+        PinSet(aten="avx2", mkl="COMPATIBLE", mkldnn=False),
+        PinSet(aten="avx2", mkl="AVX2,STRICT", mkldnn=False),
+        PinSet(aten="default", mkl="COMPATIBLE", mkldnn=False),
+        PinSet(runtime=True),
+    )
+}
 # `local`'s candidates, cheapest first.
-LOCAL_SETS = ["aten_avx2", "aten_avx2+onednn_avx2", "aten_avx2+onednn_avx2+mkl_avx2_strict",
-              "aten_avx2+onednn_avx2+mkl_compatible", "aten_avx2+mkl_avx2_strict+mkldnn_off",
-              "aten_avx2+mkl_compatible+mkldnn_off", "runtime"]
+LOCAL_SETS = [
+    "aten_avx2",
+    "aten_avx2+onednn_avx2",
+    "aten_avx2+onednn_avx2+mkl_avx2_strict",
+    "aten_avx2+onednn_avx2+mkl_compatible",
+    "aten_avx2+mkl_avx2_strict+mkldnn_off",
+    "aten_avx2+mkl_compatible+mkldnn_off",
+    "runtime",
+]
 # `machine`'s: every set but "runtime" (which needs reproexec's config model, pydantic, on the machine).
 MACHINE_SETS = [name for name in PIN_SETS if name != "runtime"]
 
 VARIATIONS: dict[str, tuple[dict[str, str], set[int] | None]] = {"host default": ({}, None)}
 VARIATIONS |= {f"ONEDNN_MAX_CPU_ISA={v}": ({"ONEDNN_MAX_CPU_ISA": v}, None) for v in ("SSE41", "AVX", "AVX2")}
 VARIATIONS |= {"DNNL_MAX_CPU_ISA=SSE41": ({"DNNL_MAX_CPU_ISA": "SSE41"}, None)}
-VARIATIONS |= {f"MKL_CBWR={b}{s}": ({"MKL_CBWR": f"{b}{s}"}, None)
-               for b in ("COMPATIBLE", "SSE4_2", "AVX", "AVX2") for s in ("", ",STRICT")}
+VARIATIONS |= {
+    f"MKL_CBWR={b}{s}": ({"MKL_CBWR": f"{b}{s}"}, None)
+    for b in ("COMPATIBLE", "SSE4_2", "AVX", "AVX2")
+    for s in ("", ",STRICT")
+}
 VARIATIONS |= {f"MKL_ENABLE_INSTRUCTIONS={v}": ({"MKL_ENABLE_INSTRUCTIONS": v}, None) for v in ("SSE4_2", "AVX2")}
 VARIATIONS |= {f"ATEN_CPU_CAPABILITY={v}": ({"ATEN_CPU_CAPABILITY": v}, None) for v in ("default", "avx2")}
 VARIATIONS |= {"one CPU visible": ({}, {0}), "two CPUs visible": ({}, {0, 1})}
 
 # Taken out of every cell's environment before the variation and the pins go in.
-SCRUB = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS",
-         "ONEDNN_CPU_ISA_HINTS", "ONEDNN_DEFAULT_FPMATH_MODE", "MKL_DYNAMIC", "OMP_DYNAMIC")
+SCRUB = (
+    "ATEN_CPU_CAPABILITY",
+    "ONEDNN_MAX_CPU_ISA",
+    "DNNL_MAX_CPU_ISA",
+    "MKL_CBWR",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "ONEDNN_CPU_ISA_HINTS",
+    "ONEDNN_DEFAULT_FPMATH_MODE",
+    "MKL_DYNAMIC",
+    "OMP_DYNAMIC",
+)
 
 
 @dataclass(frozen=True)
@@ -186,7 +211,9 @@ def make_inputs(recipe: Recipe, steps: int, data: Path | None):
         return x, torch.arange(n) % 10
     rs = np.random.RandomState(0)
     x = rs.uniform(-1, 1, size=(steps, recipe.batch, 3, 32, 32)).astype(np.float32).reshape(n, 3, 32, 32)
-    return torch.from_numpy(x), torch.from_numpy(rs.randint(0, 10, size=(steps, recipe.batch)).reshape(n).astype(np.int64))
+    return torch.from_numpy(x), torch.from_numpy(
+        rs.randint(0, 10, size=(steps, recipe.batch)).reshape(n).astype(np.int64)
+    )
 
 
 def plain_resnet18(num_classes: int = 10):
@@ -202,14 +229,22 @@ def plain_resnet18(num_classes: int = 10):
             super().__init__()
             self.c1, self.b1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
             self.c2, self.b2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
-            self.d = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-                      if stride != 1 or cin != cout else None)
+            self.d = (
+                nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                if stride != 1 or cin != cout
+                else None
+            )
 
         def forward(self, x):
             r = self.b2(self.c2(torch.relu(self.b1(self.c1(x)))))
             return torch.relu(r + (self.d(x) if self.d is not None else x))
 
-    layers: list[nn.Module] = [nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(3, 2, 1)]
+    layers: list[nn.Module] = [
+        nn.Conv2d(3, 64, 7, 2, 3, bias=False),
+        nn.BatchNorm2d(64),
+        nn.ReLU(),
+        nn.MaxPool2d(3, 2, 1),
+    ]
     cin = 64
     for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
         layers += [Block(cin, cout, stride), Block(cout, cout, 1)]
@@ -263,19 +298,23 @@ def worker(args: argparse.Namespace) -> int:
         if step == args.warmup:
             t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model(x[step * b:(step + 1) * b]), y[step * b:(step + 1) * b])
+        loss = loss_fn(model(x[step * b : (step + 1) * b]), y[step * b : (step + 1) * b])
         loss.backward()
         opt.step()
         losses.append(loss.item())
     elapsed = time.perf_counter() - t0 if t0 is not None else None
     sha = weights_sha256(model.state_dict())  # before cpu_math_state runs its probes
-    print(json.dumps({
-        "weights_sha256": sha,
-        "losses": losses,
-        "images_per_s": (n - args.warmup) * b / elapsed if elapsed else None,
-        "torch": torch.__version__,
-        "state": cpu_math_state(),
-    }))
+    print(
+        json.dumps(
+            {
+                "weights_sha256": sha,
+                "losses": losses,
+                "images_per_s": (n - args.warmup) * b / elapsed if elapsed else None,
+                "torch": torch.__version__,
+                "state": cpu_math_state(),
+            }
+        )
+    )
     return 0
 
 
@@ -289,14 +328,25 @@ def runtime_pins(threads: int) -> tuple[dict[str, str], bool]:
     from reproexec.config import validate_config
     from reproexec.runtime.seeding import pinned_environment
 
-    cfg = validate_config({"name": "pins", "data": {"snapshot": "x"},
-                           "determinism": {"threads": threads, "cpu_capability": "avx2"}})
+    cfg = validate_config(
+        {"name": "pins", "data": {"snapshot": "x"}, "determinism": {"threads": threads, "cpu_capability": "avx2"}}
+    )
     env = pinned_environment(cfg)
     return {k: v for k, v in env.items() if k not in ("PYTHONHASHSEED", "CUBLAS_WORKSPACE_CONFIG")}, True
 
 
-def run_cell(pins: PinSet, threads: int, variation: dict[str, str], cpus: set[int] | None, *, recipe: str,
-             model: str | None = None, steps: int | None = None, data: Path | None = None, warmup: int = 0) -> dict:
+def run_cell(
+    pins: PinSet,
+    threads: int,
+    variation: dict[str, str],
+    cpus: set[int] | None,
+    *,
+    recipe: str,
+    model: str | None = None,
+    steps: int | None = None,
+    data: Path | None = None,
+    warmup: int = 0,
+) -> dict:
     """One worker in a fresh interpreter: the host's environment less SCRUB, then the variation, then
     the pins (the pins override the host, as in a run). Its report, or {"error": [last stderr line]}."""
     threads = pins.threads or threads
@@ -306,8 +356,19 @@ def run_cell(pins: PinSet, threads: int, variation: dict[str, str], cpus: set[in
     env |= {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONPATH": path}
     env |= variation
     env |= pin_env
-    cmd = [sys.executable, __file__, "worker", "--recipe", recipe, "--threads", str(threads),
-           "--mkldnn", "on" if mkldnn else "off", "--warmup", str(warmup)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "worker",
+        "--recipe",
+        recipe,
+        "--threads",
+        str(threads),
+        "--mkldnn",
+        "on" if mkldnn else "off",
+        "--warmup",
+        str(warmup),
+    ]
     cmd += ["--model", model] if model else []
     cmd += ["--steps", str(steps)] if steps else []
     cmd += ["--data", str(data)] if data else []
@@ -334,8 +395,19 @@ def local(args: argparse.Namespace) -> int:
     variations = {k: v for k, v in VARIATIONS.items() if not args.variations or k in args.variations}
     jobs = [(s, v) for s in sets for v in variations]
     with ThreadPoolExecutor(args.jobs) as pool:
-        futures = {job: pool.submit(run_cell, PIN_SETS[job[0]], args.threads, *variations[job[1]],
-                                    recipe=args.recipe, model=args.model, steps=steps, data=data) for job in jobs}
+        futures = {
+            job: pool.submit(
+                run_cell,
+                PIN_SETS[job[0]],
+                args.threads,
+                *variations[job[1]],
+                recipe=args.recipe,
+                model=args.model,
+                steps=steps,
+                data=data,
+            )
+            for job in jobs
+        }
         cells = {job: f.result() for job, f in futures.items()}
     report: dict[str, dict] = {}
     for s in sets:
@@ -346,8 +418,10 @@ def local(args: argparse.Namespace) -> int:
         for v in variations:
             c = cells[(s, v)]
             st = c.get("state") or {}
-            line = (f"  {v:34s} {hashes[v][:16]}  #{distinct.index(hashes[v])}  mkl={st.get('mkl', {}).get('cnr_branch')}"
-                    f"  onednn={st.get('onednn', {}).get('isa')}  aten={st.get('aten', {}).get('capability')}")
+            line = (
+                f"  {v:34s} {hashes[v][:16]}  #{distinct.index(hashes[v])}  mkl={st.get('mkl', {}).get('cnr_branch')}"
+                f"  onednn={st.get('onednn', {}).get('isa')}  aten={st.get('aten', {}).get('capability')}"
+            )
             print(line)
             report[s]["cells"][v] = {"weights_sha256": hashes[v], "state": st}
     passing = [s for s in sets if report[s]["identical"]]
@@ -366,16 +440,29 @@ def speed(args: argparse.Namespace) -> int:
         ratios: dict[str, list[float]] = {k: [] for k in variants if k != "unpinned"}
         rates: dict[str, list[float]] = {k: [] for k in variants}
         for r in range(args.rounds):
-            got = {k: run_cell(p, threads, {}, None, recipe=args.recipe, model=args.model, steps=args.steps + 2,
-                               data=data, warmup=2)["images_per_s"] for k, p in variants.items()}
+            got = {
+                k: run_cell(
+                    p,
+                    threads,
+                    {},
+                    None,
+                    recipe=args.recipe,
+                    model=args.model,
+                    steps=args.steps + 2,
+                    data=data,
+                    warmup=2,
+                )["images_per_s"]
+                for k, p in variants.items()
+            }
             for k, v in got.items():
                 rates[k].append(v)
             for k in ratios:
                 ratios[k].append(got[k] / got["unpinned"])
             print(f"threads={threads} round {r + 1}: " + "  ".join(f"{k} {v:.0f} img/s" for k, v in got.items()))
         for k, rs in ratios.items():
-            print(f"threads={threads}: {k} / unpinned = {median(rs):.2f}x "
-                  f"(rounds: {', '.join(f'{x:.2f}' for x in rs)})")
+            print(
+                f"threads={threads}: {k} / unpinned = {median(rs):.2f}x (rounds: {', '.join(f'{x:.2f}' for x in rs)})"
+            )
         out[threads] = {"rates": rates, "ratios": ratios}
     if args.json:
         write_json(args.json, out, sort_keys=True)
@@ -402,7 +489,9 @@ def machine(args: argparse.Namespace) -> int:
             out["results"][name] = f"error: {' '.join(cell['error'])}"
         else:
             out["torch"] = out["torch"] or cell["torch"]
-            out["results"][name] = f"{cell['weights_sha256']} {cell['state']['aten']['capability']} {cell['losses'][-1]}"
+            out["results"][name] = (
+                f"{cell['weights_sha256']} {cell['state']['aten']['capability']} {cell['losses'][-1]}"
+            )
             out["state"][name] = cell["state"]
         print(f"{name:48s} {out['results'][name]}", flush=True)
     write_json(args.out, out)
@@ -417,11 +506,15 @@ def compare(args: argparse.Namespace) -> int:
     files = {"A": json.loads(args.a.read_text()), "B": json.loads(args.b.read_text())}
     recipes = {k: f.get("recipe", "uniform") for k, f in files.items()}
     if recipes["A"] != recipes["B"]:
-        sys.exit(f"{args.a} trained recipe {recipes['A']!r} and {args.b} recipe {recipes['B']!r}: their weights "
-                 f"cannot match; run `cpu_pins.py machine OUT.json --recipe {recipes['A']}` on the second machine")
+        sys.exit(
+            f"{args.a} trained recipe {recipes['A']!r} and {args.b} recipe {recipes['B']!r}: their weights "
+            f"cannot match; run `cpu_pins.py machine OUT.json --recipe {recipes['A']}` on the second machine"
+        )
     for key, path in (("A", args.a), ("B", args.b)):
         f = files[key]
-        print(f"{key}: {path}  cpu {f.get('cpu', '').strip(chr(9) + ' :')}  torch {f.get('torch')}  recipe {recipes[key]}")
+        print(
+            f"{key}: {path}  cpu {f.get('cpu', '').strip(chr(9) + ' :')}  torch {f.get('torch')}  recipe {recipes[key]}"
+        )
     a, b = files["A"]["results"], files["B"]["results"]
 
     def sha(line: str) -> str | None:
@@ -450,20 +543,33 @@ def main() -> int:
     raw = argparse.RawDescriptionHelpFormatter
 
     def training(parser: argparse.ArgumentParser, recipe: str, *, model: bool = True) -> None:
-        parser.add_argument("--recipe", choices=list(RECIPES), default=recipe, help=f"what is trained (default {recipe})")
+        parser.add_argument(
+            "--recipe", choices=list(RECIPES), default=recipe, help=f"what is trained (default {recipe})"
+        )
         if model:
-            parser.add_argument("--model", choices=["torchvision", "plain"],
-                                help="override the recipe's model; plain: for a torch without a matching torchvision")
+            parser.add_argument(
+                "--model",
+                choices=["torchvision", "plain"],
+                help="override the recipe's model; plain: for a torch without a matching torchvision",
+            )
 
-    loc = sub.add_parser("local", epilog=names, formatter_class=raw,
-                         help="each pin set under every host variation, on this machine")
+    loc = sub.add_parser(
+        "local", epilog=names, formatter_class=raw, help="each pin set under every host variation, on this machine"
+    )
     training(loc, "demo")
     loc.add_argument("--steps", type=int, help="training steps (default: the recipe's)")
     loc.add_argument("--threads", type=int, default=1)
     loc.add_argument("--jobs", type=int, default=2, help="cells run at once (results do not depend on it)")
-    loc.add_argument("--sets", nargs="*", choices=list(PIN_SETS), metavar="NAME", help=f"default: {' '.join(LOCAL_SETS)}")
-    loc.add_argument("--variations", nargs="*", choices=list(VARIATIONS), metavar="NAME",
-                     help="default: all of " + ", ".join(f"'{v}'" for v in VARIATIONS))
+    loc.add_argument(
+        "--sets", nargs="*", choices=list(PIN_SETS), metavar="NAME", help=f"default: {' '.join(LOCAL_SETS)}"
+    )
+    loc.add_argument(
+        "--variations",
+        nargs="*",
+        choices=list(VARIATIONS),
+        metavar="NAME",
+        help="default: all of " + ", ".join(f"'{v}'" for v in VARIATIONS),
+    )
     loc.add_argument("--data", type=Path, help="batches written by write_batches (default: from scikit-learn)")
     loc.add_argument("--json", type=Path)
     s = sub.add_parser("speed", epilog=names, formatter_class=raw, help="images/s with the runtime's pins vs none")
@@ -471,10 +577,16 @@ def main() -> int:
     s.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     s.add_argument("--rounds", type=int, default=3)
     s.add_argument("--steps", type=int, default=12)
-    s.add_argument("--also", nargs="*", default=[], choices=list(PIN_SETS), metavar="NAME", help="more pin sets to time")
+    s.add_argument(
+        "--also", nargs="*", default=[], choices=list(PIN_SETS), metavar="NAME", help="more pin sets to time"
+    )
     s.add_argument("--json", type=Path)
-    m = sub.add_parser("machine", epilog=names, formatter_class=raw,
-                       help="this machine's weights per pin set, to compare with another machine's")
+    m = sub.add_parser(
+        "machine",
+        epilog=names,
+        formatter_class=raw,
+        help="this machine's weights per pin set, to compare with another machine's",
+    )
     training(m, "uniform", model=False)
     m.add_argument("out", type=Path, metavar="OUT.json")
     m.add_argument("--sets", nargs="*", choices=list(PIN_SETS), metavar="NAME", help="default: every set but runtime")

@@ -46,7 +46,11 @@ def source_hash(root: Path) -> str:
     """sha256 over the wheel's source files (relative path and content, in path order)."""
     files = list(WHEEL_TOP_FILES)
     for tree in WHEEL_TREES:
-        files += [p.relative_to(root).as_posix() for p in (root / tree).rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+        files += [
+            p.relative_to(root).as_posix()
+            for p in (root / tree).rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts
+        ]
     return tree_sha256(root, files)
 
 
@@ -96,8 +100,11 @@ def _wheel_sources_changed(root: Path) -> bool:
     paths = ["--", *WHEEL_TOP_FILES, *WHEEL_TREES]
     try:
         diff = subprocess.run(["git", "-C", str(root), "diff", "--quiet", "HEAD", *paths], capture_output=True)
-        new = subprocess.run(["git", "-C", str(root), "ls-files", "--others", "--exclude-standard", *paths],
-                             capture_output=True, text=True)  # fmt: skip
+        new = subprocess.run(
+            ["git", "-C", str(root), "ls-files", "--others", "--exclude-standard", *paths],
+            capture_output=True,
+            text=True,
+        )
     except OSError:
         return True
     return diff.returncode != 0 or bool(new.stdout.strip())

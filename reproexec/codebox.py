@@ -77,8 +77,10 @@ def capture_code(folder: Path, *, exclude: list[Path] = ()) -> CodeState:
         untracked.append(rel)
         diff = subprocess.run(
             ["git", "diff", "--no-index", "--binary", "--no-color", "/dev/null", rel],
-            cwd=root, capture_output=True, text=True,
-        )  # fmt: skip  (exit 1 means "differs", which is the point)
+            cwd=root,
+            capture_output=True,
+            text=True,
+        )  # exit 1 means "differs", which is the point
         patch += diff.stdout
     return CodeState(
         kind="git",
@@ -187,7 +189,11 @@ def work_tree_files(code: CodeState, *, exclude: list[Path] = ()) -> list[str]:
     if len(rels) > MAX_CODE_FILES or total > MAX_CODE_BYTES:
         bad.append(f"{len(rels):,} files, {total:,} bytes (limits: {MAX_CODE_FILES:,} files, {MAX_CODE_BYTES:,} bytes)")
     if bad:
-        raise RunError(f"the code folder {root} cannot be kept as the run's {CODE_TAR}", _KEEP_OUT + "; rename odd files", details=bad[:20])
+        raise RunError(
+            f"the code folder {root} cannot be kept as the run's {CODE_TAR}",
+            _KEEP_OUT + "; rename odd files",
+            details=bad[:20],
+        )
     return rels
 
 

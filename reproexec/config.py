@@ -69,7 +69,8 @@ Probability = Annotated[StrictFloat, Field(ge=0.0, le=1.0)]
 
 # torchvision's classification models (`torchvision.models.list_models(module=torchvision.models)`,
 # torchvision 0.29); tests/unit/test_config.py checks the list against the installed torchvision.
-CLASSIFICATION_ARCHS = frozenset("""
+CLASSIFICATION_ARCHS = frozenset(
+    """
 alexnet convnext_base convnext_large convnext_small convnext_tiny densenet121 densenet161 densenet169
 densenet201 efficientnet_b0 efficientnet_b1 efficientnet_b2 efficientnet_b3 efficientnet_b4 efficientnet_b5
 efficientnet_b6 efficientnet_b7 efficientnet_v2_l efficientnet_v2_m efficientnet_v2_s googlenet inception_v3
@@ -80,7 +81,8 @@ regnet_y_8gf resnet101 resnet152 resnet18 resnet34 resnet50 resnext101_32x8d res
 resnext50_32x4d shufflenet_v2_x0_5 shufflenet_v2_x1_0 shufflenet_v2_x1_5 shufflenet_v2_x2_0 squeezenet1_0
 squeezenet1_1 swin_b swin_s swin_t swin_v2_b swin_v2_s swin_v2_t vgg11 vgg11_bn vgg13 vgg13_bn vgg16
 vgg16_bn vgg19 vgg19_bn vit_b_16 vit_b_32 vit_h_14 vit_l_16 vit_l_32 wide_resnet101_2 wide_resnet50_2
-""".split())
+""".split()
+)
 
 
 def size_bytes(text: str) -> int:
@@ -288,9 +290,14 @@ MIN_SHM = "1m"
 class ResourcesSection(_Section):
     """Checked here for form; `reproexec run` also checks cpus and cpuset against the host."""
 
-    cpus: StrictFloat | None = Field(None, gt=0, le=4096, description=f"CPU quota for the run container (at least {MIN_CPUS}).")
-    cpuset: str | None = Field(None, pattern=r"^[0-9]{1,4}(-[0-9]{1,4})?(,[0-9]{1,4}(-[0-9]{1,4})?)*$",
-                               description="CPUs the run may use, e.g. '0' or '0-1' or '0,2'.")  # fmt: skip
+    cpus: StrictFloat | None = Field(
+        None, gt=0, le=4096, description=f"CPU quota for the run container (at least {MIN_CPUS})."
+    )
+    cpuset: str | None = Field(
+        None,
+        pattern=r"^[0-9]{1,4}(-[0-9]{1,4})?(,[0-9]{1,4}(-[0-9]{1,4})?)*$",
+        description="CPUs the run may use, e.g. '0' or '0-1' or '0,2'.",
+    )
     memory: str = Field("8g", pattern=_SIZE_RE, description=f"Memory limit (b, k, m or g; at least {MIN_MEMORY}).")
     shm_size: str = Field("1g", pattern=_SIZE_RE, description="/dev/shm for DataLoader workers.")
     pids_limit: StrictInt = Field(4096, ge=64, le=4_194_304)
@@ -433,8 +440,9 @@ def load_config(path: str | Path) -> LoadedConfig:
     return LoadedConfig(config=validate_config(raw, str(path)), path=path.resolve())
 
 
-def read_yaml_file(path: Path, what: str = "config file",
-                   missing_hint: str = "pass the path of a config.yaml") -> tuple[str, dict[str, Any]]:  # fmt: skip
+def read_yaml_file(
+    path: Path, what: str = "config file", missing_hint: str = "pass the path of a config.yaml"
+) -> tuple[str, dict[str, Any]]:
     """The text of a YAML file (a config or a sweep file) and its mapping: at most MAX_CONFIG_BYTES
     of a regular file, UTF-8, parsed by parse_yaml; ConfigError naming the file otherwise."""
     try:
@@ -444,12 +452,20 @@ def read_yaml_file(path: Path, what: str = "config file",
         raise ConfigError(f"{what} {path} does not exist", missing_hint) from None
     except UnreadableFile as e:
         if e.errno == errno.EFBIG:
-            raise ConfigError(f"{what} {path} is larger than {MAX_CONFIG_BYTES:,} bytes", f"a {what} is a short YAML file") from None
-        raise ConfigError(f"{what} {path} cannot be read: it is {e.strerror}", "pass a readable UTF-8 YAML file") from None
+            raise ConfigError(
+                f"{what} {path} is larger than {MAX_CONFIG_BYTES:,} bytes", f"a {what} is a short YAML file"
+            ) from None
+        raise ConfigError(
+            f"{what} {path} cannot be read: it is {e.strerror}", "pass a readable UTF-8 YAML file"
+        ) from None
     except OSError as e:
-        raise ConfigError(f"{what} {path} cannot be read: {e.strerror or e}", "pass a readable UTF-8 YAML file") from None
+        raise ConfigError(
+            f"{what} {path} cannot be read: {e.strerror or e}", "pass a readable UTF-8 YAML file"
+        ) from None
     except UnicodeDecodeError as e:
-        raise ConfigError(f"{what} {path} is not UTF-8 text: {e.reason} at byte {e.start}", "save it as UTF-8") from None
+        raise ConfigError(
+            f"{what} {path} is not UTF-8 text: {e.reason} at byte {e.start}", "save it as UTF-8"
+        ) from None
     return text, parse_yaml(text, str(path))
 
 
@@ -500,11 +516,15 @@ def _loader() -> Any:
             line = event.start_mark.line + 1
             if self.check_event(yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
                 what = f"alias *{event.anchor}" if self.check_event(yaml.AliasEvent) else f"anchor &{event.anchor}"
-                raise _Refused(f"YAML anchors and aliases are not allowed ({what} at line {line})",
-                               "write the values out where they are used")  # fmt: skip
+                raise _Refused(
+                    f"YAML anchors and aliases are not allowed ({what} at line {line})",
+                    "write the values out where they are used",
+                )
             if self.depth >= MAX_YAML_DEPTH:
-                raise _Refused(f"YAML nested too deeply (more than {MAX_YAML_DEPTH} levels at line {line})",
-                               "a config nests a few sections deep; fix the brackets or indentation there")  # fmt: skip
+                raise _Refused(
+                    f"YAML nested too deeply (more than {MAX_YAML_DEPTH} levels at line {line})",
+                    "a config nests a few sections deep; fix the brackets or indentation there",
+                )
             self.depth += 1
             try:
                 return super().compose_node(parent, index)
@@ -521,8 +541,10 @@ def _loader() -> Any:
                 if not isinstance(key, Hashable):
                     continue  # SafeLoader refuses it, naming the line
                 if key in first:
-                    raise _Refused(f"duplicate key {_short(key)} at line {line} (first at line {first[key]})",
-                                   "keep one of the two: YAML would silently use the last")  # fmt: skip
+                    raise _Refused(
+                        f"duplicate key {_short(key)} at line {line} (first at line {first[key]})",
+                        "keep one of the two: YAML would silently use the last",
+                    )
                 first[key] = line
             return super().construct_mapping(node, deep=deep)
 

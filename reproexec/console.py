@@ -99,7 +99,9 @@ def key_values(pairs: Sequence[tuple[str, Any]]) -> None:
 
 
 @contextlib.contextmanager
-def progress(description: str, total: int | None, *, unit: str = "files", bytes_total: int | None = None) -> Iterator[Any]:
+def progress(
+    description: str, total: int | None, *, unit: str = "files", bytes_total: int | None = None
+) -> Iterator[Any]:
     """A progress bar on stderr. Yields `advance(n_items, n_bytes)`."""
     from rich.progress import (
         BarColumn,
@@ -144,7 +146,14 @@ def _escape(text: str) -> str:
 def run_progress() -> Iterator[Any]:
     """Show a run's event stream: a bar over steps with loss and ETA; other output as plain lines.
     Yields the callback that takes each event."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     columns = [
         TextColumn("{task.description}"),
@@ -161,14 +170,20 @@ def run_progress() -> Iterator[Any]:
         def on_event(event: dict[str, Any]) -> None:
             kind = event.get("event")
             if kind == "step":  # a script can print any JSON line: only counts and numbers are believed
-                step, total, loss = _count(event.get("step")), _count(event.get("total_steps")), _number(event.get("loss", 0))
+                step, total, loss = (
+                    _count(event.get("step")),
+                    _count(event.get("total_steps")),
+                    _number(event.get("loss", 0)),
+                )
                 loss_text = "-" if loss is None else f"{loss:.4f}"
                 p.update(task, completed=step or 0, total=total, loss=loss_text)
                 if not err.is_terminal and step is not None and step % 50 == 0:
                     info(f"step {step}/{total} loss {loss_text}")
             elif kind == "epoch":
                 metrics = ", ".join(
-                    f"{k} {v:.4f}" for k, v in event.items() if isinstance(v, float) and k in ("train_loss", "val_loss", "val_acc")
+                    f"{k} {v:.4f}"
+                    for k, v in event.items()
+                    if isinstance(v, float) and k in ("train_loss", "val_loss", "val_acc")
                 )
                 p.console.print(f"epoch {event.get('epoch')}: {metrics}", markup=False, highlight=False)
             elif kind == "error":
@@ -187,7 +202,11 @@ def _count(v: Any) -> int | None:
 
 
 def _number(v: Any) -> float | None:
-    return float(v) if isinstance(v, float) or (isinstance(v, int) and not isinstance(v, bool) and abs(v) < 2**53) else None
+    return (
+        float(v)
+        if isinstance(v, float) or (isinstance(v, int) and not isinstance(v, bool) and abs(v) < 2**53)
+        else None
+    )
 
 
 def run_summary(outcome: Any) -> None:
@@ -195,7 +214,9 @@ def run_summary(outcome: Any) -> None:
     summary = outcome.summary if isinstance(outcome.summary, dict) else {}
     final = summary.get("final") if isinstance(summary.get("final"), dict) else {}
     pairs = [("run id", outcome.run_id), ("status", outcome.status + (f": {outcome.reason}" if outcome.reason else ""))]
-    pairs += [(k, f"{v:.4f}" if isinstance(v, float) else v) for k, v in sorted(final.items()) if isinstance(v, (int, float))]
+    pairs += [
+        (k, f"{v:.4f}" if isinstance(v, float) else v) for k, v in sorted(final.items()) if isinstance(v, (int, float))
+    ]
     if summary.get("weights_sha256"):
         pairs.append(("weights sha256", summary["weights_sha256"]))
     pairs.append(("run folder", str(outcome.run_dir)))
@@ -220,8 +241,11 @@ def rerun_verdict(result: Any) -> None:
         out.print(f"[bold {colour}]{c.verdict}[/] (rerun of {result.original.run_id})")
         if c.compared_files:
             results = sum(1 for f in c.files if f["kind"] == "result")
-            out.print(f"compared {c.compared_files} file(s) the entrypoint wrote: {results} result(s) decide, "
-                      "logs and other files are only reported", markup=False)  # fmt: skip
+            out.print(
+                f"compared {c.compared_files} file(s) the entrypoint wrote: {results} result(s) decide, "
+                "logs and other files are only reported",
+                markup=False,
+            )
         if c.unequal_logs:
             out.print(f"logs that differ (not a difference of the results): {', '.join(c.unequal_logs)}", markup=False)
         if c.first_divergence:
@@ -254,22 +278,35 @@ def gc_plan(plan: Any, *, dry_run: bool) -> None:
 
 def sweep_plan(view: dict[str, Any]) -> None:
     """`sweep --dry-run`: the cells, what each variant changes, the image(s)."""
-    key_values([("sweep", view["sweep"]), ("folder", view["folder"]), ("base config", view["base"]),
-                ("metric / baseline", f"{view['metric']} / {view['baseline']}"), ("executor", view["executor"]),
-                ("image", ", ".join(view["images"])), ("data manifest", ", ".join(sorted(set(view["manifests"].values()))))])
+    key_values(
+        [
+            ("sweep", view["sweep"]),
+            ("folder", view["folder"]),
+            ("base config", view["base"]),
+            ("metric / baseline", f"{view['metric']} / {view['baseline']}"),
+            ("executor", view["executor"]),
+            ("image", ", ".join(view["images"])),
+            ("data manifest", ", ".join(sorted(set(view["manifests"].values())))),
+        ]
+    )
     for variant, diffs in view["differences"].items():
         rows = [[d[0], json.dumps(d[1]), json.dumps(d[2])] for d in diffs]
         if rows:
             table(f"{variant}: differences from the base", ["field", "base", variant], rows)
         else:
             out.print(f"{variant}: the base config, unchanged", markup=False)
-    rows = [[c["key"], c["variant"], c["seed"], c["cell_id"][:12], c["image_tag"], c["reuses"] or "will run"] for c in view["cells"]]
+    rows = [
+        [c["key"], c["variant"], c["seed"], c["cell_id"][:12], c["image_tag"], c["reuses"] or "will run"]
+        for c in view["cells"]
+    ]
     table(f"{len(rows)} cells", ["cell", "variant", "seed", "cell id", "image", "status"], rows)
 
 
 def sweep_cells(record: dict[str, Any]) -> None:
     """`sweep status`: one line per cell."""
-    key_values([("sweep", record.get("sweep_id")), ("folder", record.get("folder", "")), ("status", record.get("status"))])
+    key_values(
+        [("sweep", record.get("sweep_id")), ("folder", record.get("folder", "")), ("status", record.get("status"))]
+    )
     rows = []
     for c in record["cells"]:
         slurm = c.get("slurm") or {}

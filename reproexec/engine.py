@@ -110,7 +110,9 @@ class Engine(Protocol):
     def load(self, source: Path | IO[bytes] | Iterable[bytes]) -> list[str]: ...
     def tag(self, image_id: str, repository: str, tag: str) -> None: ...
     def remove_image(self, reference: str, *, force: bool = True) -> None: ...
-    def list_images(self, *, repository: str | None = None, dangling: bool = False, label: str | None = None) -> list[ImageInfo]: ...
+    def list_images(
+        self, *, repository: str | None = None, dangling: bool = False, label: str | None = None
+    ) -> list[ImageInfo]: ...
     def save(self, reference: str, out: IO[bytes]) -> None: ...
     def build(
         self,
@@ -121,7 +123,9 @@ class Engine(Protocol):
         network_mode: str,
         on_log: LogFn | None = None,
     ) -> str: ...
-    def serve_folder(self, image: str, folder: Path, *, port: int, outside: bool, labels: Mapping[str, str]) -> AbstractContextManager[str]: ...
+    def serve_folder(
+        self, image: str, folder: Path, *, port: int, outside: bool, labels: Mapping[str, str]
+    ) -> AbstractContextManager[str]: ...
     def run_capture(self, image: str, command: Sequence[str], *, network: bool = False) -> ContainerResult: ...
     def start(self, spec: ContainerSpec) -> RunHandle: ...
     def containers(self, label: str) -> list[ContainerInfo]: ...
@@ -181,8 +185,10 @@ class DockerEngine:
         return _image_info(data)
 
     def pull(self, reference: str) -> ImageInfo:
-        hint = ("load it from a file (`docker load -i FILE` or `reproexec base bootstrap --from-tar FILE`), "
-                "or make one offline with `reproexec base bootstrap` and set env.base_image to its tag")  # fmt: skip
+        hint = (
+            "load it from a file (`docker load -i FILE` or `reproexec base bootstrap --from-tar FILE`), "
+            "or make one offline with `reproexec base bootstrap` and set env.base_image to its tag"
+        )
         with self._failing(f"pull base image {reference} (it is not on this machine)", hint):
             for chunk in self._api.pull(reference, stream=True, decode=True):
                 if isinstance(chunk, dict) and chunk.get("error"):
@@ -206,14 +212,18 @@ class DockerEngine:
         returns the ids of the images Docker loaded."""
         loaded: list[str] = []
         where = f" from {source}" if isinstance(source, Path) else ""
-        with self._failing(f"load the image{where}"), \
-                (open(source, "rb") if isinstance(source, Path) else contextlib.nullcontext(source)) as data:  # fmt: skip
+        with (
+            self._failing(f"load the image{where}"),
+            open(source, "rb") if isinstance(source, Path) else contextlib.nullcontext(source) as data,
+        ):
             for chunk in self._api.load_image(data):
                 if not isinstance(chunk, dict):
                     continue
                 if chunk.get("errorDetail") or chunk.get("error"):
                     detail = chunk.get("errorDetail") or {}
-                    raise EngineError(f"Docker could not load the image{where}: {detail.get('message') or chunk.get('error')}")
+                    raise EngineError(
+                        f"Docker could not load the image{where}: {detail.get('message') or chunk.get('error')}"
+                    )
                 line = str(chunk.get("stream") or "").strip()
                 for prefix in ("Loaded image ID: ", "Loaded image: "):
                     if line.startswith(prefix):
@@ -234,7 +244,9 @@ class DockerEngine:
         with self._failing(f"remove {reference}"), contextlib.suppress(self._errors.ImageNotFound):
             self._api.remove_image(reference, force=force)
 
-    def list_images(self, *, repository: str | None = None, dangling: bool = False, label: str | None = None) -> list[ImageInfo]:
+    def list_images(
+        self, *, repository: str | None = None, dangling: bool = False, label: str | None = None
+    ) -> list[ImageInfo]:
         """Images of a repository (all its tags), or untagged leaf images (dangling), optionally
         only those carrying `label`."""
         filters: dict[str, Any] = {}
@@ -245,11 +257,16 @@ class DockerEngine:
         with self._failing("list images"):
             found = self._api.images(name=repository, filters=filters or None)
         return [
-            ImageInfo(id=i["Id"], tags=tuple(t for t in (i.get("RepoTags") or ()) if t != "<none>:<none>"),
-                      repo_digests=tuple(i.get("RepoDigests") or ()), labels=dict(i.get("Labels") or {}),
-                      size=int(i.get("Size") or 0), created=int(i.get("Created") or 0))
+            ImageInfo(
+                id=i["Id"],
+                tags=tuple(t for t in (i.get("RepoTags") or ()) if t != "<none>:<none>"),
+                repo_digests=tuple(i.get("RepoDigests") or ()),
+                labels=dict(i.get("Labels") or {}),
+                size=int(i.get("Size") or 0),
+                created=int(i.get("Created") or 0),
+            )
             for i in found
-        ]  # fmt: skip
+        ]
 
     def save(self, reference: str, out: IO[bytes]) -> None:
         with self._failing(f"save {reference}"):
@@ -293,8 +310,7 @@ class DockerEngine:
                     log.append(chunk["error"].rstrip())
                     raise BuildError(
                         f"the image build failed: {chunk['error'].strip().splitlines()[-1]}",
-                        "read the build log above; the lockfile and base image must match (same Python, "
-                        "same platform)",
+                        "read the build log above; the lockfile and base image must match (same Python, same platform)",
                         details=[ln for ln in log[-25:] if ln.strip()],
                     )
         except (self._errors.DockerException, OSError) as e:
@@ -306,7 +322,9 @@ class DockerEngine:
         return image_id
 
     @contextlib.contextmanager
-    def serve_folder(self, image: str, folder: Path, *, port: int, outside: bool, labels: Mapping[str, str]) -> Iterator[str]:
+    def serve_folder(
+        self, image: str, folder: Path, *, port: int, outside: bool, labels: Mapping[str, str]
+    ) -> Iterator[str]:
         """Serve `folder` read-only over HTTP on 127.0.0.1:`port` from a container of `image` (its
         python3); yields the `network_mode` that puts a build's steps in that container's network
         namespace, where the server is their localhost. Without `outside` the namespace has no
@@ -336,7 +354,9 @@ class DockerEngine:
                 state = self._api.inspect_container(container)["State"]
                 if not state.get("Running") or time.monotonic() > deadline:
                     out = self._api.logs(container).decode("utf-8", "replace").strip()
-                    raise EngineError(f"the build's wheel server did not start: {out[-500:] or state.get('Error') or 'no output'}")
+                    raise EngineError(
+                        f"the build's wheel server did not start: {out[-500:] or state.get('Error') or 'no output'}"
+                    )
                 time.sleep(0.05)
         except BaseException as e:
             self._remove_quietly(container)
@@ -540,4 +560,3 @@ def connect() -> DockerEngine:
     engine = DockerEngine()
     engine.ping()
     return engine
-

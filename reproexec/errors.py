@@ -77,7 +77,9 @@ def exit_code_of(status: str) -> int:
 
 
 @contextlib.contextmanager
-def signals_raise(signums: tuple[int, ...] = (signal.SIGTERM,), *, once: bool = False, ignore_after: bool = False) -> Iterator[None]:
+def signals_raise(
+    signums: tuple[int, ...] = (signal.SIGTERM,), *, once: bool = False, ignore_after: bool = False
+) -> Iterator[None]:
     """While the block runs, each of `signums` raises Interrupted(signum), as Ctrl-C raises
     KeyboardInterrupt: the code that stops containers and records the outcome runs for SIGTERM (and
     SIGHUP) alike. once: only the first one raises, later ones are ignored (a stop already under

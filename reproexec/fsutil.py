@@ -135,8 +135,9 @@ def read_json_object(path: Path | str, limit: int = MAX_JSON_BYTES) -> dict[str,
     return doc if isinstance(doc, dict) else None
 
 
-def read_jsonl_objects(path: Path | str, *, limit: int = MAX_JSONL_BYTES,
-                       max_rows: int = MAX_JSONL_ROWS) -> tuple[list[dict[str, Any]], str | None]:  # fmt: skip
+def read_jsonl_objects(
+    path: Path | str, *, limit: int = MAX_JSONL_BYTES, max_rows: int = MAX_JSONL_ROWS
+) -> tuple[list[dict[str, Any]], str | None]:
     """The JSON-object lines of a metrics file a run wrote (blank lines skipped), and the first
     problem met, in words: a line that is not a JSON object (named by its number; the rows before and
     after it are kept), more than `max_rows` rows or `limit` bytes (the rest is not read). A missing
@@ -179,7 +180,9 @@ def canonical_sha256(obj: Any) -> str:
     content hash reproexec computes over a document takes (image tags, base content ids, cell ids,
     run fingerprints), so the same inputs hash the same in any process, on any machine. (A dataset's
     manifest id keeps its own, older form: data/manifest.py.)"""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    ).hexdigest()
 
 
 def is_disk_full(e: BaseException) -> bool:

@@ -3,4 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# Lint and format (pyproject.toml [tool.ruff]) before the suite: style is never argued.
+.venv/bin/ruff check reproexec tests benchmarks
+.venv/bin/ruff format --check reproexec tests benchmarks
 exec .venv/bin/python -m pytest -ra --durations=15 "$@"

@@ -11,9 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from needs import require
-
 
 # The markers a test gets from the first folder under tests/ (what it needs), set here once.
 FOLDER_MARKS = {"unit": ("unit",), "docker": ("docker", "slow"), "runtime": ("runtime",), "integration": ("slow",)}

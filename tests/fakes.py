@@ -26,10 +26,19 @@ class FakeEngine:
         self.removed: list[str] = []
         self.imports: list[dict] = []
 
-    def add_image(self, ref: str, image_id: str | None = None, labels: Mapping[str, str] | None = None,
-                  layers: Sequence[str] | None = None) -> ImageInfo:
+    def add_image(
+        self,
+        ref: str,
+        image_id: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        layers: Sequence[str] | None = None,
+    ) -> ImageInfo:
         image_id = image_id or "sha256:" + hashlib.sha256(ref.encode()).hexdigest()
-        layers = tuple(layers) if layers is not None else ("sha256:" + hashlib.sha256(f"layer of {ref}".encode()).hexdigest(),)
+        layers = (
+            tuple(layers)
+            if layers is not None
+            else ("sha256:" + hashlib.sha256(f"layer of {ref}".encode()).hexdigest(),)
+        )
         info = ImageInfo(id=image_id, tags=(ref,), repo_digests=(), labels=dict(labels or {}), layers=layers)
         self.images[ref] = info
         self.images[image_id] = info
@@ -66,7 +75,7 @@ class FakeEngine:
 
     def list_images(self, *, repository=None, dangling=False, label=None) -> list:
         seen, out = set(), []
-        for ref, info in self.images.items():
+        for info in self.images.values():
             if info.id in seen:
                 continue
             if repository and not any(t.startswith(repository + ":") for t in info.tags):
@@ -83,9 +92,17 @@ class FakeEngine:
     def serve_folder(self, image, folder, *, port, outside, labels):
         """Records what a build would be served; the folder exists only while it is served."""
         files = sorted(Path(folder).iterdir())
-        self.served.append({"image": image, "files": [p.name for p in files], "port": port, "outside": outside,
-                            "folder": Path(folder), "labels": dict(labels),
-                            "modes": {p.name: p.stat().st_mode & 0o777 for p in files}})  # fmt: skip
+        self.served.append(
+            {
+                "image": image,
+                "files": [p.name for p in files],
+                "port": port,
+                "outside": outside,
+                "folder": Path(folder),
+                "labels": dict(labels),
+                "modes": {p.name: p.stat().st_mode & 0o777 for p in files},
+            }
+        )
         yield f"container:fake-wheel-server-{len(self.served)}"
 
     def build(self, context: IO[bytes], *, tag, labels, network_mode, on_log=None) -> str:

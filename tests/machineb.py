@@ -40,10 +40,24 @@ def start_second_engine() -> SecondEngine:
     sock = root / "d.sock"
     log = open(root / "dockerd.log", "w")
     proc = subprocess.Popen(
-        ["dockerd", "--data-root", str(root / "data"), "--exec-root", str(root / "exec"),
-         "--host", f"unix://{sock}", "--pidfile", str(root / "d.pid"), "--bridge", "none", "--iptables=false"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        [
+            "dockerd",
+            "--data-root",
+            str(root / "data"),
+            "--exec-root",
+            str(root / "exec"),
+            "--host",
+            f"unix://{sock}",
+            "--pidfile",
+            str(root / "d.pid"),
+            "--bridge",
+            "none",
+            "--iptables=false",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     engine = SecondEngine(root, f"unix://{sock}", proc)
     env = {**os.environ, "DOCKER_HOST": engine.host}
     for _ in range(120):

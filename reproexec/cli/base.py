@@ -20,27 +20,38 @@ _EPOCH_HELP = (
 @app.command("bootstrap")
 def bootstrap(
     suite: Annotated[str, typer.Option(help="Debian suite for mmdebstrap.")] = "bookworm",
-    tag: Annotated[str, typer.Option(help="Tag of the base image (what env.base_image names).")] = "reproexec-base:bookworm",
+    tag: Annotated[
+        str, typer.Option(help="Tag of the base image (what env.base_image names).")
+    ] = "reproexec-base:bookworm",
     mirror: Annotated[
         str | None, typer.Option(help="Debian mirror to fetch from; default: the one this host's apt uses.")
     ] = None,
     include: Annotated[list[str] | None, typer.Option(help="Extra Debian packages to bake in (repeatable).")] = None,
     from_tar: Annotated[
         Path | None,
-        typer.Option("--from-tar", help="Import a rootfs tarball (checked as untrusted) or a `docker save` file instead."),
+        typer.Option(
+            "--from-tar", help="Import a rootfs tarball (checked as untrusted) or a `docker save` file instead."
+        ),
     ] = None,
     source_date_epoch: Annotated[int | None, typer.Option(min=0, help=_EPOCH_HELP)] = None,
     force: Annotated[bool, typer.Option(help="Rebuild even if TAG exists.")] = False,
 ) -> None:
     """Make the base image offline (mmdebstrap + docker import), reproducibly, and print its image id. Idempotent."""
-    from reproexec.env.base import DEFAULT_SOURCE_DATE_EPOCH, bootstrap_base
     from reproexec.engine import connect
+    from reproexec.env.base import DEFAULT_SOURCE_DATE_EPOCH, bootstrap_base
 
     epoch = DEFAULT_SOURCE_DATE_EPOCH if source_date_epoch is None else source_date_epoch
     result = bootstrap_base(
-        connect(), tag=tag, suite=suite, mirror=mirror, include=tuple(include or ()),
-        from_tar=from_tar, force=force, source_date_epoch=epoch, on_log=console.info,
-    )  # fmt: skip
+        connect(),
+        tag=tag,
+        suite=suite,
+        mirror=mirror,
+        include=tuple(include or ()),
+        from_tar=from_tar,
+        force=force,
+        source_date_epoch=epoch,
+        on_log=console.info,
+    )
     if result.created:
         console.success(f"{result.tag} created ({result.source})")
     else:

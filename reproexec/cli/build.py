@@ -19,9 +19,9 @@ def build(
     ] = False,
 ) -> None:
     """Render the pinned Dockerfile and build the run image, tagged by its content hash."""
-    from reproexec.env.build import build_image, plan_build
     from reproexec.config import load_config
     from reproexec.engine import connect
+    from reproexec.env.build import build_image, plan_build
 
     loaded = load_config(config)
     engine = connect()

@@ -17,11 +17,15 @@ def export(
     output: Annotated[Path, typer.Option("-o", "--output", help="Bundle to write (.tar.gz, or .tar).")],
     with_image: Annotated[
         bool,
-        typer.Option("--with-image", help="Save the run image too (GBs), for machines that reach no package index. "
-                     "Into a .tar it is streamed (only its own size on disk); a .tar.gz saves it first."),  # fmt: skip
+        typer.Option(
+            "--with-image",
+            help="Save the run image too (GBs), for machines that reach no package index. "
+            "Into a .tar it is streamed (only its own size on disk); a .tar.gz saves it first.",
+        ),
     ] = False,
     with_base: Annotated[
-        bool, typer.Option("--with-base", help="Bring the base's rootfs (tens of MB); the other machine rebuilds the image.")
+        bool,
+        typer.Option("--with-base", help="Bring the base's rootfs (tens of MB); the other machine rebuilds the image."),
     ] = False,
     runs_dir: RunsDir = Path("runs"),
 ) -> None:
@@ -34,10 +38,13 @@ def export(
         from reproexec.engine import connect
 
         engine = connect()
-    result = export_run(load_run(run_id, runs_dir.resolve()), output, engine=engine, with_image=with_image,
-                        with_base=with_base)  # fmt: skip
+    result = export_run(
+        load_run(run_id, runs_dir.resolve()), output, engine=engine, with_image=with_image, with_base=with_base
+    )
     extra = " + image" if with_image else f" + base rootfs ({console.size(result.base_bytes)})" if with_base else ""
-    console.success(f"{result.path}: run {result.run_id}, {result.files} files{extra}, {console.size(result.path.stat().st_size)}")
+    console.success(
+        f"{result.path}: run {result.run_id}, {result.files} files{extra}, {console.size(result.path.stat().st_size)}"
+    )
 
 
 def import_(
@@ -46,12 +53,15 @@ def import_(
 ) -> None:
     """Check a bundle (paths, links, sizes, hashes) and add its run to the run store; a saved image is
     loaded into Docker."""
-    from reproexec.runs.bundle import import_bundle
     from reproexec.engine import connect
+    from reproexec.runs.bundle import import_bundle
 
     result = import_bundle(bundle, runs_dir.resolve(), connect)
     record = result.record
     state = "was already in the store" if result.already_present else f"imported into {record.path}"
-    console.success(f"run {record.run_id} {state}" + (f" (image {result.image[:19]} loaded and checked)" if result.image else "")
-                    + (f" (base {result.base} imported and checked)" if result.base else ""))  # fmt: skip
+    console.success(
+        f"run {record.run_id} {state}"
+        + (f" (image {result.image[:19]} loaded and checked)" if result.image else "")
+        + (f" (base {result.base} imported and checked)" if result.base else "")
+    )
     console.data(record.run_id)

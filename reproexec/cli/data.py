@@ -12,7 +12,6 @@ import typer
 
 from reproexec import console
 
-
 app = typer.Typer(help="Dataset snapshots: manifest, verify gate, demo dataset.", no_args_is_help=True)
 
 
@@ -46,7 +45,8 @@ def snapshot(
 def verify(
     folder: Annotated[Path, typer.Argument(metavar="DIR", help="Dataset folder to check.")],
     manifest: Annotated[
-        Path | None, typer.Option("--manifest", metavar="FILE", help="Manifest to check against (default: DIR/manifest.json).")
+        Path | None,
+        typer.Option("--manifest", metavar="FILE", help="Manifest to check against (default: DIR/manifest.json)."),
     ] = None,
     quick: Annotated[
         bool, typer.Option("--quick", help="Compare file names and sizes only; content is NOT checked.")
@@ -64,7 +64,9 @@ def verify(
         console.warn("--quick compared names and sizes only; file contents were NOT checked (run without --quick)")
         console.success(f"{folder}: {report.checked_files:,} files present with the sizes in the manifest")
     else:
-        console.success(f"{folder}: {report.checked_files:,} files, {console.size(report.checked_bytes)} match the manifest (sha256)")
+        console.success(
+            f"{folder}: {report.checked_files:,} files, {console.size(report.checked_bytes)} match the manifest (sha256)"
+        )
     console.key_values(
         [
             ("manifest id", report.manifest_id),

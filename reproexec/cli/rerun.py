@@ -17,7 +17,9 @@ env_app = typer.Typer(help="Environments: what differs between two runs, images 
 
 def rerun(
     ref: Annotated[str, typer.Argument(help="Run id, run folder, or bundle from `reproexec export`.")],
-    data: Annotated[Path | None, typer.Option(help="Dataset snapshot here (checked against the recorded manifest).")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Dataset snapshot here (checked against the recorded manifest).")
+    ] = None,
     gpu: Annotated[bool, typer.Option("--gpu", help="Train on the GPU.")] = False,
     runtime: Annotated[str, typer.Option(help="docker or local.")] = "docker",
     cpuset: Annotated[str | None, typer.Option(help="Limit the container to these CPUs, e.g. '1'.")] = None,
@@ -48,9 +50,17 @@ def rerun(
         engine = connect()
     with console.run_progress() as on_event:
         result = do_rerun(
-            ref, runs_dir=runs_dir.resolve(), engine=engine, runtime=runtime, data=data, gpu=gpu,
-            cpuset=cpuset, tolerances=tolerances, on_event=on_event, on_log=console.info,
-        )  # fmt: skip
+            ref,
+            runs_dir=runs_dir.resolve(),
+            engine=engine,
+            runtime=runtime,
+            data=data,
+            gpu=gpu,
+            cpuset=cpuset,
+            tolerances=tolerances,
+            on_event=on_event,
+            on_log=console.info,
+        )
     console.run_summary(result.outcome)
     console.rerun_verdict(result)
     from reproexec.cli.run import raise_for_outcome

@@ -42,7 +42,9 @@ def run(
     with clock.phase("config"):
         container_user(user)  # refuses a uid or gid of 0 before anything starts
         loaded = load_config(config)
-        opts = RunOptions(gpu=gpu, name=name, runtime=runtime, require_clean=require_clean, runs_dir=runs_dir.resolve(), user=user)  # type: ignore[arg-type]
+        opts = RunOptions(
+            gpu=gpu, name=name, runtime=runtime, require_clean=require_clean, runs_dir=runs_dir.resolve(), user=user
+        )  # type: ignore[arg-type]
         check_options(loaded, opts)
         engine = None
         if runtime == "docker":
@@ -63,4 +65,7 @@ def raise_for_outcome(outcome: object) -> None:
     if status == "interrupted":
         raise Interrupted(outcome.signum or 2, f"run {outcome.run_id} interrupted: {reason}")  # type: ignore[attr-defined]
     if status != "succeeded":
-        raise RunError(f"run {outcome.run_id} failed: {reason}", f"read {run_dir / 'stdout.log'}; the run folder says the same in run.json")  # type: ignore[attr-defined]
+        raise RunError(
+            f"run {outcome.run_id} failed: {reason}",
+            f"read {run_dir / 'stdout.log'}; the run folder says the same in run.json",
+        )  # type: ignore[attr-defined]

@@ -20,7 +20,9 @@ def list_(runs_dir: RunsDir = Path("runs")) -> None:
     from reproexec.runs.store import list_runs
 
     records = list_runs(runs_dir.resolve())
-    if any(r.status == "interrupted (stale)" and (r.data.get("runtime") or {}).get("kind") == "docker" for r in records):
+    if any(
+        r.status == "interrupted (stale)" and (r.data.get("runtime") or {}).get("kind") == "docker" for r in records
+    ):
         from reproexec.errors import EngineError
         from reproexec.runs.reap import reap_orphans
 
@@ -35,8 +37,16 @@ def list_(runs_dir: RunsDir = Path("runs")) -> None:
     rows = []
     for r in records:
         m = r.data.get("metrics") or {}
-        rows.append([r.run_id, r.status, r.data.get("started_at", ""), _fmt(m.get("val_acc")), _fmt(m.get("val_loss")),
-                     console.size(_disk(r.path))])  # fmt: skip
+        rows.append(
+            [
+                r.run_id,
+                r.status,
+                r.data.get("started_at", ""),
+                _fmt(m.get("val_acc")),
+                _fmt(m.get("val_loss")),
+                console.size(_disk(r.path)),
+            ]
+        )
     if not rows:
         console.info(f"no runs in {runs_dir.resolve()}")
         return
@@ -44,7 +54,9 @@ def list_(runs_dir: RunsDir = Path("runs")) -> None:
 
 
 @app.command("show")
-def show(run_id: Annotated[str, typer.Argument(help="Run id or run folder.")], runs_dir: RunsDir = Path("runs")) -> None:
+def show(
+    run_id: Annotated[str, typer.Argument(help="Run id or run folder.")], runs_dir: RunsDir = Path("runs")
+) -> None:
     """The run's status, inputs (code, data, image, randomness) and results."""
     from reproexec.runs.store import load_run
 
@@ -61,21 +73,33 @@ def show(run_id: Annotated[str, typer.Argument(help="Run id or run folder.")], r
         ("image", (d.get("image") or {}).get("tag", "local runtime")),
         ("seed / threads / cpu", _rand(d)),
     ]
-    for k, v in sorted(((d.get("metrics") or {}).items())):
+    for k, v in sorted((d.get("metrics") or {}).items()):
         if not isinstance(v, (dict, list)):
             pairs.append((k, _fmt(v)))
     if d.get("metrics_problem"):
         pairs.append(("metrics", str(d["metrics_problem"])))
     image = d.get("image") if isinstance(d.get("image"), dict) else {}
     inside = image.get("reproexec") if isinstance(image.get("reproexec"), dict) else {}
-    pairs.append(("reproexec", str(d.get("reproexec_version")) + (f" (in the image: {inside.get('version')})"
-                                                                  if inside.get("version") not in (None, d.get("reproexec_version")) else "")))
+    pairs.append(
+        (
+            "reproexec",
+            str(d.get("reproexec_version"))
+            + (
+                f" (in the image: {inside.get('version')})"
+                if inside.get("version") not in (None, d.get("reproexec_version"))
+                else ""
+            ),
+        )
+    )
     if isinstance(d.get("summary"), dict):
         pairs.append(("weights sha256", d["summary"].get("weights_sha256")))
     timing = d.get("timing") if isinstance(d.get("timing"), dict) else {}
     if isinstance(timing.get("phases_s"), list):
-        phases = ", ".join(f"{p[0]} {p[1]:.2f}" for p in timing["phases_s"] if isinstance(p, list) and len(p) == 2
-                           and isinstance(p[1], (int, float)))  # fmt: skip
+        phases = ", ".join(
+            f"{p[0]} {p[1]:.2f}"
+            for p in timing["phases_s"]
+            if isinstance(p, list) and len(p) == 2 and isinstance(p[1], (int, float))
+        )
         pairs.append(("time (s)", f"{timing.get('wall_s')} in all: {phases}"))
         if timing.get("outside_trainer_s") is not None:
             pairs.append(("outside the trainer (s)", timing["outside_trainer_s"]))

@@ -36,15 +36,20 @@ def run(
     sweep_file: Annotated[Path, typer.Argument(help="sweep.yaml (see examples/ablation/)")],
     executor: Annotated[str, typer.Option(help="local (this machine) or slurm (a job array).")] = "local",
     parallel: Annotated[int, typer.Option(help="local: cells at a time, each on its own cpuset.")] = 1,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the cells, their differences and the image tag; run nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the cells, their differences and the image tag; run nothing.")
+    ] = False,
     runs_dir: RunsDir = Path("runs"),
     sweeps_dir: SweepsDir = Path("sweeps"),
 ) -> None:
     """Run every cell (variant × seed) that has no succeeded run yet, then write the comparison report."""
     from reproexec.engine import connect
-    from reproexec.sweep.core import SweepOptions, dry_run as plan_view, prepare, run_sweep
+    from reproexec.sweep.core import SweepOptions, prepare, run_sweep
+    from reproexec.sweep.core import dry_run as plan_view
 
-    opts = SweepOptions(executor=executor, parallel=parallel, runs_dir=runs_dir.resolve(), sweeps_dir=sweeps_dir.resolve())  # type: ignore[arg-type]
+    opts = SweepOptions(
+        executor=executor, parallel=parallel, runs_dir=runs_dir.resolve(), sweeps_dir=sweeps_dir.resolve()
+    )  # type: ignore[arg-type]
     engine = functools.cache(connect)  # connected only once the sweep file and the executor passed
     plan = prepare(sweep_file, opts, engine, on_log=console.info)
     if dry_run:
@@ -57,10 +62,14 @@ def run(
     from reproexec.errors import Interrupted, RunError
 
     if outcome.status == "interrupted":
-        raise Interrupted(signal.SIGINT, f"sweep {outcome.sweep_dir.name} interrupted: the cells not yet started are pending")
+        raise Interrupted(
+            signal.SIGINT, f"sweep {outcome.sweep_dir.name} interrupted: the cells not yet started are pending"
+        )
     if outcome.status != "succeeded":
-        raise RunError(f"sweep {outcome.sweep_dir.name}: not every cell succeeded", f"read {outcome.sweep_dir / 'sweep.json'}; "
-                       "run the sweep again to rerun the failed and missing cells")  # fmt: skip
+        raise RunError(
+            f"sweep {outcome.sweep_dir.name}: not every cell succeeded",
+            f"read {outcome.sweep_dir / 'sweep.json'}; run the sweep again to rerun the failed and missing cells",
+        )
 
 
 @app.command("status")

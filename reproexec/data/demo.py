@@ -65,7 +65,9 @@ def write_digits_demo(
             os.replace(tmp, out)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise DataError(f"cannot write the demo dataset to {out}: {e.strerror or e}", "pick a writable folder") from None
+        raise DataError(
+            f"cannot write the demo dataset to {out}: {e.strerror or e}", "pick a writable folder"
+        ) from None
     return snapshot(out)
 
 
@@ -78,7 +80,10 @@ def _check_target(out: Path, force: bool) -> None:
         out.rmdir()  # an empty folder is as good as none; it is recreated by the rename
         return
     if not force:
-        raise DataError(f"{out} is not empty; refusing to write the demo dataset into it", "pass an empty or new folder, or --force to replace a previous demo snapshot")
+        raise DataError(
+            f"{out} is not empty; refusing to write the demo dataset into it",
+            "pass an empty or new folder, or --force to replace a previous demo snapshot",
+        )
     if not (out / "manifest.json").is_file():
         raise DataError(
             f"{out} is not empty and holds no manifest.json; --force only replaces a previous snapshot",

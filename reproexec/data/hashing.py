@@ -141,7 +141,10 @@ def _hash_batch(root: str, batch: Sequence[tuple[str, int]]) -> list[Hashed]:
 
 
 def hash_files(
-    root: str, items: Sequence[tuple[str, int]], advance: Callable[[int, int], None] | None = None, workers: int | None = None
+    root: str,
+    items: Sequence[tuple[str, int]],
+    advance: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
 ) -> list[Hashed]:
     """hash_file for each (relpath, expected bytes or -1) item; results in input order.
 
@@ -159,7 +162,9 @@ def hash_files(
         if advance:
             advance(len(task), sum(r[0] for r in hashed if r[1] is not None))
 
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # macOS has no affinity
+    cpus = (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    )  # macOS has no affinity
     workers = min(workers or cpus, len(tasks))
     if workers < 2 or (len(items) <= BATCH and sum(max(n, 0) for _, n in items) < POOL_MIN_BYTES):
         for task in tasks:

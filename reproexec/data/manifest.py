@@ -107,7 +107,10 @@ class DatasetManifest:
 
     def canonical_bytes(self) -> bytes:
         """The exact bytes the manifest id hashes (see the module docstring)."""
-        body = {"excludes": list(self.excludes), "files": [{"bytes": f.bytes, "relpath": f.relpath, "sha256": f.sha256} for f in self.files]}
+        body = {
+            "excludes": list(self.excludes),
+            "files": [{"bytes": f.bytes, "relpath": f.relpath, "sha256": f.sha256} for f in self.files],
+        }
         return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
     @cached_property
@@ -202,8 +205,10 @@ def manifest_limit() -> int:
     if not text:
         return MAX_MANIFEST_BYTES
     if not text.isdecimal() or int(text) < 1:
-        raise DataError(f"{MANIFEST_LIMIT_ENV}={text!r} is not a number of bytes",
-                        f"set it to a whole number of bytes, e.g. {2 * MAX_MANIFEST_BYTES}, or unset it")  # fmt: skip
+        raise DataError(
+            f"{MANIFEST_LIMIT_ENV}={text!r} is not a number of bytes",
+            f"set it to a whole number of bytes, e.g. {2 * MAX_MANIFEST_BYTES}, or unset it",
+        )
     return int(text)
 
 
@@ -252,7 +257,9 @@ def manifest_from_dict(doc: Any, source: str = "manifest") -> DatasetManifest:
     errors: list[str] = []
     unknown = sorted(set(doc) - _TOP_KEYS)
     if unknown:
-        errors.append(f"unknown top-level key(s): {', '.join(map(_short, unknown))}; allowed: {', '.join(sorted(_TOP_KEYS))}")
+        errors.append(
+            f"unknown top-level key(s): {', '.join(map(_short, unknown))}; allowed: {', '.join(sorted(_TOP_KEYS))}"
+        )
     version = doc.get("version", MANIFEST_VERSION)
     if not (_is_int(version) and version == MANIFEST_VERSION):
         errors.append(f"version = {_short(version)}: this reproexec reads version {MANIFEST_VERSION}")
@@ -265,7 +272,9 @@ def manifest_from_dict(doc: Any, source: str = "manifest") -> DatasetManifest:
     files = doc.get("files")
     entries: list[FileEntry] = []
     if not isinstance(files, list):
-        errors.append("files: required list is missing" if files is None else f"files: must be a list, not {_jtype(files)}")
+        errors.append(
+            "files: required list is missing" if files is None else f"files: must be a list, not {_jtype(files)}"
+        )
     else:
         seen: dict[str, int] = {}
         for i, item in enumerate(files):
@@ -443,12 +452,18 @@ def snapshot(
         )
     if not walked.files:
         what = f" after the excludes {', '.join(excludes)}" if excludes else ""
-        raise DataError(f"{root}: no files to snapshot{what}", "point at the dataset folder; check the --exclude patterns")
+        raise DataError(
+            f"{root}: no files to snapshot{what}", "point at the dataset folder; check the --exclude patterns"
+        )
 
     items = list(walked.files.items())
     with _progress(progress, "Hashing", len(items), sum(walked.files.values())) as advance:
         hashed = hashing.hash_files(str(root), items, advance)
-    failed = [(rel, error or "changed size while it was hashed") for (rel, _), (_, digest, error) in zip(items, hashed) if digest is None]
+    failed = [
+        (rel, error or "changed size while it was hashed")
+        for (rel, _), (_, digest, error) in zip(items, hashed)
+        if digest is None
+    ]
     if failed:
         raise DataError(
             f"{root}: {len(failed)} file(s) could not be hashed",
@@ -488,7 +503,9 @@ def verify_snapshot(
     walked = hashing.walk(base, manifest.excludes, RESERVED_NAMES, with_sizes=quick)
     on_disk = walked.files
     on_disk.pop(_relpath_inside(root, mpath), None)  # --manifest FILE kept inside the folder under another name
-    report = VerifyReport(root=root, manifest_path=mpath, manifest_id=manifest.manifest_id, quick=quick, manifest=manifest)
+    report = VerifyReport(
+        root=root, manifest_path=mpath, manifest_id=manifest.manifest_id, quick=quick, manifest=manifest
+    )
     report.irregular = walked.irregular
     irregular = {rel for rel, _ in walked.irregular}
     listed = {f.relpath for f in manifest.files}
@@ -542,11 +559,18 @@ def class_folders(root: str | os.PathLike[str], parent: str) -> list[str]:
         classes = sorted(e.name for e in os.scandir(folder) if not e.name.startswith(".") and e.is_dir())
         empty = [name for name in classes if not _holds_a_file(folder / name)]
     except FileNotFoundError as e:
-        raise DataError(f"{_shown(str(e.filename or folder))} does not exist", f"the snapshot needs {parent}/<class>/<image> folders; {where}") from None
+        raise DataError(
+            f"{_shown(str(e.filename or folder))} does not exist",
+            f"the snapshot needs {parent}/<class>/<image> folders; {where}",
+        ) from None
     except NotADirectoryError:
-        raise DataError(f"{_shown(str(folder))} is not a folder", f"the snapshot needs {parent}/<class>/<image> folders; {where}") from None
+        raise DataError(
+            f"{_shown(str(folder))} is not a folder", f"the snapshot needs {parent}/<class>/<image> folders; {where}"
+        ) from None
     except OSError as e:
-        raise DataError(f"cannot list {_shown(str(e.filename or folder))}: {e.strerror or e}", "make the snapshot readable") from None
+        raise DataError(
+            f"cannot list {_shown(str(e.filename or folder))}: {e.strerror or e}", "make the snapshot readable"
+        ) from None
     if empty:
         n = len(empty)
         raise DataError(
@@ -605,7 +629,9 @@ def _relpath_inside(root: Path, path: Path) -> str | None:
 
 def _existing_dir(root: Path) -> Path:
     if not root.exists():
-        raise DataError(f"dataset folder {root} does not exist", "pass the snapshot folder (the one holding manifest.json)")
+        raise DataError(
+            f"dataset folder {root} does not exist", "pass the snapshot folder (the one holding manifest.json)"
+        )
     if not root.is_dir():
         raise DataError(f"{root} is not a folder", "pass the snapshot folder (the one holding manifest.json)")
     return root

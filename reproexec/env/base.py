@@ -46,9 +46,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from reproexec.engine import Engine, ImageInfo
+from reproexec.env.spec import BaseImage
+from reproexec.env.wheels import cache_dir
 from reproexec.errors import EngineError, ReproexecError
 from reproexec.fsutil import sha256_file, write_atomic
-from reproexec.env.spec import BaseImage
 from reproexec.labels import (
     DEFAULT_BASE,
     LABEL_EPOCH,
@@ -59,7 +60,6 @@ from reproexec.labels import (
     ROOTFS_REPOSITORY,
 )
 from reproexec.runtime.environment import parse_dpkg_status
-from reproexec.env.wheels import cache_dir
 
 # What every run image needs from its base: Python with venv (3.11 on bookworm) and CA certs.
 BASE_PACKAGES = ("ca-certificates", "python3", "python3-venv")
@@ -102,8 +102,13 @@ def _base_image(reference: str, info: ImageInfo, pinned_by: str) -> BaseImage:
             f"the Docker engine reports no layers for base image {reference} ({info.id})",
             "remake it with `reproexec base bootstrap --force` (or load it again)",
         )
-    return BaseImage(reference=reference, image_id=info.id, pinned_by=pinned_by,  # type: ignore[arg-type]
-                     layers=tuple(info.layers), config=dict(info.config))
+    return BaseImage(
+        reference=reference,
+        image_id=info.id,
+        pinned_by=pinned_by,  # type: ignore[arg-type]
+        layers=tuple(info.layers),
+        config=dict(info.config),
+    )
 
 
 def find_base(engine: Engine, inputs: Mapping[str, Any], *, source: str, packages: Mapping[str, str]) -> BaseImage:
@@ -112,12 +117,19 @@ def find_base(engine: Engine, inputs: Mapping[str, Any], *, source: str, package
     imported (checked) from the rootfs tar in reproexec's cache. `packages` are the Debian packages
     the recorded image held, to name what moved when only another base of that name is here."""
     recorded = inputs["base_image"]
-    want = BaseImage(reference=str(recorded["reference"]), image_id="", pinned_by=recorded["pinned_by"],
-                     layers=tuple(inputs["base_layers"]), config=dict(inputs["base_config"]))  # fmt: skip
+    want = BaseImage(
+        reference=str(recorded["reference"]),
+        image_id="",
+        pinned_by=recorded["pinned_by"],
+        layers=tuple(inputs["base_layers"]),
+        config=dict(inputs["base_config"]),
+    )
     rootfs = want.layers[0].removeprefix("sha256:") if len(want.layers) == 1 else None
     names = [want.reference, want.pinned] + ([f"{ROOTFS_REPOSITORY}:{rootfs}"] if rootfs else [])
     for name in names:
-        info = engine.image(name) or (engine.pull(name) if name == want.reference and want.pinned_by == "digest" else None)
+        info = engine.image(name) or (
+            engine.pull(name) if name == want.reference and want.pinned_by == "digest" else None
+        )
         if info is not None and tuple(info.layers) == want.layers and dict(info.config) == want.config:
             return dataclasses.replace(want, image_id=info.id)
     cached = rootfs_store() / f"{rootfs}.tar.gz" if rootfs else None
@@ -131,16 +143,24 @@ def find_base(engine: Engine, inputs: Mapping[str, Any], *, source: str, package
     raise EngineError(
         f"{source} was built on a base that is not on this machine: {want.reference} with "
         + (f"rootfs sha256 {rootfs[:12]}" if rootfs else f"layers {', '.join(want.layers)[:100]}")
-        + (f"; {want.reference} here is another base" + (f" (Debian packages moved on: {', '.join(moved[:8])})" if moved else "")
-           if other is not None else ""),
+        + (
+            f"; {want.reference} here is another base"
+            + (f" (Debian packages moved on: {', '.join(moved[:8])})" if moved else "")
+            if other is not None
+            else ""
+        ),
         "bring the base with the run: `reproexec export RUN --with-base` on the machine that made it, and rerun "
         "that bundle (or `reproexec base bootstrap --from-tar ROOTFS.tar`); `export --with-image` brings the whole image",
-    )  # fmt: skip
+    )
 
 
 def _moved_packages(recorded: Mapping[str, str], label: str) -> list[str]:
     here = dict(item.split("=", 1) for item in label.split() if "=" in item)
-    return [f"{name} {recorded[name]} → {here[name]}" for name in sorted(set(recorded) & set(here)) if recorded[name] != here[name]]
+    return [
+        f"{name} {recorded[name]} → {here[name]}"
+        for name in sorted(set(recorded) & set(here))
+        if recorded[name] != here[name]
+    ]
 
 
 @dataclass(frozen=True)
@@ -167,8 +187,13 @@ def bootstrap_base(
     repository, version = split_tag(tag)
     existing = engine.image(tag)
     if existing and not force:
-        return BaseResult(tag=tag, image_id=existing.id, created=False, source="already present",
-                          rootfs_sha256=existing.labels.get(LABEL_ROOTFS))
+        return BaseResult(
+            tag=tag,
+            image_id=existing.id,
+            created=False,
+            source="already present",
+            rootfs_sha256=existing.labels.get(LABEL_ROOTFS),
+        )
     if from_tar is not None:
         return _from_tar(engine, from_tar, repository, version, tag)
 
@@ -176,18 +201,25 @@ def bootstrap_base(
     packages = tuple(sorted(set(BASE_PACKAGES) | set(include)))
     with _workdir() as tmp:
         archive = tmp / "rootfs.tar"
-        rootfs_tar(archive, suite=suite, mirror=mirror, packages=packages,
-                   source_date_epoch=source_date_epoch, on_log=on_log)
+        rootfs_tar(
+            archive, suite=suite, mirror=mirror, packages=packages, source_date_epoch=source_date_epoch, on_log=on_log
+        )
         digest = sha256_file(archive)
         labels = {LABEL_SUITE: suite, LABEL_MIRROR: mirror, LABEL_EPOCH: str(source_date_epoch)}
         image_id = _import_checked(engine, archive, digest, repository, version, labels)
         _store_rootfs(archive, digest)
-    return BaseResult(tag=tag, image_id=image_id, created=True, rootfs_sha256=digest,
-                      source=f"mmdebstrap {suite} ({', '.join(packages)}) from {mirror}, SOURCE_DATE_EPOCH={source_date_epoch}")
+    return BaseResult(
+        tag=tag,
+        image_id=image_id,
+        created=True,
+        rootfs_sha256=digest,
+        source=f"mmdebstrap {suite} ({', '.join(packages)}) from {mirror}, SOURCE_DATE_EPOCH={source_date_epoch}",
+    )
 
 
-def rootfs_tar(out: Path, *, suite: str, mirror: str, packages: Iterable[str], source_date_epoch: int,
-               on_log: LogFn | None = None) -> None:
+def rootfs_tar(
+    out: Path, *, suite: str, mirror: str, packages: Iterable[str], source_date_epoch: int, on_log: LogFn | None = None
+) -> None:
     """A minimal Debian root filesystem as a tar, bit-identical for the same packages and epoch."""
     if shutil.which("mmdebstrap") is None:
         raise EngineError("mmdebstrap is not installed", "apt-get install mmdebstrap (Debian's package)")
@@ -197,7 +229,11 @@ def rootfs_tar(out: Path, *, suite: str, mirror: str, packages: Iterable[str], s
     debs.mkdir(parents=True, exist_ok=True)
     sources = f"deb {CANONICAL_MIRROR} {suite} main"
     cmd = [
-        "mmdebstrap", "--quiet", "--variant=minbase", "--mode=root", "--format=tar",
+        "mmdebstrap",
+        "--quiet",
+        "--variant=minbase",
+        "--mode=root",
+        "--format=tar",
         f"--include={','.join(sorted(packages))}",
         "--dpkgopt=force-unsafe-io",  # no fsync per file: the tar is written once at the end anyway
         "--skip=essential/unlink",
@@ -205,10 +241,14 @@ def rootfs_tar(out: Path, *, suite: str, mirror: str, packages: Iterable[str], s
         f"--setup-hook=sync-in {debs} /var/cache/apt/archives/",
         f"--customize-hook=sync-out /var/cache/apt/archives {debs}",
         f"--customize-hook=echo '{sources}' > \"$1\"/etc/apt/sources.list",
-        suite, str(out), mirror,
+        suite,
+        str(out),
+        mirror,
     ]
     if on_log:
-        on_log(f"mmdebstrap {suite} from {mirror} with {', '.join(sorted(packages))} (SOURCE_DATE_EPOCH={source_date_epoch})")
+        on_log(
+            f"mmdebstrap {suite} from {mirror} with {', '.join(sorted(packages))} (SOURCE_DATE_EPOCH={source_date_epoch})"
+        )
     env = {**os.environ, "SOURCE_DATE_EPOCH": str(source_date_epoch), "LC_ALL": "C.UTF-8"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
@@ -280,7 +320,9 @@ def import_base_rootfs(engine: Engine, path: Path, expected_sha256: str, tag: st
         digest = _rootfs_digest(path)  # still read: a damaged or altered file is refused, not waved through
         if digest != expected_sha256:
             raise _rootfs_mismatch(path, digest, expected_sha256)
-        return BaseResult(tag=tag, image_id=existing.id, created=False, source="already present", rootfs_sha256=expected_sha256)
+        return BaseResult(
+            tag=tag, image_id=existing.id, created=False, source="already present", rootfs_sha256=expected_sha256
+        )
     if existing is not None:
         raise EngineError(
             f"{tag} already names another base on this machine (layers {', '.join(existing.layers)[:80]}…)",
@@ -302,13 +344,17 @@ def _rootfs_mismatch(path: Path, digest: str, expected: str) -> EngineError:
     )
 
 
-def _import_checked(engine: Engine, archive: Path, digest: str, repository: str, version: str,
-                    labels: dict[str, str]) -> str:
+def _import_checked(
+    engine: Engine, archive: Path, digest: str, repository: str, version: str, labels: dict[str, str]
+) -> str:
     """Check the tar's members, import it, and make sure Docker made exactly the layer we checked."""
     packages = check_rootfs_members(archive)
     labels = {**labels, LABEL_ROOTFS: digest, LABEL_PACKAGES: " ".join(f"{n}={v}" for n, v in packages)}
-    changes = [f"ENV {BASE_ENV}", 'CMD ["python3"]',
-               "LABEL " + " ".join(f"{k}={json.dumps(v)}" for k, v in sorted(labels.items()))]
+    changes = [
+        f"ENV {BASE_ENV}",
+        'CMD ["python3"]',
+        "LABEL " + " ".join(f"{k}={json.dumps(v)}" for k, v in sorted(labels.items())),
+    ]
     image_id = engine.import_rootfs(archive, repository, version, changes)
     info = engine.image(image_id)
     layers = tuple(info.layers) if info else ()
@@ -362,8 +408,14 @@ def _rootfs_digest(path: Path, copy_to: IO[bytes] | None = None) -> str:
 # -- the rules for an untrusted rootfs ------------------------------------------------------------
 # Character devices a Debian bootstrap creates in /dev, with their standard (major, minor).
 DEBIAN_DEV_NODES = {
-    "dev/null": (1, 3), "dev/zero": (1, 5), "dev/full": (1, 7), "dev/random": (1, 8), "dev/urandom": (1, 9),
-    "dev/tty": (5, 0), "dev/console": (5, 1), "dev/ptmx": (5, 2),
+    "dev/null": (1, 3),
+    "dev/zero": (1, 5),
+    "dev/full": (1, 7),
+    "dev/random": (1, 8),
+    "dev/urandom": (1, 9),
+    "dev/tty": (5, 0),
+    "dev/console": (5, 1),
+    "dev/ptmx": (5, 2),
 }
 # Where Debian installs setuid/setgid programs (passwd, su, mount, unix_chkpwd, dbus helpers...).
 SETID_DIRS = ("usr/bin/", "usr/sbin/", "usr/lib/", "usr/libexec/", "bin/", "sbin/")

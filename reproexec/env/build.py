@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reproexec.env.base import resolve_base
 from reproexec.config import LoadedConfig
-from reproexec.env.context import ContextEntry, streamed_context
 from reproexec.engine import Engine, ImageInfo
-from reproexec.errors import BuildError, ConfigError, LockError
+from reproexec.env.base import resolve_base
+from reproexec.env.context import ContextEntry, streamed_context
+from reproexec.env.lock import Lockfile, read_lock
+from reproexec.env.selfwheel import reproexec_wheel
 from reproexec.env.spec import (
     WHEEL_PORT,
     BaseImage,
@@ -33,7 +34,14 @@ from reproexec.env.spec import (
     image_tag,
     render_dockerfile,
 )
-from reproexec.env.lock import Lockfile, read_lock
+from reproexec.env.wheels import (
+    PROBE_SCRIPT,
+    TargetPlatform,
+    cache_dir,
+    ensure_wheels,
+    verify_wheels,
+)
+from reproexec.errors import BuildError, ConfigError, LockError
 from reproexec.labels import (
     CODE_REPOSITORY,
     LABEL_BUILD_SERVER,
@@ -44,14 +52,6 @@ from reproexec.labels import (
     LABEL_OWNER,
     this_process,
 )
-from reproexec.env.selfwheel import reproexec_wheel
-from reproexec.env.wheels import (
-    PROBE_SCRIPT,
-    TargetPlatform,
-    cache_dir,
-    ensure_wheels,
-    verify_wheels,
-)
 
 LogFn = Callable[[str], None]
 
@@ -61,7 +61,6 @@ TRAINER_PACKAGES = ["torch", "torchvision", "numpy", "pillow", "matplotlib", "py
 WRAPPER_PACKAGES = ["pydantic", "pyyaml"]
 # torch's CUDA wheels depend on these; a lock without them has a CPU-only torch.
 CUDA_MARKER_PACKAGES = ["nvidia-cuda-runtime", "nvidia-cuda-runtime-cu12", "nvidia-cuda-runtime-cu11"]
-
 
 
 @dataclass(frozen=True)
@@ -113,7 +112,9 @@ def plan_from_spec(spec: ImageSpec) -> BuildPlan:
     dockerfile = render_dockerfile(spec)
     context = build_context(spec, dockerfile)
     inputs = hash_inputs(spec, dockerfile, context)
-    return BuildPlan(spec=spec, dockerfile=dockerfile, context=context, inputs=inputs, content_hash=content_hash(inputs))
+    return BuildPlan(
+        spec=spec, dockerfile=dockerfile, context=context, inputs=inputs, content_hash=content_hash(inputs)
+    )
 
 
 def check_lock_fits(lock: Lockfile, *, needs: list[str], flavour: str) -> None:
@@ -157,7 +158,9 @@ def build_image(plan: BuildPlan, engine: Engine, *, on_log: LogFn | None = None)
     existing = engine.image(plan.tag)
     if existing is not None:  # same inputs were built before: nothing to do
         check_built_here(existing, plan.tag, plan.content_hash, plan.inputs)
-        return BuildResult(tag=plan.tag, image_id=existing.id, cached=True, freeze=existing.labels.get(LABEL_FREEZE, ""))
+        return BuildResult(
+            tag=plan.tag, image_id=existing.id, cached=True, freeze=existing.labels.get(LABEL_FREEZE, "")
+        )
 
     verify_wheels([*plan.spec.wheels, plan.spec.self_wheel])
     labels = {
@@ -208,7 +211,12 @@ def image_record(plan: BuildPlan, result: BuildResult) -> dict[str, Any]:
         "id": result.image_id,
         "content_hash": plan.content_hash,
         "hash_inputs": plan.inputs,
-        "base": {"reference": base.reference, "id": base.image_id, "content_id": base.content_id, "layers": list(base.layers)},
+        "base": {
+            "reference": base.reference,
+            "id": base.image_id,
+            "content_id": base.content_id,
+            "layers": list(base.layers),
+        },
         "pip_freeze": result.freeze,
         # the reproexec inside the image: its wheel is in the run folder's recipe/
         "reproexec": {"version": wheel.version, "wheel": wheel.filename, "sha256": wheel.sha256},
@@ -263,12 +271,17 @@ def check_built_on_base(engine: Engine, image: str, base: BaseImage) -> None:
         raise BuildError(
             f"the image was built on another base than {base.reference} ({base.content_id}); it was not tagged",
             f"something re-tagged {base.pinned} during the build; build again",
-            details=[f"base layers  {', '.join(base.layers)}", f"built layers {', '.join(layers[: len(base.layers)]) or '-'}"],
+            details=[
+                f"base layers  {', '.join(base.layers)}",
+                f"built layers {', '.join(layers[: len(base.layers)]) or '-'}",
+            ],
         )
 
 
 def read_freeze(engine: Engine, image: str) -> str:
-    result = engine.run_capture(image, ["/opt/venv/bin/python", "-m", "pip", "freeze", "--all", "--disable-pip-version-check"])
+    result = engine.run_capture(
+        image, ["/opt/venv/bin/python", "-m", "pip", "freeze", "--all", "--disable-pip-version-check"]
+    )
     if result.exit_code != 0:
         raise BuildError("the built image cannot run `pip freeze`", details=result.output.splitlines()[-10:])
     return "\n".join(sorted(ln for ln in result.output.splitlines() if ln.strip())) + "\n"
@@ -307,7 +320,9 @@ def build_code_image(engine: Engine, image_tag: str, code_tar: Path, code_dir: s
     entries = [dataclasses.replace(e, arcname=f"code/{e.arcname}") for e in read_code_tar(code_tar)]
     dockerfile = f"FROM {image_tag}\nCOPY code/ {code_dir}/\nWORKDIR {code_dir}\n"
     entries.append(ContextEntry.from_bytes("Dockerfile", dockerfile.encode()))
-    digest = hashlib.sha256(json.dumps([[e.arcname, e.sha256] for e in sorted(entries, key=lambda e: e.arcname)]).encode()).hexdigest()
+    digest = hashlib.sha256(
+        json.dumps([[e.arcname, e.sha256] for e in sorted(entries, key=lambda e: e.arcname)]).encode()
+    ).hexdigest()
     tag = f"{CODE_REPOSITORY}:{digest}"
     if engine.image(tag) is None:
         with streamed_context(entries) as ctx:

@@ -105,7 +105,9 @@ def _plan_rootfs(engine: Engine, runs_dir: Path, plan: GcPlan) -> None:
         sha, st = f.name.removesuffix(".tar.gz"), f.stat()
         item = GcItem(str(f), sha, st.st_size, int(st.st_mtime), "", kind="rootfs")
         if sha in used_by_runs:
-            plan.keep.append(_why(item, "base rootfs a run in the store was built on (rerun from its recipe, --with-base)"))
+            plan.keep.append(
+                _why(item, "base rootfs a run in the store was built on (rerun from its recipe, --with-base)")
+            )
         elif sha in bases:
             plan.keep.append(_why(item, "base rootfs of a base image on this engine (export --with-base)"))
         else:

@@ -83,13 +83,21 @@ def read_lock(path: str | Path) -> Lockfile:
         raise LockError(f"lockfile {path} does not exist", f"create it with {command}") from None
     except UnreadableFile as e:
         if e.errno == errno.EFBIG:
-            raise LockError(f"lockfile {path} is larger than {MAX_LOCK_BYTES:,} bytes, the most reproexec reads",
-                            f"that is not a lockfile of pins and hashes; {elsewhere}") from None  # fmt: skip
-        raise LockError(f"lockfile {path} cannot be read: it is {e.strerror}", f"{elsewhere} (a regular file)") from None
+            raise LockError(
+                f"lockfile {path} is larger than {MAX_LOCK_BYTES:,} bytes, the most reproexec reads",
+                f"that is not a lockfile of pins and hashes; {elsewhere}",
+            ) from None
+        raise LockError(
+            f"lockfile {path} cannot be read: it is {e.strerror}", f"{elsewhere} (a regular file)"
+        ) from None
     except OSError as e:
-        raise LockError(f"lockfile {path} cannot be read: {e.strerror or e}", f"make it readable, or {elsewhere}") from None
+        raise LockError(
+            f"lockfile {path} cannot be read: {e.strerror or e}", f"make it readable, or {elsewhere}"
+        ) from None
     except UnicodeDecodeError as e:
-        raise LockError(f"lockfile {path} is not UTF-8 text: {e.reason} at byte {e.start}", f"regenerate it with {command}") from None
+        raise LockError(
+            f"lockfile {path} is not UTF-8 text: {e.reason} at byte {e.start}", f"regenerate it with {command}"
+        ) from None
     return parse_lock(text, path)
 
 
@@ -105,7 +113,9 @@ def parse_lock(text: str, path: Path) -> Lockfile:
             stopped_at = lineno
             break
         if len(logical) > MAX_LOGICAL_LINE:
-            problems.append(f"line {lineno}: longer than {MAX_LOGICAL_LINE:,} characters with its continuations; not one requirement")
+            problems.append(
+                f"line {lineno}: longer than {MAX_LOGICAL_LINE:,} characters with its continuations; not one requirement"
+            )
             continue
         try:  # shlex only where quoting or escapes need it: it costs ~30 µs a line, str.split ~0.1 µs
             tokens = shlex.split(logical) if any(c in logical for c in "'\"\\") else logical.split()
@@ -159,7 +169,9 @@ def parse_lock(text: str, path: Path) -> Lockfile:
     if problems:
         details = problems[:MAX_LOCK_PROBLEMS]
         if stopped_at is not None:
-            details.append(f"... and more: reading stopped at line {stopped_at}, after the first {MAX_LOCK_PROBLEMS} problems")
+            details.append(
+                f"... and more: reading stopped at line {stopped_at}, after the first {MAX_LOCK_PROBLEMS} problems"
+            )
         elif len(problems) > MAX_LOCK_PROBLEMS:
             details.append(f"... and {len(problems) - MAX_LOCK_PROBLEMS} more")
         raise LockError(
@@ -213,17 +225,21 @@ def compile_lock(requirements_in: str | Path, output: str | Path, *, upgrade: bo
     except ImportError:
         raise LockError("pip-tools is not installed", "pip install pip-tools") from None
     cmd = [
-        sys.executable, "-m", "piptools", "compile",
-        "--generate-hashes",   # every package pinned to its sha256
-        "--allow-unsafe",      # pin setuptools/pip too: --require-hashes refuses unpinned ones
+        sys.executable,
+        "-m",
+        "piptools",
+        "compile",
+        "--generate-hashes",  # every package pinned to its sha256
+        "--allow-unsafe",  # pin setuptools/pip too: --require-hashes refuses unpinned ones
         "--strip-extras",
-        "--no-header",         # no timestamp or command line: same inputs, same bytes
+        "--no-header",  # no timestamp or command line: same inputs, same bytes
         "--no-emit-index-url",  # indexes are this machine's business, not the lock's
         "--no-emit-find-links",
         "--resolver=backtracking",
         "--quiet",
-        "-o", str(output),
-    ]  # fmt: skip
+        "-o",
+        str(output),
+    ]
     if upgrade:
         cmd.append("--upgrade")
     cmd.append(str(requirements_in))

@@ -22,14 +22,14 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from reproexec.engine import Engine
 from reproexec.env.build import BuildPlan, probe_target
 from reproexec.env.context import ContextEntry
-from reproexec.engine import Engine
+from reproexec.env.lock import parse_lock
+from reproexec.env.spec import ImageSpec, build_context, content_hash, image_tag
+from reproexec.env.wheels import Wheel, cache_dir
 from reproexec.errors import BuildError, RunError
 from reproexec.fsutil import read_bounded, sha256_file, write_atomic
-from reproexec.env.spec import ImageSpec, build_context, content_hash, image_tag
-from reproexec.env.lock import parse_lock
-from reproexec.env.wheels import Wheel, cache_dir
 
 RECIPE_DIR = "recipe"
 # The hash schemas whose builds this reproexec can replay: the lockfile's wheels are served to the
@@ -55,7 +55,10 @@ def recorded_inputs(image: dict[str, Any], source: str) -> dict[str, Any]:
     """The recorded hash inputs, checked to hash to the recorded content hash and tag."""
     inputs = image.get("hash_inputs")
     if not isinstance(inputs, dict) or not isinstance(inputs.get("context"), list):
-        raise RunError(f"{source} records no build inputs for its image", "the run folder was altered, or made by a very old reproexec")
+        raise RunError(
+            f"{source} records no build inputs for its image",
+            "the run folder was altered, or made by a very old reproexec",
+        )
     digest = content_hash(inputs)
     if digest != image.get("content_hash") or image_tag(digest) != image.get("tag"):
         raise RunError(
@@ -77,8 +80,9 @@ def recipe_entries(folder: Path, image: dict[str, Any], *, source: str) -> list[
     return [files[a] for a in sorted(files)]
 
 
-def plan_from_recipe(image: dict[str, Any], folder: Path, engine: Engine, *, source: str,
-                     on_log: LogFn | None = None) -> BuildPlan:  # fmt: skip
+def plan_from_recipe(
+    image: dict[str, Any], folder: Path, engine: Engine, *, source: str, on_log: LogFn | None = None
+) -> BuildPlan:
     """A BuildPlan for the recorded image, from the recipe in `folder` (a run folder, or a folder
     with a recipe/ in it). Runs made before recipes were kept are rebuilt from their Dockerfile and
     lockfile when the wheel of the reproexec that made them is at hand (its cache, REPROEXEC_WHEEL)."""
@@ -97,8 +101,9 @@ def plan_from_recipe(image: dict[str, Any], folder: Path, engine: Engine, *, sou
     recipe = folder / RECIPE_DIR
     files = _recipe_files(recipe, recorded, source) if recipe.is_dir() else None
     dockerfile = _text(files, "Dockerfile", folder, inputs["dockerfile_sha256"], source)
-    lock = parse_lock(_text(files, "requirements.lock", folder, inputs["lock_sha256"], source),
-                      recipe / "requirements.lock")  # fmt: skip
+    lock = parse_lock(
+        _text(files, "requirements.lock", folder, inputs["lock_sha256"], source), recipe / "requirements.lock"
+    )
     base = find_base(engine, inputs, source=source, packages=_recorded_packages(folder))
     wheels = ensure_wheels(lock, probe_target(engine, base.image_id), on_log=on_log)
     got = sorted([w.filename, w.sha256] for w in wheels)
@@ -109,18 +114,29 @@ def plan_from_recipe(image: dict[str, Any], folder: Path, engine: Engine, *, sou
             details=_list_difference(sorted(inputs["wheels"]), got),
         )
     self_wheel = _self_wheel(files, recipe, inputs["reproexec_wheel"], source)
-    spec = ImageSpec(flavour=inputs["flavour"], base=base, lock=lock, wheels=tuple(wheels), self_wheel=self_wheel,
-                     apt_packages=(), cublas_workspace_config="")  # fmt: skip
+    spec = ImageSpec(
+        flavour=inputs["flavour"],
+        base=base,
+        lock=lock,
+        wheels=tuple(wheels),
+        self_wheel=self_wheel,
+        apt_packages=(),
+        cublas_workspace_config="",
+    )
     context = [files[a] for a in sorted(files)] if files is not None else build_context(spec, dockerfile)
     have = {e.arcname: (e.mode, e.sha256) for e in context}
     if have != recorded:
         raise BuildError(
             f"{source}: the build context cannot be put together as recorded",
             "bring the image (`export --with-image`), or rerun with the reproexec release that made the run",
-            details=_list_difference(sorted(f"{a} {s[:12]}" for a, (_, s) in recorded.items()),
-                                     sorted(f"{a} {s[:12]}" for a, (_, s) in have.items())),
-        )  # fmt: skip
-    return BuildPlan(spec=spec, dockerfile=dockerfile, context=context, inputs=inputs, content_hash=image["content_hash"])
+            details=_list_difference(
+                sorted(f"{a} {s[:12]}" for a, (_, s) in recorded.items()),
+                sorted(f"{a} {s[:12]}" for a, (_, s) in have.items()),
+            ),
+        )
+    return BuildPlan(
+        spec=spec, dockerfile=dockerfile, context=context, inputs=inputs, content_hash=image["content_hash"]
+    )
 
 
 def _recipe_files(recipe: Path, recorded: dict[str, tuple[int, str]], source: str) -> dict[str, ContextEntry]:
@@ -146,8 +162,11 @@ def _recipe_files(recipe: Path, recorded: dict[str, tuple[int, str]], source: st
             continue
         files[arcname] = entry
     if problems:
-        raise RunError(f"{source}: its recipe does not match its record", "the run folder was altered; do not use it",
-                       details=problems[:20])  # fmt: skip
+        raise RunError(
+            f"{source}: its recipe does not match its record",
+            "the run folder was altered; do not use it",
+            details=problems[:20],
+        )
     return files
 
 
@@ -161,11 +180,15 @@ def _text(files: dict[str, ContextEntry] | None, arcname: str, folder: Path, sha
     try:
         data = read_bounded(folder / arcname, MAX_RECIPE_FILE, follow_symlinks=False)
     except OSError as e:
-        raise RunError(f"{source} keeps no {arcname} to rebuild its image from ({e.strerror or e})",
-                       "bring the image (`export --with-image`)") from None  # fmt: skip
+        raise RunError(
+            f"{source} keeps no {arcname} to rebuild its image from ({e.strerror or e})",
+            "bring the image (`export --with-image`)",
+        ) from None
     entry = ContextEntry.from_bytes(arcname, data)
     if entry.sha256 != sha:
-        raise RunError(f"{source}: {arcname} is not the one its image was built from", "the run folder was altered; do not use it")
+        raise RunError(
+            f"{source}: {arcname} is not the one its image was built from", "the run folder was altered; do not use it"
+        )
     return data.decode("utf-8")
 
 

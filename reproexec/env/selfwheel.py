@@ -17,9 +17,9 @@ import tempfile
 from pathlib import Path
 
 from reproexec._version import checkout_root, source_hash, version_of_checkout
+from reproexec.env.wheels import Wheel, cache_dir
 from reproexec.errors import BuildError
 from reproexec.fsutil import sha256_file
-from reproexec.env.wheels import Wheel, cache_dir
 
 
 def wheel_of(path: Path, sha256: str | None = None) -> Wheel:
@@ -52,8 +52,11 @@ def reproexec_wheel(cache: Path | None = None) -> Wheel:
             env = dict(os.environ, SOURCE_DATE_EPOCH="315532800")  # 1980-01-01: zip's epoch
             proc = subprocess.run(
                 [sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d", tmp],
-                cwd=root, capture_output=True, text=True, env=env,
-            )  # fmt: skip
+                cwd=root,
+                capture_output=True,
+                text=True,
+                env=env,
+            )
             if proc.returncode != 0:
                 raise BuildError(
                     "building reproexec's own wheel failed",

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from reproexec.env.context import ContextEntry
-from reproexec.fsutil import canonical_sha256
-from reproexec.labels import BASE_CONTENT_REPOSITORY, ENV_REPOSITORY
 from reproexec.env.lock import LockedRequirement, Lockfile
 from reproexec.env.wheels import Wheel
+from reproexec.fsutil import canonical_sha256
+from reproexec.labels import BASE_CONTENT_REPOSITORY, ENV_REPOSITORY
 
 # bump when the meaning of the hash inputs changes (2: the base by its layers, not its id; 3: wheels
 # served to the build, not copied into a stage; 4: the large wheels in a layer of their own)
@@ -149,8 +149,11 @@ def build_context(spec: ImageSpec, dockerfile: str) -> list[ContextEntry]:
     entries = [
         ContextEntry.from_bytes("Dockerfile", dockerfile.encode()),
         ContextEntry.from_bytes("requirements.lock", spec.lock.text.encode()),
-        *([ContextEntry.from_bytes("requirements.large.lock", spec.lock.text_of(large).encode())]
-          if (large := large_pins(spec)) else []),
+        *(
+            [ContextEntry.from_bytes("requirements.large.lock", spec.lock.text_of(large).encode())]
+            if (large := large_pins(spec))
+            else []
+        ),
         ContextEntry.from_bytes("selfwheel/requirements.txt", self_req.encode()),
         ContextEntry.from_file(f"selfwheel/{spec.self_wheel.filename}", spec.self_wheel.path, spec.self_wheel.sha256),
     ]

@@ -26,9 +26,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from reproexec.env.lock import LockedRequirement, Lockfile
 from reproexec.errors import BuildError, LockError
 from reproexec.fsutil import sha256_file, write_atomic
-from reproexec.env.lock import LockedRequirement, Lockfile
 
 
 def cache_dir() -> Path:
@@ -150,9 +150,12 @@ def _cached(entry: object) -> Wheel | None:
 
 
 def _download(
-    lock: Lockfile, wanted: list[LockedRequirement], target: TargetPlatform, cache: Path,
+    lock: Lockfile,
+    wanted: list[LockedRequirement],
+    target: TargetPlatform,
+    cache: Path,
     on_log: Callable[[str], None] | None,
-) -> list[Wheel]:  # fmt: skip
+) -> list[Wheel]:
     from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
     tmp_root = cache / "tmp"
@@ -163,12 +166,30 @@ def _download(
         reqs.write_text(lock.text_of(wanted), encoding="utf-8")
         dest = Path(tmp) / "wheels"
         cmd = [
-            sys.executable, "-m", "pip", "download",
-            "--no-deps", "--only-binary=:all:", "--require-hashes", "--progress-bar", "off",
-            "--implementation", "cp", "--python-version", target.python_version, "--abi", target.abi,
-            "--abi", "abi3", "--abi", "none",
-            "-d", str(dest), "-r", str(reqs),
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--require-hashes",
+            "--progress-bar",
+            "off",
+            "--implementation",
+            "cp",
+            "--python-version",
+            target.python_version,
+            "--abi",
+            target.abi,
+            "--abi",
+            "abi3",
+            "--abi",
+            "none",
+            "-d",
+            str(dest),
+            "-r",
+            str(reqs),
+        ]
         for p in target.platforms:
             cmd += ["--platform", p]
         if on_log:
@@ -221,6 +242,3 @@ def verify_wheels(wheels: Iterable[Wheel]) -> None:
             "delete the listed files and build again to download them afresh",
             details=bad,
         )
-
-
-

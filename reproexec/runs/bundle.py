@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from reproexec.labels import BUNDLE_REPOSITORY, LABEL_HASH, ROOTFS_REPOSITORY
 from reproexec.engine import Engine
 from reproexec.errors import RunError
 from reproexec.fsutil import is_disk_full, piped, sha256_file
+from reproexec.labels import BUNDLE_REPOSITORY, LABEL_HASH, ROOTFS_REPOSITORY
 from reproexec.runs.store import MAX_RUN_JSON_BYTES, RUN_JSON, RunRecord, load_run, parse_run_json
 
 IMAGE_MEMBER = "image.tar"
@@ -53,15 +53,19 @@ class ExportResult:
     base_bytes: int = 0
 
 
-def export_run(record: RunRecord, out: Path, *, engine: Engine | None = None, with_image: bool = False,
-               with_base: bool = False) -> ExportResult:  # fmt: skip
+def export_run(
+    record: RunRecord, out: Path, *, engine: Engine | None = None, with_image: bool = False, with_base: bool = False
+) -> ExportResult:
     """One tar(.gz) of the run folder; with_image adds the saved run image (for sites that cannot reach
     a package index), with_base adds only the base's rootfs: the other machine rebuilds the run image
     from it and the lockfile's wheels, to the recorded tag."""
     if record.status in ("running",):
         raise RunError(f"run {record.run_id} is still running", "wait for it to finish, then export")
     if with_image and with_base:
-        raise RunError("--with-image and --with-base: choose one", "--with-base is the light one; --with-image needs no package index")
+        raise RunError(
+            "--with-image and --with-base: choose one",
+            "--with-base is the light one; --with-image needs no package index",
+        )
     base_file = _base_of(record, engine) if with_base else None
     image = (record.data.get("image") or {}).get("tag") if with_image else None
     if with_image and (not image or engine is None):
@@ -79,7 +83,10 @@ def export_run(record: RunRecord, out: Path, *, engine: Engine | None = None, wi
             for rel in [RUN_JSON, *sorted(record.data.get("artifacts") or {})]:
                 p = record.path / rel
                 if p.is_symlink() or not p.is_file():
-                    raise RunError(f"run {record.run_id}: {rel} is listed in run.json but is not a file", "the run folder was altered")
+                    raise RunError(
+                        f"run {record.run_id}: {rel} is listed in run.json but is not a file",
+                        "the run folder was altered",
+                    )
                 tar.add(p, arcname=f"{record.run_id}/{rel}", recursive=False, filter=_normalize)
                 files += 1
                 total += p.stat().st_size
@@ -93,15 +100,30 @@ def export_run(record: RunRecord, out: Path, *, engine: Engine | None = None, wi
     except OSError as e:
         if not is_disk_full(e):
             raise
-        need = "the image's size" if image and mode == "w" else "twice the image's size (saved, then packed)" if image else "the run folder's size"
-        raise RunError(f"disk full while writing {out}: nothing was written",
-                       f"free space on {out.parent} (about {need}), or export to another disk with -o") from None
+        need = (
+            "the image's size"
+            if image and mode == "w"
+            else "twice the image's size (saved, then packed)"
+            if image
+            else "the run folder's size"
+        )
+        raise RunError(
+            f"disk full while writing {out}: nothing was written",
+            f"free space on {out.parent} (about {need}), or export to another disk with -o",
+        ) from None
     finally:
         tmp.unlink(missing_ok=True)
         if image_file is not None:
             Path(image_file.name).unlink(missing_ok=True)
-    return ExportResult(path=out, run_id=record.run_id, files=files, bytes=total, with_image=with_image,
-                        with_base=with_base, base_bytes=base_file.stat().st_size if base_file else 0)  # fmt: skip
+    return ExportResult(
+        path=out,
+        run_id=record.run_id,
+        files=files,
+        bytes=total,
+        with_image=with_image,
+        with_base=with_base,
+        base_bytes=base_file.stat().st_size if base_file else 0,
+    )
 
 
 def _base_of(record: RunRecord, engine: Engine | None) -> Path:
@@ -198,7 +220,9 @@ def check_members(members: list[tarfile.TarInfo], source: str) -> str:
         if m.size > limit:
             problems.append(f"{name!r}: {m.size} bytes (limit {limit})")
     if len(tops) > 1:
-        problems.append(f"members under {len(tops)} top folders ({', '.join(sorted(tops)[:3])}); a bundle holds one run")
+        problems.append(
+            f"members under {len(tops)} top folders ({', '.join(sorted(tops)[:3])}); a bundle holds one run"
+        )
     if problems:
         raise RunError(
             f"bundle {source} is refused: it is not a safe run bundle",
@@ -244,14 +268,20 @@ def import_bundle(bundle: Path, runs_dir: Path, engine: Callable[[], Engine] | N
             raw = src.read(MAX_RUN_JSON_BYTES + 1)
             record = parse_run_json(raw, f"{bundle}:{run_id}/{RUN_JSON}")
             if record["run_id"] != run_id:
-                raise RunError(f"bundle {bundle}: run.json says run {record['run_id']!r}, the bundle holds {run_id!r}",
-                               "the bundle was altered; do not use it")  # fmt: skip
+                raise RunError(
+                    f"bundle {bundle}: run.json says run {record['run_id']!r}, the bundle holds {run_id!r}",
+                    "the bundle was altered; do not use it",
+                )
             if record["status"] == "running":
-                raise RunError(f"bundle {bundle}: run {run_id} is still running", "export it again when it has finished")
+                raise RunError(
+                    f"bundle {bundle}: run {run_id} is still running", "export it again when it has finished"
+                )
             image_member = by_name.get(f"{run_id}/{IMAGE_MEMBER}")
             base_member = by_name.get(f"{run_id}/{BASE_MEMBER}")
             base_sha = _recorded_base(record, str(bundle)) if base_member is not None else None
-            _check_listing(members, record, run_id, [m for m in (image_member, base_member) if m is not None], str(bundle))
+            _check_listing(
+                members, record, run_id, [m for m in (image_member, base_member) if m is not None], str(bundle)
+            )
             _check_room(members, runs_dir, str(bundle))
             dest = runs_dir / run_id
             present = (dest / RUN_JSON).is_file()
@@ -262,11 +292,18 @@ def import_bundle(bundle: Path, runs_dir: Path, engine: Callable[[], Engine] | N
                         f"import into another run store (--runs-dir), or remove {dest} if it should be replaced",
                     )
             if (image_member is not None or base_member is not None) and engine is None:
-                raise RunError(f"bundle {bundle} holds an image or a base but no Docker engine was given", "connect to Docker")
+                raise RunError(
+                    f"bundle {bundle} holds an image or a base but no Docker engine was given", "connect to Docker"
+                )
             with _staged(runs_dir) as staging:
                 if not present:  # unpacked and checked beside the store, moved in only once all else is checked
-                    _unpack(tar, [m for m in members if m.isreg() and m not in (image_member, base_member)], run_id,
-                            staging, str(bundle))  # fmt: skip
+                    _unpack(
+                        tar,
+                        [m for m in members if m.isreg() and m not in (image_member, base_member)],
+                        run_id,
+                        staging,
+                        str(bundle),
+                    )
                 loaded = None
                 if image_member is not None:
                     img = tar.extractfile(image_member)
@@ -280,9 +317,14 @@ def import_bundle(bundle: Path, runs_dir: Path, engine: Callable[[], Engine] | N
                     try:
                         os.rename(staging / run_id, dest)  # fails if dest appeared meanwhile (never replaced)
                     except OSError as e:
-                        raise RunError(f"run {run_id} appeared in {runs_dir} during the import: {e.strerror}", "import it again") from None
+                        raise RunError(
+                            f"run {run_id} appeared in {runs_dir} during the import: {e.strerror}", "import it again"
+                        ) from None
     except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
-        raise RunError(f"bundle {bundle} cannot be read: {e or type(e).__name__}", "the file is damaged, truncated or not a tar archive") from None
+        raise RunError(
+            f"bundle {bundle} cannot be read: {e or type(e).__name__}",
+            "the file is damaged, truncated or not a tar archive",
+        ) from None
     return ImportResult(record=load_run(str(dest)), image=loaded, already_present=present, base=base_tag)
 
 
@@ -302,10 +344,18 @@ def _recorded_base(record: dict, source: str) -> str:
     base = (record.get("image") or {}).get("base") if isinstance(record.get("image"), dict) else None
     layers = base.get("layers") if isinstance(base, dict) else None
     ref = base.get("reference") if isinstance(base, dict) else None
-    if not (isinstance(layers, list) and len(layers) == 1 and isinstance(layers[0], str)
-            and re.fullmatch(r"sha256:[0-9a-f]{64}", layers[0]) and isinstance(ref, str) and _BASE_TAG_RE.match(ref)):  # fmt: skip
-        raise RunError(f"bundle {source} holds a base but its run.json records no one-layer base with a plain tag",
-                       "the bundle was altered; do not use it")  # fmt: skip
+    if not (
+        isinstance(layers, list)
+        and len(layers) == 1
+        and isinstance(layers[0], str)
+        and re.fullmatch(r"sha256:[0-9a-f]{64}", layers[0])
+        and isinstance(ref, str)
+        and _BASE_TAG_RE.match(ref)
+    ):
+        raise RunError(
+            f"bundle {source} holds a base but its run.json records no one-layer base with a plain tag",
+            "the bundle was altered; do not use it",
+        )
     return layers[0].removeprefix("sha256:")
 
 
@@ -325,8 +375,9 @@ def _import_base(engine: Engine, tar: tarfile.TarFile, member: tarfile.TarInfo, 
         return import_base_rootfs(engine, Path(f.name), sha, f"{ROOTFS_REPOSITORY}:{sha}").tag
 
 
-def _check_listing(members: list[tarfile.TarInfo], record: dict, run_id: str, extras: list[tarfile.TarInfo],
-                   source: str) -> None:  # fmt: skip
+def _check_listing(
+    members: list[tarfile.TarInfo], record: dict, run_id: str, extras: list[tarfile.TarInfo], source: str
+) -> None:
     listed = {f"{run_id}/{rel}" for rel in record.get("artifacts") or {}} | {f"{run_id}/{RUN_JSON}"}
     listed |= {m.name for m in extras}
     image = next((m for m in extras if m.name.endswith(f"/{IMAGE_MEMBER}")), None)
@@ -339,7 +390,9 @@ def _check_listing(members: list[tarfile.TarInfo], record: dict, run_id: str, ex
             details=[f"{n!r}: not listed in run.json" for n in extra[:20]],
         )
     if image is not None and not record.get("image"):
-        raise RunError(f"bundle {source} holds an image but its run.json records none", "the bundle was altered; do not use it")
+        raise RunError(
+            f"bundle {source} holds an image but its run.json records none", "the bundle was altered; do not use it"
+        )
 
 
 def _check_room(members: list[tarfile.TarInfo], runs_dir: Path, source: str) -> None:
@@ -367,7 +420,10 @@ def untagged_image(src: IO[bytes]) -> Iterator[IO[bytes]]:
     So loading it can never move a tag that already points somewhere on this machine."""
 
     def rewrite(dst: IO[bytes]) -> None:
-        with tarfile.open(fileobj=src, mode="r|") as inner, tarfile.open(fileobj=dst, mode="w|", format=tarfile.PAX_FORMAT) as out:
+        with (
+            tarfile.open(fileobj=src, mode="r|") as inner,
+            tarfile.open(fileobj=dst, mode="w|", format=tarfile.PAX_FORMAT) as out,
+        ):
             for m in inner:
                 name = m.name.removeprefix("./")
                 if name == "repositories":
@@ -449,4 +505,8 @@ def _check_artifacts(folder: Path, source: str) -> None:
         elif sha256_file(p, follow_symlinks=False) != digest:
             bad.append(f"{rel}: sha256 differs from run.json")
     if bad:
-        raise RunError(f"bundle {source} does not match its own run.json", "the bundle was altered; do not use it", details=bad[:20])
+        raise RunError(
+            f"bundle {source} does not match its own run.json",
+            "the bundle was altered; do not use it",
+            details=bad[:20],
+        )

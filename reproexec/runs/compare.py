@@ -92,8 +92,11 @@ def compare_runs(a_dir: Path, b_dir: Path, tolerances: dict[str, float] | None =
     c = Comparison(verdict=IDENTICAL, a=a_dir.name, b=b_dir.name, tolerances=tol)
     c.weights = (_sha(sa), _sha(sb))
     fa, fb = final_metrics(a_dir), final_metrics(b_dir)
-    c.final = {k: (fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb))
-               if not isinstance(fa.get(k), (dict, list)) and not isinstance(fb.get(k), (dict, list))}  # fmt: skip
+    c.final = {
+        k: (fa.get(k), fb.get(k))
+        for k in sorted(set(fa) | set(fb))
+        if not isinstance(fa.get(k), (dict, list)) and not isinstance(fb.get(k), (dict, list))
+    }
 
     for name, unit in METRIC_STREAMS:
         rows_a, problem_a = read_jsonl_objects(a_dir / "metrics" / f"{name}.jsonl")
@@ -188,8 +191,9 @@ def classify(rel: str, results: list[str], logs: list[str]) -> str:
     return "result" if hit(results) else "log" if hit(logs) else "other"
 
 
-def _compare_outputs(c: Comparison, a_dir: Path, b_dir: Path, results: list[str], logs: list[str],
-                     tol: dict[str, float]) -> None:  # fmt: skip
+def _compare_outputs(
+    c: Comparison, a_dir: Path, b_dir: Path, results: list[str], logs: list[str], tol: dict[str, float]
+) -> None:
     oa, ob = _outputs(a_dir), _outputs(b_dir)
     for name in sorted(set(oa) | set(ob)):
         c.compared_files += 1
@@ -229,8 +233,11 @@ def compare_checkpoints(a: Path, b: Path, tol: dict[str, float]) -> tuple[str, s
         if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor):
             if x.dtype != y.dtype or x.shape != y.shape:
                 return DIFFERS, f"{key}: {x.dtype}{list(x.shape)} vs {y.dtype}{list(y.shape)}"
-            if torch.equal(x, y) or (x.is_floating_point() and torch.equal(x.isnan(), y.isnan())
-                                     and torch.equal(x.nan_to_num(), y.nan_to_num())):  # fmt: skip
+            if torch.equal(x, y) or (
+                x.is_floating_point()
+                and torch.equal(x.isnan(), y.isnan())
+                and torch.equal(x.nan_to_num(), y.nan_to_num())
+            ):
                 continue
             diff = (x.double() - y.double()).abs().nan_to_num(nan=math.inf).max().item()
             if diff <= tolerance_for(key, tol):
@@ -239,7 +246,11 @@ def compare_checkpoints(a: Path, b: Path, tol: dict[str, float]) -> tuple[str, s
             return DIFFERS, f"tensor {key}: largest absolute difference {diff:.6g}"
         if x != y:
             return DIFFERS, f"{key}: {x!r} vs {y!r}"[:300]
-    return (WITHIN, "tensors within tolerance") if within else (IDENTICAL, "equal tensors (the files differ only in how they were written)")
+    return (
+        (WITHIN, "tensors within tolerance")
+        if within
+        else (IDENTICAL, "equal tensors (the files differ only in how they were written)")
+    )
 
 
 def _leaves(obj: Any, prefix: str) -> dict[str, Any]:
@@ -262,7 +273,11 @@ def _outputs(folder: Path) -> dict[str, str]:
     artifacts = (read_json_object(folder / "run.json") or {}).get("artifacts")
     if not isinstance(artifacts, dict):
         return {}
-    return {rel: digest for rel, digest in artifacts.items() if isinstance(digest, str) and rel.split("/")[0] not in _RECORDS}
+    return {
+        rel: digest
+        for rel, digest in artifacts.items()
+        if isinstance(digest, str) and rel.split("/")[0] not in _RECORDS
+    }
 
 
 def _within(c: Comparison) -> None:

@@ -22,7 +22,9 @@ from reproexec.errors import EngineError, ReproexecError, RunError
 from reproexec.fsutil import MAX_JSON_BYTES, read_json_object
 
 # Packages whose code computes (or decodes, or dispatches) the tensors a run trains on.
-NUMERIC_PACKAGES = re.compile(r"^(torch|torchvision|torchaudio|numpy|scipy|pillow|triton|opencv.*|mkl.*|intel-openmp|nvidia-.*|cuda-.*)$")
+NUMERIC_PACKAGES = re.compile(
+    r"^(torch|torchvision|torchaudio|numpy|scipy|pillow|triton|opencv.*|mkl.*|intel-openmp|nvidia-.*|cuda-.*)$"
+)
 # Debian packages of the image that compute for the trainer: glibc's libm (exp, log, ...) and OpenMP.
 NUMERIC_DEBS = re.compile(r"^(libc6|libgomp1)$")
 # CPU features the math libraries pick kernels by (ATen, oneDNN, MKL): a difference in them can change
@@ -47,16 +49,19 @@ RULES: list[tuple[str, bool, str]] = [
     (r"^cpu\.", False, "thread count and dispatch level are pinned separately"),
     (r"^os\.glibc$", True, "glibc's libm computes exp/log/sin differently between versions"),
     (r"^(os\.|platform$)", False, "the kernel and OS release do not compute tensors"),
-    (r"^env\.(ATEN_CPU_CAPABILITY|OMP_NUM_THREADS|MKL_NUM_THREADS|OPENBLAS_NUM_THREADS|CUBLAS_WORKSPACE_CONFIG"
-     r"|CUDA_VISIBLE_DEVICES|TORCH_ALLOW_TF32_CUBLAS_OVERRIDE|PYTHONHASHSEED|KMP_AFFINITY|MKL_CBWR|MKL_DYNAMIC"
-     r"|MKL_ENABLE_INSTRUCTIONS|OMP_DYNAMIC|ONEDNN_MAX_CPU_ISA|DNNL_MAX_CPU_ISA|ONEDNN_DEFAULT_FPMATH_MODE"
-     r"|ONEDNN_CPU_ISA_HINTS|OPENBLAS_CORETYPE)$", True,
-     "read by torch, MKL, oneDNN, OpenMP or cuBLAS when they start: picks kernels, branches or threads"),
+    (
+        r"^env\.(ATEN_CPU_CAPABILITY|OMP_NUM_THREADS|MKL_NUM_THREADS|OPENBLAS_NUM_THREADS|CUBLAS_WORKSPACE_CONFIG"
+        r"|CUDA_VISIBLE_DEVICES|TORCH_ALLOW_TF32_CUBLAS_OVERRIDE|PYTHONHASHSEED|KMP_AFFINITY|MKL_CBWR|MKL_DYNAMIC"
+        r"|MKL_ENABLE_INSTRUCTIONS|OMP_DYNAMIC|ONEDNN_MAX_CPU_ISA|DNNL_MAX_CPU_ISA|ONEDNN_DEFAULT_FPMATH_MODE"
+        r"|ONEDNN_CPU_ISA_HINTS|OPENBLAS_CORETYPE)$",
+        True,
+        "read by torch, MKL, oneDNN, OpenMP or cuBLAS when they start: picks kernels, branches or threads",
+    ),
     (r"^env\.", False, "not read by the numerical libraries"),
     (r"^determinism\.|^seed$", True, "part of the Randomness box: seeds, algorithms, threads, dispatch level"),
     (r"^image\.", True, "another image: the package and library lines say what is inside"),
     (r"^host\.|^python\.(executable|implementation)$", False, "names and paths do not compute"),
-]  # fmt: skip
+]
 
 
 @dataclass(frozen=True)
@@ -95,9 +100,18 @@ def diff_env(a: EnvView, b: EnvView) -> list[Difference]:
         va, vb = a.values.get(key, "—"), b.values.get(key, "—")
         if va == vb:
             continue
-        if key == "image.id" and a.values.get("image.content_hash") and a.values.get("image.content_hash") == b.values.get("image.content_hash"):
-            numerics, why = False, ("two builds of the same content tag (the same recorded Dockerfile, lockfile, wheels "
-                                    "and base layers): Docker gives every build a new id")  # fmt: skip
+        if (
+            key == "image.id"
+            and a.values.get("image.content_hash")
+            and a.values.get("image.content_hash") == b.values.get("image.content_hash")
+        ):
+            numerics, why = (
+                False,
+                (
+                    "two builds of the same content tag (the same recorded Dockerfile, lockfile, wheels "
+                    "and base layers): Docker gives every build a new id"
+                ),
+            )
         elif key == "cpu.flags":
             fa, fb = set(va.split()), set(vb.split())
             va = " ".join(sorted(fa - fb)) or "—"
@@ -117,8 +131,10 @@ def classify_cpu_flags(differing: set[str], a: dict[str, str], b: dict[str, str]
     unpinned = sorted(set(unpinned_libraries(a)) | set(unpinned_libraries(b)))
     if unpinned:
         return True, f"CPU kernels dispatch on {', '.join(dispatch)}, and nothing pins {', '.join(unpinned)}"
-    return False, (f"{', '.join(dispatch)} differ, but ATen, oneDNN and MKL are pinned on both sides "
-                   "(env.ATEN_CPU_CAPABILITY, env.ONEDNN_MAX_CPU_ISA, env.MKL_CBWR), so they go unused")
+    return False, (
+        f"{', '.join(dispatch)} differ, but ATen, oneDNN and MKL are pinned on both sides "
+        "(env.ATEN_CPU_CAPABILITY, env.ONEDNN_MAX_CPU_ISA, env.MKL_CBWR), so they go unused"
+    )
 
 
 def unpinned_libraries(values: dict[str, str]) -> list[str]:
@@ -201,7 +217,9 @@ def _flatten(obj: Any, prefix: str, out: dict[str, str], depth: int = 0) -> None
 
 # -- the sides ------------------------------------------------------------------------------------
 def view_of_run_dir(path: Path, label: str | None = None) -> EnvView:
-    return view_from_parts(label or path.name, read_json_object(path / "environment.json"), read_json_object(path / "run.json"))
+    return view_from_parts(
+        label or path.name, read_json_object(path / "environment.json"), read_json_object(path / "run.json")
+    )
 
 
 def view_of_bundle(path: Path) -> EnvView:
@@ -224,8 +242,10 @@ def view_of_bundle(path: Path) -> EnvView:
             record = parse_run_json(raw, f"{path}:{run_id}/{RUN_JSON}")
             env_raw = _member_bytes(tar, by_name.get(f"{run_id}/environment.json"), MAX_JSON_BYTES)
     except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
-        raise RunError(f"bundle {path} cannot be read: {e or type(e).__name__}",
-                       "the file is damaged, truncated or not a tar archive") from None  # fmt: skip
+        raise RunError(
+            f"bundle {path} cannot be read: {e or type(e).__name__}",
+            "the file is damaged, truncated or not a tar archive",
+        ) from None
     try:
         environment = json.loads(env_raw) if env_raw is not None and len(env_raw) <= MAX_JSON_BYTES else None
     except (ValueError, RecursionError):
@@ -274,9 +294,14 @@ def view_of_host() -> EnvView:
 
     proc = subprocess.run([sys.executable, "-c", CAPTURE], capture_output=True, text=True)
     if proc.returncode != 0:
-        raise ReproexecError("could not capture this host's environment", "install the trainer's libraries (torch)",
-                             details=proc.stderr.splitlines()[-5:])
-    return view_from_parts("host", json.loads(proc.stdout.strip().splitlines()[-1]), {"owner": {"host": socket.gethostname()}})
+        raise ReproexecError(
+            "could not capture this host's environment",
+            "install the trainer's libraries (torch)",
+            details=proc.stderr.splitlines()[-5:],
+        )
+    return view_from_parts(
+        "host", json.loads(proc.stdout.strip().splitlines()[-1]), {"owner": {"host": socket.gethostname()}}
+    )
 
 
 def resolve_side(ref: str, runs_dir: Path, engine_factory: Any) -> EnvView:
@@ -298,4 +323,3 @@ def resolve_side(ref: str, runs_dir: Path, engine_factory: Any) -> EnvView:
         f"{ref!r} is not a run id, a bundle, an image tag or 'host'",
         "pass a run id from `reproexec runs list`, a run.tar.gz, an image tag, or host",
     )
-

@@ -85,7 +85,9 @@ def execute_run(
         return run_prepared(prep, opts, engine, on_event, on_log)
 
 
-def run_prepared(prep: Prepared, opts: RunOptions, engine: Engine | None, on_event: EventFn, on_log: LogFn) -> RunOutcome:
+def run_prepared(
+    prep: Prepared, opts: RunOptions, engine: Engine | None, on_event: EventFn, on_log: LogFn
+) -> RunOutcome:
     """The phases after prepare (see the module docstring)."""
     cfg = prep.loaded.config
     launcher = launcher_for(opts.runtime, engine, gpu=opts.gpu, user=opts.user)
@@ -116,12 +118,26 @@ def run_prepared(prep: Prepared, opts: RunOptions, engine: Engine | None, on_eve
     status, reason = _wrap_up(prep, record, run_dir, staging, handle, exit_info, problem, on_log)
     if problem is not None and signum_of(problem) is None and not is_disk_full(problem):
         raise problem  # the run says failed with the reason; the error (or a bug's traceback) says it too
-    return RunOutcome(run_id=run_dir.name, run_dir=run_dir, status=status, reason=reason,
-                      summary=record.summary or {}, signum=signum_of(problem))  # fmt: skip
+    return RunOutcome(
+        run_id=run_dir.name,
+        run_dir=run_dir,
+        status=status,
+        reason=reason,
+        summary=record.summary or {},
+        signum=signum_of(problem),
+    )
 
 
-def _wrap_up(prep: Prepared, record: RunJson, run_dir: Path, staging: Path, handle: RunHandle | None,
-             exit_info: Exit | None, problem: BaseException | None, on_log: LogFn) -> tuple[str, str | None]:  # fmt: skip
+def _wrap_up(
+    prep: Prepared,
+    record: RunJson,
+    run_dir: Path,
+    staging: Path,
+    handle: RunHandle | None,
+    exit_info: Exit | None,
+    problem: BaseException | None,
+    on_log: LogFn,
+) -> tuple[str, str | None]:
     """Stop and remove the process, then finish; with SIGINT/SIGTERM held, so the run is wrapped up
     whatever arrives. A signal that arrived meanwhile changes nothing: the run ended as recorded."""
     since = time.perf_counter()
@@ -136,8 +152,9 @@ def _wrap_up(prep: Prepared, record: RunJson, run_dir: Path, staging: Path, hand
                         handle.stop()
                     handle.remove()
                 ending = Ending(problem=problem, exit=exit_info, started=handle is not None)
-                status, reason = finish(prep, record, ending, run_dir, staging, owner=ids(record.files_owner),
-                                        clock=prep.clock, since=since)  # fmt: skip
+                status, reason = finish(
+                    prep, record, ending, run_dir, staging, owner=ids(record.files_owner), clock=prep.clock, since=since
+                )
             except Exception as e:  # a bug, or output that broke a reader: run.json still says how the run ended
                 status, reason = "failed", f"reproexec could not finish the run: {type(e).__name__}: {e}"
                 record_end(run_dir, record, status, reason)

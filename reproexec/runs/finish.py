@@ -30,7 +30,9 @@ LOG_FILE = "stdout.log"
 class Ending:
     """What happened to a run, as evidence for `decide`."""
 
-    problem: BaseException | None  # what stopped reproexec's side: a signal, an error (None: the process ran to its end)
+    problem: (
+        BaseException | None
+    )  # what stopped reproexec's side: a signal, an error (None: the process ran to its end)
     exit: Exit | None  # how the process exited (None: it never started, or was stopped)
     started: bool  # whether the process was started at all
     intake: Intake | None = None
@@ -56,7 +58,9 @@ def decide(ending: Ending, run_dir: Path, *, byo: bool, manifest_id: str) -> tup
     if problem is not None:
         signum = signum_of(problem)
         if signum is not None:
-            return "interrupted", f"stopped by {signal.Signals(signum).name}" + (" (Ctrl-C)" if signum == signal.SIGINT else "")
+            return "interrupted", f"stopped by {signal.Signals(signum).name}" + (
+                " (Ctrl-C)" if signum == signal.SIGINT else ""
+            )
         if is_disk_full(problem):
             return "failed", f"disk full: {problem}"
         what = problem.message if isinstance(problem, ReproexecError) else f"{type(problem).__name__}: {problem}"
@@ -92,8 +96,10 @@ def verdict(exit_info: Exit, run_dir: Path, *, byo: bool) -> tuple[str, str | No
         tail = _tail(run_dir / LOG_FILE, 3)
         if any("No space left on device" in ln or "[Errno 28]" in ln for ln in tail):
             if any("/dev/shm" in ln or "/torch_" in ln or "shared memory" in ln for ln in tail):
-                return "failed", (f"shared memory full: /dev/shm (resources.shm_size) could not hold what the DataLoader "
-                                  f"workers pass on (exit code {exit_info.code}: {tail[-1]}); raise resources.shm_size")  # fmt: skip
+                return "failed", (
+                    f"shared memory full: /dev/shm (resources.shm_size) could not hold what the DataLoader "
+                    f"workers pass on (exit code {exit_info.code}: {tail[-1]}); raise resources.shm_size"
+                )
             return "failed", f"disk full: the run could not write its outputs (exit code {exit_info.code}: {tail[-1]})"
         err = read_json_object(run_dir / "error.json")
         if err and isinstance(err.get("message"), str) and err["message"]:
@@ -108,8 +114,17 @@ def verdict(exit_info: Exit, run_dir: Path, *, byo: bool) -> tuple[str, str | No
     return "succeeded", None
 
 
-def finish(prep: Any, record: RunJson, ending: Ending, run_dir: Path, staging: Path, *, owner: tuple[int, int],
-           clock: Clock, since: float) -> tuple[str, str | None]:  # fmt: skip
+def finish(
+    prep: Any,
+    record: RunJson,
+    ending: Ending,
+    run_dir: Path,
+    staging: Path,
+    *,
+    owner: tuple[int, int],
+    clock: Clock,
+    since: float,
+) -> tuple[str, str | None]:
     """Take in the outputs (untrusted), decide, render the report and write the final run.json last.
     On a full disk the room set aside when the run started is given back first, so run.json always
     says how the run ended. `since`: when finishing began (the "finish" phase of run.json timing)."""
@@ -150,7 +165,9 @@ def _results(record: RunJson, ending: Ending, run_dir: Path, *, byo: bool) -> No
     """What the run produced, as run.json summarizes it (all read as untrusted output)."""
     record.exit = None if ending.exit is None else {"code": ending.exit.code, "oom_killed": ending.exit.oom_killed}
     record.outputs = ending.intake.record() if ending.intake is not None else None
-    record.summary = read_json_object(run_dir / "summary.json")  # an object, or None: a script's list is its own business
+    record.summary = read_json_object(
+        run_dir / "summary.json"
+    )  # an object, or None: a script's list is its own business
     if byo:
         from reproexec.runs.compare import read_final_metrics
 

@@ -65,7 +65,10 @@ class DockerLauncher:
         """Start the container; returns it and the image it runs (the run image, or its code image)."""
         cfg = prep.loaded.config
         command, env = process(prep, self.paths(prep, run_dir, staging), gpu=self.gpu)
-        mounts = [Mount(str(prep.data_dir), DATA_MOUNT, read_only=True), Mount(str(staging), RUN_MOUNT, read_only=False)]
+        mounts = [
+            Mount(str(prep.data_dir), DATA_MOUNT, read_only=True),
+            Mount(str(staging), RUN_MOUNT, read_only=False),
+        ]
         if not cfg.entrypoint:
             mounts.append(Mount(str(run_dir / RESOLVED_CONFIG), CONFIG_MOUNT, read_only=True))
             if prep.weights:
@@ -134,10 +137,29 @@ def process(prep: Any, paths: ProcessPaths, *, gpu: bool) -> tuple[list[str], di
     env = dict(prep.env)
     if cfg.entrypoint:
         env.update(entrypoint_env(cfg, paths.run_dir, paths.data_dir))
-        command = [paths.python, "-m", "reproexec.runtime.byo", "--out", paths.run_dir, "--", *expand_entrypoint(cfg.entrypoint, env)]
+        command = [
+            paths.python,
+            "-m",
+            "reproexec.runtime.byo",
+            "--out",
+            paths.run_dir,
+            "--",
+            *expand_entrypoint(cfg.entrypoint, env),
+        ]
         return command, env
-    command = [paths.python, "-m", "reproexec.runtime.train", "--config", paths.config, "--data", paths.data_dir,
-               "--out", paths.run_dir, "--device", "cuda" if gpu else "cpu"]  # fmt: skip
+    command = [
+        paths.python,
+        "-m",
+        "reproexec.runtime.train",
+        "--config",
+        paths.config,
+        "--data",
+        paths.data_dir,
+        "--out",
+        paths.run_dir,
+        "--device",
+        "cuda" if gpu else "cpu",
+    ]
     if paths.weights:
         command += ["--weights", paths.weights]
     return command, env

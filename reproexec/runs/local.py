@@ -43,8 +43,9 @@ def _child_setup(cpuset: str | None, parent: int) -> None:  # runs in the child,
 
 
 class LocalRun:
-    def __init__(self, command: Sequence[str], env: Mapping[str, str], cwd: Path | None = None,
-                 cpuset: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, command: Sequence[str], env: Mapping[str, str], cwd: Path | None = None, cpuset: str | None = None
+    ) -> None:
         parent = os.getpid()
         self._p = subprocess.Popen(
             list(command),

@@ -98,8 +98,16 @@ def take_outputs(
     return intake
 
 
-def _walk(src: int, dst: int, prefix: str, depth: int, intake: Intake, owner: tuple[int, int],
-          reserved: frozenset[str], limits: Limits) -> None:  # fmt: skip
+def _walk(
+    src: int,
+    dst: int,
+    prefix: str,
+    depth: int,
+    intake: Intake,
+    owner: tuple[int, int],
+    reserved: frozenset[str],
+    limits: Limits,
+) -> None:
     for name in sorted(os.listdir(src)):
         rel = prefix + name
         intake.entries += 1
@@ -128,8 +136,17 @@ def _walk(src: int, dst: int, prefix: str, depth: int, intake: Intake, owner: tu
             intake.refused.append({"path": rel, "why": "a device, fifo or socket"})
 
 
-def _take_dir(src: int, dst: int, name: str, rel: str, depth: int, intake: Intake, owner: tuple[int, int],
-              reserved: frozenset[str], limits: Limits) -> None:  # fmt: skip
+def _take_dir(
+    src: int,
+    dst: int,
+    name: str,
+    rel: str,
+    depth: int,
+    intake: Intake,
+    owner: tuple[int, int],
+    reserved: frozenset[str],
+    limits: Limits,
+) -> None:
     sub_src = os.open(name, _DIR_FLAGS, dir_fd=src)
     try:
         try:
@@ -147,8 +164,17 @@ def _take_dir(src: int, dst: int, name: str, rel: str, depth: int, intake: Intak
         os.close(sub_src)
 
 
-def _take_file(src: int, dst: int, name: str, rel: str, depth: int, intake: Intake, owner: tuple[int, int],
-               reserved: frozenset[str], limits: Limits) -> None:  # fmt: skip
+def _take_file(
+    src: int,
+    dst: int,
+    name: str,
+    rel: str,
+    depth: int,
+    intake: Intake,
+    owner: tuple[int, int],
+    reserved: frozenset[str],
+    limits: Limits,
+) -> None:
     def refuse(why: str) -> None:
         intake.refused.append({"path": rel, "why": why})
 

@@ -30,7 +30,9 @@ Runtime = Literal["docker", "local"]
 LogFn = Callable[[str], None]
 STORE_HINT = "point --runs-dir (or REPROEXEC_RUNS) at a folder you can write"
 # Variables a run's recorded environment may set when it is replayed (what any reproexec pins).
-_PINNED_VAR = re.compile(r"^(ATEN_CPU_CAPABILITY|CUBLAS_WORKSPACE_CONFIG|PYTHONHASHSEED|(DNNL|MKL|OMP|ONEDNN|KMP|OPENBLAS)_[A-Z0-9_]+)$")
+_PINNED_VAR = re.compile(
+    r"^(ATEN_CPU_CAPABILITY|CUBLAS_WORKSPACE_CONFIG|PYTHONHASHSEED|(DNNL|MKL|OMP|ONEDNN|KMP|OPENBLAS)_[A-Z0-9_]+)$"
+)
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,9 @@ class Replay:
     image: dict[str, Any] | None = None  # the recorded image (tag, content hash, hash inputs): reused or rebuilt to it
     source: Path | None = None  # the folder that holds its recipe/ (a run folder; a sweep's image folder)
     code_tar: Path | None = None  # a bring-your-own run's code.tar, instead of the work tree
-    config: dict[str, Any] | None = None  # the resolved config the run's process gets, as the recorded reproexec wrote it
+    config: dict[str, Any] | None = (
+        None  # the resolved config the run's process gets, as the recorded reproexec wrote it
+    )
     environment: dict[str, str] | None = None  # the pinned variables, as recorded
 
 
@@ -90,8 +94,9 @@ def check_options(loaded: LoadedConfig, opts: RunOptions) -> None:
         )
 
 
-def prepare_run(loaded: LoadedConfig, opts: RunOptions, engine: Engine | None, on_log: LogFn,
-                clock: Clock | None = None) -> Prepared:  # fmt: skip
+def prepare_run(
+    loaded: LoadedConfig, opts: RunOptions, engine: Engine | None, on_log: LogFn, clock: Clock | None = None
+) -> Prepared:
     from reproexec.data.manifest import snapshot_state, verify_snapshot
     from reproexec.runtime.seeding import check_cpu_level, pinned_environment
 
@@ -137,19 +142,32 @@ def prepare_run(loaded: LoadedConfig, opts: RunOptions, engine: Engine | None, o
 
     env = replayed_environment(opts.replay.environment) if opts.replay.environment else pinned_environment(cfg)
     resolved = opts.replay.config if opts.replay.config is not None else cfg.resolved()
-    fingerprint = canonical_sha256({
-        "config": resolved,
-        "manifest_id": report.manifest_id,
-        "image": image["content_hash"] if image else "local",
-        "commit": code.commit or code.tree_sha256,
-        "patch": code.patch_sha256 if code.patch else None,
-        "env": env,
-    })  # fmt: skip
+    fingerprint = canonical_sha256(
+        {
+            "config": resolved,
+            "manifest_id": report.manifest_id,
+            "image": image["content_hash"] if image else "local",
+            "commit": code.commit or code.tree_sha256,
+            "patch": code.patch_sha256 if code.patch else None,
+            "env": env,
+        }
+    )
     return Prepared(
-        loaded=loaded, code=code, data_dir=data_dir, manifest=manifest, data_state=data_state, image=image,
-        recipe=recipe, resolved=resolved, env=env, fingerprint=fingerprint, weights=weights, code_rels=code_rels,
-        code_tar=code_tar, clock=clock,
-    )  # fmt: skip
+        loaded=loaded,
+        code=code,
+        data_dir=data_dir,
+        manifest=manifest,
+        data_state=data_state,
+        image=image,
+        recipe=recipe,
+        resolved=resolved,
+        env=env,
+        fingerprint=fingerprint,
+        weights=weights,
+        code_rels=code_rels,
+        code_tar=code_tar,
+        clock=clock,
+    )
 
 
 def check_store(runs_dir: Path) -> None:
@@ -167,8 +185,11 @@ def replayed_environment(recorded: Mapping[str, Any]) -> dict[str, str]:
     """A recorded run's pinned variables, to hand its process exactly what the recorded reproexec did
     (a newer one may pin more, or otherwise). Only variables that pin the math libraries, Python's
     hash seed or cuBLAS: anything else in an altered run.json is refused, not passed on."""
-    bad = [k for k, v in recorded.items() if not (isinstance(k, str) and _PINNED_VAR.match(k) and isinstance(v, str)
-                                                   and len(v) < 200 and v.isprintable())]  # fmt: skip
+    bad = [
+        k
+        for k, v in recorded.items()
+        if not (isinstance(k, str) and _PINNED_VAR.match(k) and isinstance(v, str) and len(v) < 200 and v.isprintable())
+    ]
     if bad:
         raise RunError(
             f"run.json randomness.environment sets {', '.join(repr(k) for k in bad[:5])}, which no reproexec pins",
@@ -265,10 +286,14 @@ def _verified_weights(loaded: LoadedConfig) -> Path | None:
         return None
     path = loaded.resolve(ref.path)
     if not path.exists():
-        raise ConfigError(f"model.weights.path {path} does not exist", "point it at a local state_dict file (never downloaded)")
+        raise ConfigError(
+            f"model.weights.path {path} does not exist", "point it at a local state_dict file (never downloaded)"
+        )
     if not path.is_file():
-        raise ConfigError(f"model.weights.path {path} is not a regular file (a folder, device or FIFO)",
-                          "point it at a local state_dict file (never downloaded)")  # fmt: skip
+        raise ConfigError(
+            f"model.weights.path {path} is not a regular file (a folder, device or FIFO)",
+            "point it at a local state_dict file (never downloaded)",
+        )
     actual = sha256_file(path)
     if actual != ref.sha256:
         raise ConfigError(
@@ -278,8 +303,9 @@ def _verified_weights(loaded: LoadedConfig) -> Path | None:
     return path
 
 
-def _ensure_image(loaded: LoadedConfig, opts: RunOptions, engine: Engine,
-                  on_log: LogFn) -> tuple[dict[str, Any], list[ContextEntry] | None]:  # fmt: skip
+def _ensure_image(
+    loaded: LoadedConfig, opts: RunOptions, engine: Engine, on_log: LogFn
+) -> tuple[dict[str, Any], list[ContextEntry] | None]:
     """Build or reuse the run image, and its recipe. A rerun (or a sweep's cell) reuses the recorded
     image if this machine has it, else rebuilds it from the recorded recipe (env/recipe.py): the same
     tag, with the recorded reproexec inside, whichever reproexec runs this."""

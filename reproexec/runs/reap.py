@@ -28,13 +28,17 @@ def reap_orphans(engine: Engine) -> list[str]:
             continue
         engine.remove_container(c.id)
         run_id, run_dir = c.labels.get(LABEL_RUN, ""), Path(c.labels.get(LABEL_RUN_DIR, "/nonexistent"))
-        notes.append(f"removed the container of run {run_id}: the reproexec process that ran it (pid {owner.get('pid')}) is gone")
+        notes.append(
+            f"removed the container of run {run_id}: the reproexec process that ran it (pid {owner.get('pid')}) is gone"
+        )
         mark_interrupted(run_dir, c.id, owner)
     for c in engine.containers(LABEL_BUILD_SERVER):  # a build's wheel server whose build was killed
         owner = _gone_owner(c.labels)
         if owner is not None:
             engine.remove_container(c.id)
-            notes.append(f"removed a build's wheel server: the reproexec process that started it (pid {owner.get('pid')}) is gone")
+            notes.append(
+                f"removed a build's wheel server: the reproexec process that started it (pid {owner.get('pid')}) is gone"
+            )
     return notes
 
 
@@ -54,8 +58,11 @@ def mark_interrupted(run_dir: Path, container_id: str, owner: dict[str, Any]) ->
         return
     if (record.get("runtime") or {}).get("handle") not in (None, container_id):
         return
-    record.update(status="interrupted", finished_at=now_iso(),
-                  reason=f"reproexec (pid {owner.get('pid')}) was killed; a later reproexec removed its container")  # fmt: skip
+    record.update(
+        status="interrupted",
+        finished_at=now_iso(),
+        reason=f"reproexec (pid {owner.get('pid')}) was killed; a later reproexec removed its container",
+    )
     (run_dir / RESERVE).unlink(missing_ok=True)
     record["artifacts"] = artifact_hashes(run_dir)
     write_json_atomic(run_dir / RUN_JSON, record)

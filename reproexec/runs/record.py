@@ -87,11 +87,18 @@ def new_record(prep: Any, *, runtime: str, gpu: bool, user: str | None) -> RunJs
         started_at=now_iso(),
         reproexec_version=version(),
         owner=this_process(),
-        config={"path": str(prep.loaded.path), "name": cfg.name,
-                "sha256": hashlib.sha256(prep.loaded.path.read_bytes()).hexdigest()},  # fmt: skip
+        config={
+            "path": str(prep.loaded.path),
+            "name": cfg.name,
+            "sha256": hashlib.sha256(prep.loaded.path.read_bytes()).hexdigest(),
+        },
         code=prep.code.record(),
-        data={"snapshot": str(prep.data_dir), "manifest_id": prep.manifest_id, "files": prep.manifest.count,
-              "bytes": prep.manifest.total_bytes},  # fmt: skip
+        data={
+            "snapshot": str(prep.data_dir),
+            "manifest_id": prep.manifest_id,
+            "files": prep.manifest.count,
+            "bytes": prep.manifest.total_bytes,
+        },
         image=prep.image,
         runtime=RuntimeRecord(kind=runtime, gpu=gpu, user=container_user(user)),
         files_owner=user or f"{os.getuid()}:{os.getgid()}",

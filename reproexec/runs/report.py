@@ -11,11 +11,15 @@ import math
 from pathlib import Path
 from typing import Any
 
-from reproexec.runs.compare import _RECORDS, SCRIPT_METRICS, classify, metric_value, output_globs
-from reproexec.fsutil import read_bounded, read_json_object, read_jsonl_objects
 from reproexec.env.spec import templates_root
+from reproexec.fsutil import read_bounded, read_json_object, read_jsonl_objects
+from reproexec.runs.compare import _RECORDS, SCRIPT_METRICS, classify, metric_value, output_globs
 
-IMAGES = (("curves.png", "loss and accuracy"), ("confusion_matrix.png", "confusion matrix"), ("predictions.png", "sample predictions"))
+IMAGES = (
+    ("curves.png", "loss and accuracy"),
+    ("confusion_matrix.png", "confusion matrix"),
+    ("predictions.png", "sample predictions"),
+)
 MAX_CONFIG_BYTES = 1024**2  # the config.yaml shown on the page
 # An SVG curve of more points, or a table of more rows, makes a larger page, not a more useful one (a
 # script may log 1,000,000 rows).
@@ -65,7 +69,9 @@ def render_report(run_dir: Path, record: dict[str, Any]) -> str:
         outputs=_outputs(run_dir, record) if byo else [],
         seeding=_seeding(run_dir) if byo else None,
         timing=_timing_bars(record.get("timing")),
-        final_metrics=sorted((k, v) for k, v in final.items() if not isinstance(v, (dict, list))) if isinstance(final, dict) else [],
+        final_metrics=sorted((k, v) for k, v in final.items() if not isinstance(v, (dict, list)))
+        if isinstance(final, dict)
+        else [],
         epochs=_epochs(run_dir / "metrics" / "epochs.jsonl"),
         images=[(name, caption) for name, caption in IMAGES if (run_dir / name).is_file()],
         config_text=_text(run_dir / "config.yaml", MAX_CONFIG_BYTES),
@@ -83,20 +89,27 @@ def _timing_bars(timing: Any) -> dict[str, Any] | None:
     parts: list[tuple[str, float]] = []
     for name, sec in [p for p in timing["phases_s"] if isinstance(p, list) and len(p) == 2]:
         if name == "run" and isinstance(timing.get("trainer_wall_s"), (int, float)):
-            parts += [("process start-up and exit", max(0.0, sec - timing["trainer_wall_s"])),
-                      ("training (the trainer's own)", timing["trainer_wall_s"])]  # fmt: skip
+            parts += [
+                ("process start-up and exit", max(0.0, sec - timing["trainer_wall_s"])),
+                ("training (the trainer's own)", timing["trainer_wall_s"]),
+            ]
         elif isinstance(sec, (int, float)):
             parts.append((name, float(sec)))
     total = sum(sec for _, sec in parts) or 1.0
-    bars = [(name, sec, round(100 * sec / total, 2), _COLOURS[i % len(_COLOURS)]) for i, (name, sec) in enumerate(parts)]
+    bars = [
+        (name, sec, round(100 * sec / total, 2), _COLOURS[i % len(_COLOURS)]) for i, (name, sec) in enumerate(parts)
+    ]
     return {"bars": bars, "wall": timing.get("wall_s", total), "outside": timing.get("outside_trainer_s")}
 
 
 def _outputs(run_dir: Path, record: dict[str, Any]) -> list[tuple[str, str, str]]:
     results, logs = output_globs(run_dir)
     artifacts = record.get("artifacts") if isinstance(record.get("artifacts"), dict) else {}
-    return [(name, classify(name, results, logs), digest)
-            for name, digest in sorted(artifacts.items()) if name.split("/")[0] not in _RECORDS]  # fmt: skip
+    return [
+        (name, classify(name, results, logs), digest)
+        for name, digest in sorted(artifacts.items())
+        if name.split("/")[0] not in _RECORDS
+    ]
 
 
 def _seeding(run_dir: Path) -> dict[str, Any] | None:
@@ -105,7 +118,11 @@ def _seeding(run_dir: Path) -> dict[str, Any] | None:
         return None
     seeds = det.get("seeds") if isinstance(det.get("seeds"), dict) else {}
     seeded = [k for k, v in seeds.items() if v is not None]
-    return {"seed": _scalar(det.get("seed")), "mode": _scalar(det.get("mode")), "what": ", ".join(seeded) or "nothing imported"}
+    return {
+        "seed": _scalar(det.get("seed")),
+        "mode": _scalar(det.get("mode")),
+        "what": ", ".join(seeded) or "nothing imported",
+    }
 
 
 def _epochs(path: Path) -> dict[str, Any]:
@@ -162,9 +179,10 @@ def _svg(points: list[tuple[float, float]], w: int = 320, h: int = 160, pad: int
     sx = (w - 2 * pad) / ((x1 - x0) or 1)
     sy = (h - 2 * pad) / ((y1 - y0) or 1)
     path = " ".join(f"{pad + (x - x0) * sx:.1f},{h - pad - (y - y0) * sy:.1f}" for x, y in pts)
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img">'
-            f'<rect width="{w}" height="{h}" fill="white" stroke="#ddd"/>'
-            f'<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{path}"/>'
-            f'<text x="{pad}" y="{pad - 8}" font-size="10">{y1:.4g}</text>'
-            f'<text x="{pad}" y="{h - 8}" font-size="10">{y0:.4g} · x {x0:g}–{x1:g}</text></svg>')  # fmt: skip
-
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img">'
+        f'<rect width="{w}" height="{h}" fill="white" stroke="#ddd"/>'
+        f'<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{path}"/>'
+        f'<text x="{pad}" y="{pad - 8}" font-size="10">{y1:.4g}</text>'
+        f'<text x="{pad}" y="{h - 8}" font-size="10">{y0:.4g} · x {x0:g}–{x1:g}</text></svg>'
+    )

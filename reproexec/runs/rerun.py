@@ -14,14 +14,14 @@ from typing import Any
 
 from reproexec._version import version
 from reproexec.codebox import CODE_TAR
-from reproexec.runs.compare import Comparison, compare_runs
 from reproexec.config import LoadedConfig, validate_config
 from reproexec.engine import Engine
-from reproexec.runs.envdiff import Difference, diff_env, view_of_run_dir
 from reproexec.errors import ConfigError, ReproexecError, RunError
+from reproexec.fsutil import load_json, sha256_file, write_atomic, write_json_atomic
+from reproexec.runs.compare import Comparison, compare_runs
+from reproexec.runs.envdiff import Difference, diff_env, view_of_run_dir
 from reproexec.runs.execute import EventFn, RunOutcome, execute_run
 from reproexec.runs.prepare import Replay, RunOptions
-from reproexec.fsutil import load_json, sha256_file, write_atomic, write_json_atomic
 from reproexec.runs.store import RESOLVED_CONFIG, RUN_JSON, RunRecord, load_run
 
 
@@ -53,19 +53,25 @@ def replay_config(original: RunRecord, *, data: Path | None, cpuset: str | None)
     except (OSError, ValueError) as e:
         raise RunError(f"run {original.run_id} has no readable {RESOLVED_CONFIG}: {e}") from None
     if not all(isinstance(x, dict) for x in (raw, raw.get("env"), raw.get("data"), raw.get("resources"))):
-        raise RunError(f"run {original.run_id}: {RESOLVED_CONFIG} is not a resolved config", "the run folder was altered")
+        raise RunError(
+            f"run {original.run_id}: {RESOLVED_CONFIG} is not a resolved config", "the run folder was altered"
+        )
     if isinstance(raw.get("output"), dict):
         raw["output"].pop("runs_dir", None)  # written by reproexec < 0.1.1, never used
     raw["env"]["lockfile"] = "requirements.lock"  # the run's own copy
-    recorded = (original.data.get("data") or {}).get("snapshot") if isinstance(original.data.get("data"), dict) else None
+    recorded = (
+        (original.data.get("data") or {}).get("snapshot") if isinstance(original.data.get("data"), dict) else None
+    )
     if data is None and not isinstance(recorded, str):
         raise RunError(f"run {original.run_id}'s run.json records no dataset snapshot", "pass --data PATH")
     raw["data"]["snapshot"] = str(data.resolve() if data is not None else recorded)  # --data is relative to the caller
     raw["data"]["manifest"] = str(original.path / "manifest.json")  # verify against what the run used
     if cpuset is not None:
         raw["resources"]["cpuset"] = cpuset
-    loaded = LoadedConfig(config=validate_config(copy.deepcopy(raw), f"{original.run_id}/{RESOLVED_CONFIG}"),
-                          path=original.path / "config.yaml")  # fmt: skip
+    loaded = LoadedConfig(
+        config=validate_config(copy.deepcopy(raw), f"{original.run_id}/{RESOLVED_CONFIG}"),
+        path=original.path / "config.yaml",
+    )
     return loaded, raw
 
 
@@ -139,7 +145,9 @@ def check_cpuset(cpuset: str) -> None:
     try:
         ResourcesSection(cpuset=cpuset)
     except ValidationError as e:
-        raise ConfigError(f"--cpuset {cpuset!r}: {e.errors()[0]['msg']}", "e.g. --cpuset 1, --cpuset 0-1 or --cpuset 0,2") from None
+        raise ConfigError(
+            f"--cpuset {cpuset!r}: {e.errors()[0]['msg']}", "e.g. --cpuset 1, --cpuset 0-1 or --cpuset 0,2"
+        ) from None
 
 
 def check_tolerances(tolerances: dict[str, float], original: RunRecord) -> None:
@@ -148,7 +156,10 @@ def check_tolerances(tolerances: dict[str, float], original: RunRecord) -> None:
     known = logged_metrics(original.path)
     for name, value in tolerances.items():
         if not math.isfinite(value) or value < 0:
-            raise ConfigError(f"--tolerance {name}={value}: a tolerance is a finite number of 0 or more", "e.g. --tolerance val_loss=1e-6")
+            raise ConfigError(
+                f"--tolerance {name}={value}: a tolerance is a finite number of 0 or more",
+                "e.g. --tolerance val_loss=1e-6",
+            )
         if name in known or "." in name or any(c in name for c in "*?["):
             continue
         raise ConfigError(
@@ -160,8 +171,8 @@ def check_tolerances(tolerances: dict[str, float], original: RunRecord) -> None:
 
 def logged_metrics(run_dir: Path) -> set[str]:
     """Every metric name a run logged (its metrics files' numeric columns and its summary's finals)."""
-    from reproexec.runs.compare import METRIC_STREAMS
     from reproexec.fsutil import read_json_object, read_jsonl_objects
+    from reproexec.runs.compare import METRIC_STREAMS
 
     names: set[str] = set()
     for stream, _ in METRIC_STREAMS:
@@ -181,21 +192,31 @@ def check_record_agrees(original: RunRecord, resolved: dict[str, Any]) -> None:
     rnd = original.data.get("randomness") if isinstance(original.data.get("randomness"), dict) else {}
     if "seed" in rnd and rnd["seed"] != resolved.get("seed"):
         problems.append(f"seed: run.json {rnd['seed']!r}, config.resolved.json {resolved.get('seed')!r}")
-    det, cfg_det = rnd.get("determinism"), resolved.get("determinism") if isinstance(resolved.get("determinism"), dict) else {}
-    for key, value in (det.items() if isinstance(det, dict) else []):
+    det, cfg_det = (
+        rnd.get("determinism"),
+        resolved.get("determinism") if isinstance(resolved.get("determinism"), dict) else {},
+    )
+    for key, value in det.items() if isinstance(det, dict) else []:
         if key in cfg_det and cfg_det[key] != value:
             problems.append(f"determinism.{key}: run.json {value!r}, config.resolved.json {cfg_det[key]!r}")
     recorded = (original.data.get("data") or {}).get("manifest_id")
     try:
-        actual = load_manifest(original.path / "manifest.json").manifest_id if (original.path / "manifest.json").exists() else recorded
+        actual = (
+            load_manifest(original.path / "manifest.json").manifest_id
+            if (original.path / "manifest.json").exists()
+            else recorded
+        )
     except ReproexecError as e:
         problems.append(f"manifest.json: {e.message}")
     else:
         if recorded != actual:
             problems.append(f"data.manifest_id: run.json {str(recorded)[:16]}…, manifest.json {actual[:16]}…")
     if problems:
-        raise RunError(f"run {original.run_id}: run.json disagrees with the run's own files", "the run folder was altered; do not use it",
-                       details=problems)  # fmt: skip
+        raise RunError(
+            f"run {original.run_id}: run.json disagrees with the run's own files",
+            "the run folder was altered; do not use it",
+            details=problems,
+        )
 
 
 def build_differences(original: RunRecord) -> list[str]:
@@ -210,8 +231,10 @@ def build_differences(original: RunRecord) -> list[str]:
         line += f" (wheel {str(inside['sha256'])[:12]})"
     line += f"; this is reproexec {version()}."
     if image:
-        line += (" The recorded image is reused or rebuilt from the run's recipe, so the recorded reproexec trains "
-                 "inside it; only the host side is this one.")  # fmt: skip
+        line += (
+            " The recorded image is reused or rebuilt from the run's recipe, so the recorded reproexec trains "
+            "inside it; only the host side is this one."
+        )
     else:
         line += " The run used --runtime local: this reproexec's trainer runs it."
     return [line]
@@ -223,19 +246,24 @@ def explain(loaded: LoadedConfig, comparison: Comparison | None, diffs: list[Dif
         return []
     cfg = loaded.config
     if cfg.entrypoint and not cfg.determinism.seed_entrypoint:
-        return ["the script may be unseeded: determinism.seed_entrypoint is off in this run's config, so reproexec "
-                "did not seed random, NumPy or torch; seed them in the script, or turn the setting on"]  # fmt: skip
-    hints = ["nothing in the environment can explain it, so look at the run itself: time-dependent values "
-             "(dates, timings, elapsed seconds) written into a result file, randomness from outside random/NumPy/"
-             "torch (e.g. np.random.default_rng() or os.urandom without a seed), or threads racing over the order "
-             "of results"]  # fmt: skip
+        return [
+            "the script may be unseeded: determinism.seed_entrypoint is off in this run's config, so reproexec "
+            "did not seed random, NumPy or torch; seed them in the script, or turn the setting on"
+        ]
+    hints = [
+        "nothing in the environment can explain it, so look at the run itself: time-dependent values "
+        "(dates, timings, elapsed seconds) written into a result file, randomness from outside random/NumPy/"
+        "torch (e.g. np.random.default_rng() or os.urandom without a seed), or threads racing over the order "
+        "of results"
+    ]
     if cfg.entrypoint:
         hints.append("a file that is a log, not a result, can be listed in output.logs so it is only reported")
     return hints
 
 
-def _record(original: RunRecord, outcome: RunOutcome, comparison: Comparison | None, diffs: list[Difference],
-            hints: list[str]) -> None:  # fmt: skip
+def _record(
+    original: RunRecord, outcome: RunOutcome, comparison: Comparison | None, diffs: list[Difference], hints: list[str]
+) -> None:
     """comparison.json and comparison.html beside the new run; run.json says what it reran."""
     from reproexec.runs.report import render_comparison
 

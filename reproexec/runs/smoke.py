@@ -58,16 +58,25 @@ def check_smoke(summary: dict[str, Any], step_losses: list[float], config: Confi
         v = final.get(name)
         if v is None or not math.isfinite(v):
             problems.append(f"final {name} is {v} (not finite)")
-    metrics = {**{k2: v for k2, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)},
-               **{k2: v for k2, v in final.items() if isinstance(v, int | float)}}
+    metrics = {
+        **{k2: v for k2, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)},
+        **{k2: v for k2, v in final.items() if isinstance(v, int | float)},
+    }
     for name, (low, high) in sorted(s.ranges.items()):
         if name not in metrics:
             problems.append(f"smoke.ranges.{name}: no such metric (available: {', '.join(sorted(metrics))})")
         elif not (low <= metrics[name] <= high):
             problems.append(f"{name} = {metrics[name]:.6g} is outside smoke.ranges [{low}, {high}]")
-    measured = {"steps": len(step_losses), "loss_window": k, "loss_first_mean": first, "loss_last_mean": last,
-                "loss_drop": drop, "min_loss_drop": s.min_loss_drop,
-                "val_acc": final.get("val_acc"), "val_loss": final.get("val_loss")}
+    measured = {
+        "steps": len(step_losses),
+        "loss_window": k,
+        "loss_first_mean": first,
+        "loss_last_mean": last,
+        "loss_drop": drop,
+        "min_loss_drop": s.min_loss_drop,
+        "val_acc": final.get("val_acc"),
+        "val_loss": final.get("val_loss"),
+    }
     return measured, problems
 
 
@@ -88,8 +97,20 @@ def run_smoke(
     cfg_path = out / "config.json"
     cfg_path.write_text(json.dumps(config.resolved(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
     data_dir = loaded.resolve(config.data.snapshot)
-    cmd = [sys.executable, "-m", "reproexec.runtime.train", "--config", str(cfg_path), "--data", str(data_dir),
-           "--out", str(run_dir), "--device", device, "--smoke"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "reproexec.runtime.train",
+        "--config",
+        str(cfg_path),
+        "--data",
+        str(data_dir),
+        "--out",
+        str(run_dir),
+        "--device",
+        device,
+        "--smoke",
+    ]
     if config.model.weights is not None:
         cmd += ["--weights", str(loaded.resolve(config.model.weights.path))]
     env = {**os.environ, **pinned_environment(config)}
@@ -110,8 +131,11 @@ def run_smoke(
         rc = proc.wait()
     if rc != 0:
         if error_event is not None:
-            raise RunError(f"smoke training failed: {error_event.get('message')}", error_event.get("hint"),
-                           details=list(error_event.get("details") or []))
+            raise RunError(
+                f"smoke training failed: {error_event.get('message')}",
+                error_event.get("hint"),
+                details=list(error_event.get("details") or []),
+            )
         tail = stderr_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-15:]
         raise RunError(f"smoke training exited with status {rc}", f"see {stderr_path}", details=tail)
     try:
@@ -120,8 +144,14 @@ def run_smoke(
     except (OSError, ValueError, KeyError) as e:
         raise RunError(f"smoke run in {run_dir} left no complete summary: {e}", f"see {stderr_path}") from None
     measured, problems = check_smoke(summary, losses, config)
-    result = {"run_dir": str(run_dir), "passed": not problems, "problems": problems, **measured,
-              "weights_sha256": summary.get("weights_sha256"), "loss_sum_first5": summary.get("loss_sum_first5")}
+    result = {
+        "run_dir": str(run_dir),
+        "passed": not problems,
+        "problems": problems,
+        **measured,
+        "weights_sha256": summary.get("weights_sha256"),
+        "loss_sum_first5": summary.get("loss_sum_first5"),
+    }
     (out / "smoke.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     if problems:
         raise RunError(
@@ -132,4 +162,3 @@ def run_smoke(
             details=problems,
         )
     return result
-

@@ -32,11 +32,24 @@ RUNS_DIR_ENV = "REPROEXEC_RUNS"
 STAGING = ".staging"  # runs_dir/.staging/<run id>: where a run's process writes (see outputs.py)
 RESERVE = ".reserve"  # room set aside in a run folder for its final run.json
 # What reproexec itself writes at the top of a run folder; a run's process may not write these names.
-RECORDS = frozenset({
-    RUN_JSON, "config.yaml", RESOLVED_CONFIG, "requirements.lock", "Dockerfile", "manifest.json",
-    "code.patch", "code.tar", "stdout.log", "report.html", "comparison.json", "comparison.html", RESERVE,
-    "recipe",  # the image's build context (env: recipe.py), a folder
-})  # fmt: skip
+RECORDS = frozenset(
+    {
+        RUN_JSON,
+        "config.yaml",
+        RESOLVED_CONFIG,
+        "requirements.lock",
+        "Dockerfile",
+        "manifest.json",
+        "code.patch",
+        "code.tar",
+        "stdout.log",
+        "report.html",
+        "comparison.json",
+        "comparison.html",
+        RESERVE,
+        "recipe",  # the image's build context (env: recipe.py), a folder
+    }
+)
 _ID_PART = re.compile(r"[^A-Za-z0-9.-]+")
 FINAL = ("succeeded", "failed", "interrupted")
 MAX_RUN_JSON_BYTES = 16 * 1024**2
@@ -48,7 +61,7 @@ def default_runs_dir() -> Path:
 
 def make_run_id(arch: str, name: str, fingerprint: str, today: dt.date | None = None) -> str:
     """`2026-11-24_resnet18_digits_a1b2c3`: date, model, config name, short hash."""
-    today = today or dt.datetime.now(dt.timezone.utc).date()
+    today = today or dt.datetime.now(dt.UTC).date()
     clean = [_ID_PART.sub("-", p).strip("-") or "x" for p in (arch, name)]
     return f"{today.isoformat()}_{clean[0]}_{clean[1]}_{fingerprint[:6]}"
 
@@ -68,7 +81,7 @@ def create_run_dir(runs_dir: Path, run_id: str) -> tuple[str, Path]:
 
 
 def now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def artifact_hashes(run_dir: Path, known: dict[str, str] | None = None) -> dict[str, str]:
@@ -112,17 +125,27 @@ def parse_run_json(data: bytes, source: str) -> dict[str, Any]:
     from pydantic import ValidationError
 
     if len(data) > MAX_RUN_JSON_BYTES:
-        raise RunError(f"{source} is {len(data):,} bytes (limit {MAX_RUN_JSON_BYTES:,})", "this is not a run.json reproexec wrote")
+        raise RunError(
+            f"{source} is {len(data):,} bytes (limit {MAX_RUN_JSON_BYTES:,})", "this is not a run.json reproexec wrote"
+        )
     try:
         doc = json.loads(data)
     except (ValueError, RecursionError) as e:
-        raise RunError(f"{source} is not valid JSON: {str(e)[:200]}", "this is not a run.json reproexec wrote") from None
+        raise RunError(
+            f"{source} is not valid JSON: {str(e)[:200]}", "this is not a run.json reproexec wrote"
+        ) from None
     try:
         record = _run_json_model().model_validate(doc)
     except ValidationError as e:
-        details = [f"{'.'.join(str(x) for x in err['loc']) or '(top level)'}: {err['msg']}" for err in e.errors(include_url=False)]
-        raise RunError(f"{source} is not a valid run.json", "this is not a run.json reproexec wrote (or it was altered)",
-                       details=details[:20]) from None
+        details = [
+            f"{'.'.join(str(x) for x in err['loc']) or '(top level)'}: {err['msg']}"
+            for err in e.errors(include_url=False)
+        ]
+        raise RunError(
+            f"{source} is not a valid run.json",
+            "this is not a run.json reproexec wrote (or it was altered)",
+            details=details[:20],
+        ) from None
     if record.schema_ not in READ_SCHEMAS:
         raise RunError(
             f"{source} has run.json schema {record.schema_} (written by reproexec {record.reproexec_version}); "
@@ -223,6 +246,9 @@ def list_runs(runs_dir: Path | None = None) -> list[RunRecord]:
                 try:
                     data = read_run_json(f)
                 except RunError as e:
-                    data = {"status": f"unreadable run.json ({e.message.removeprefix(str(f)).strip()})", "started_at": ""}
+                    data = {
+                        "status": f"unreadable run.json ({e.message.removeprefix(str(f)).strip()})",
+                        "started_at": "",
+                    }
                 out.append(RunRecord(run_id=str(data.get("run_id", path.name)), path=path, data=data))
     return sorted(out, key=lambda r: (str(r.data.get("started_at", "")), r.run_id))

@@ -42,7 +42,9 @@ def decode_image(path: Path, resize: tuple[int, int] | None) -> torch.Tensor:
         with Image.open(path) as im:
             arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
     except (OSError, ValueError) as e:
-        raise DataError(f"cannot decode image {path}: {e}", "remove or replace the file and re-snapshot the data") from None
+        raise DataError(
+            f"cannot decode image {path}: {e}", "remove or replace the file and re-snapshot the data"
+        ) from None
     return _resized(torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous(), resize)
 
 
@@ -53,8 +55,14 @@ def _resized(img: torch.Tensor, resize: tuple[int, int] | None) -> torch.Tensor:
 class ImageSource:
     """Indexable uint8 CHW images: held in memory when small enough, else decoded on demand."""
 
-    def __init__(self, ids: list[str], *, paths: list[Path] | None = None,
-                 pixels: torch.Tensor | None = None, resize: tuple[int, int] | None = None):
+    def __init__(
+        self,
+        ids: list[str],
+        *,
+        paths: list[Path] | None = None,
+        pixels: torch.Tensor | None = None,
+        resize: tuple[int, int] | None = None,
+    ):
         self.ids = ids
         self._paths = paths
         self._pixels = pixels  # N×3×H×W uint8 (CIFAR), resized on access if needed
@@ -142,8 +150,13 @@ def load_dataset(config: Config, data_dir: Path, *, subset: int | None = None) -
         split.images.materialize()
     if not train.labels or not val.labels:
         raise DataError(f"dataset {data_dir} has an empty train or val split", "check data.train_dir/val_dir")
-    info = {"format": d.format, "train_images": len(train.labels), "val_images": len(val.labels),
-            "train_images_before_subset": full, "subset": n_sub}
+    info = {
+        "format": d.format,
+        "train_images": len(train.labels),
+        "val_images": len(val.labels),
+        "train_images_before_subset": full,
+        "subset": n_sub,
+    }
     return DatasetBundle(classes, train, val, info)
 
 
@@ -151,8 +164,9 @@ def _permutation(n: int, seed: int) -> list[int]:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
 
 
-def _read_imagefolder(root: Path, sub: str, classes: list[str] | None,
-                      resize: tuple[int, int] | None) -> tuple[list[str], Split]:
+def _read_imagefolder(
+    root: Path, sub: str, classes: list[str] | None, resize: tuple[int, int] | None
+) -> tuple[list[str], Split]:
     folder = root / sub
     if not folder.is_dir():
         raise DataError(f"{folder} does not exist", f"the snapshot needs {sub}/<class>/<image> folders")
@@ -163,21 +177,28 @@ def _read_imagefolder(root: Path, sub: str, classes: list[str] | None,
             raise DataError(f"{folder} has no class folders", f"put images in {sub}/<class name>/")
     unknown = sorted(set(found) - set(classes))
     if unknown:
-        raise DataError(f"{folder} has class folders not in the training set: {', '.join(unknown)}",
-                        "use the same class folders in train and val")
+        raise DataError(
+            f"{folder} has class folders not in the training set: {', '.join(unknown)}",
+            "use the same class folders in train and val",
+        )
     paths, labels, ids = [], [], []
     for label, name in enumerate(classes):
         cdir = folder / name
         if not cdir.is_dir():
             continue
-        files = sorted(p for p in cdir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                       and not p.name.startswith("."))
+        files = sorted(
+            p
+            for p in cdir.rglob("*")
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+        )
         for p in files:
             paths.append(p)
             labels.append(label)
             ids.append(p.relative_to(root).as_posix())
     if not paths:
-        raise DataError(f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})", "check data.train_dir/val_dir")
+        raise DataError(
+            f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})", "check data.train_dir/val_dir"
+        )
     return classes, Split(ImageSource(ids, paths=paths, resize=resize), labels)
 
 
@@ -206,8 +227,10 @@ def load_cifar_pickle(path: Path) -> dict[str, Any]:
     try:
         raw = _RestrictedUnpickler(io.BytesIO(path.read_bytes()), encoding="bytes").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as e:
-        raise DataError(f"{path} is not a safe CIFAR-10 batch file: {e}",
-                        "use the original python-version CIFAR-10 batches (pickled dicts of arrays)") from None
+        raise DataError(
+            f"{path} is not a safe CIFAR-10 batch file: {e}",
+            "use the original python-version CIFAR-10 batches (pickled dicts of arrays)",
+        ) from None
     if not isinstance(raw, dict):
         raise DataError(f"{path}: expected a pickled dict, found {type(raw).__name__}", "check the file")
     return {(k.decode("latin1") if isinstance(k, bytes) else str(k)): v for k, v in raw.items()}
@@ -238,8 +261,10 @@ def _cifar_split(files: list[Path], n_classes: int, root: Path, resize: tuple[in
         data, lab = d.get("data"), d.get("labels")
         if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
             raise DataError(f"{f}: 'data' must be a uint8 array of shape N×3072", "check the file")
-        if not isinstance(lab, list) or len(lab) != len(data) or not all(
-            isinstance(v, int) and 0 <= v < n_classes for v in lab
+        if (
+            not isinstance(lab, list)
+            or len(lab) != len(data)
+            or not all(isinstance(v, int) and 0 <= v < n_classes for v in lab)
         ):
             raise DataError(f"{f}: 'labels' must be {len(data)} ints in 0..{n_classes - 1}", "check the file")
         rel = f.relative_to(root).as_posix()
@@ -322,8 +347,10 @@ class SeededImageDataset(torch.utils.data.Dataset):
             imgs = [self._image(e, i) for e, i in keys]
             shapes = {tuple(t.shape) for t in imgs}
             if len(shapes) > 1:
-                raise DataError(f"images in one batch have different sizes: {sorted(shapes)[:3]}",
-                                "set augment.resize so every image has the same size")
+                raise DataError(
+                    f"images in one batch have different sizes: {sorted(shapes)[:3]}",
+                    "set augment.resize so every image has the same size",
+                )
             x = torch.stack(imgs).to(torch.float32).div_(255.0).sub_(self.mean).div_(self.std)
             y = torch.tensor([self.split.labels[i] for _, i in keys], dtype=torch.long)
             idx = torch.tensor([i for _, i in keys], dtype=torch.long)

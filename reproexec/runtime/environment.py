@@ -17,11 +17,27 @@ from pathlib import Path
 from typing import Any
 
 ENV_VARS = (
-    "ATEN_CPU_CAPABILITY", "CUBLAS_WORKSPACE_CONFIG", "CUDA_VISIBLE_DEVICES", "CUDA_LAUNCH_BLOCKING",
-    "DNNL_MAX_CPU_ISA", "KMP_AFFINITY", "MKL_CBWR", "MKL_DYNAMIC", "MKL_ENABLE_INSTRUCTIONS", "MKL_NUM_THREADS",
-    "NVIDIA_DRIVER_CAPABILITIES", "NVIDIA_VISIBLE_DEVICES", "OMP_DYNAMIC", "OMP_NUM_THREADS",
-    "ONEDNN_CPU_ISA_HINTS", "ONEDNN_DEFAULT_FPMATH_MODE", "ONEDNN_MAX_CPU_ISA", "OPENBLAS_CORETYPE",
-    "OPENBLAS_NUM_THREADS", "PYTHONHASHSEED", "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE",
+    "ATEN_CPU_CAPABILITY",
+    "CUBLAS_WORKSPACE_CONFIG",
+    "CUDA_VISIBLE_DEVICES",
+    "CUDA_LAUNCH_BLOCKING",
+    "DNNL_MAX_CPU_ISA",
+    "KMP_AFFINITY",
+    "MKL_CBWR",
+    "MKL_DYNAMIC",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "MKL_NUM_THREADS",
+    "NVIDIA_DRIVER_CAPABILITIES",
+    "NVIDIA_VISIBLE_DEVICES",
+    "OMP_DYNAMIC",
+    "OMP_NUM_THREADS",
+    "ONEDNN_CPU_ISA_HINTS",
+    "ONEDNN_DEFAULT_FPMATH_MODE",
+    "ONEDNN_MAX_CPU_ISA",
+    "OPENBLAS_CORETYPE",
+    "OPENBLAS_NUM_THREADS",
+    "PYTHONHASHSEED",
+    "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE",
 )
 DPKG_STATUS = Path("/var/lib/dpkg/status")
 
@@ -67,7 +83,11 @@ def _cpu() -> dict[str, Any]:
     fields = {k.strip(): v.strip() for k, v in fields.items()}
     info["model_name"] = fields.get("model name") or fields.get("Hardware") or platform.processor()
     info["vendor"] = fields.get("vendor_id")
-    info["family"], info["model"], info["stepping"] = fields.get("cpu family"), fields.get("model"), fields.get("stepping")
+    info["family"], info["model"], info["stepping"] = (
+        fields.get("cpu family"),
+        fields.get("model"),
+        fields.get("stepping"),
+    )
     info["microcode"] = fields.get("microcode")
     flags = fields.get("flags") or fields.get("Features") or ""
     info["flags"] = sorted(flags.split())
@@ -78,9 +98,7 @@ def _os() -> dict[str, Any]:
     u = platform.uname()
     info: dict[str, Any] = {"system": u.system, "release": u.release, "version": u.version}
     try:
-        rel = dict(
-            line.split("=", 1) for line in Path("/etc/os-release").read_text().splitlines() if "=" in line
-        )
+        rel = dict(line.split("=", 1) for line in Path("/etc/os-release").read_text().splitlines() if "=" in line)
         info["os_release"] = {k: rel[k].strip('"') for k in ("ID", "VERSION_ID", "PRETTY_NAME") if k in rel}
     except OSError:
         pass
@@ -103,13 +121,15 @@ def _cuda(torch: Any) -> dict[str, Any]:
     devices = []
     for i in range(info["device_count"]):
         p = torch.cuda.get_device_properties(i)
-        devices.append({
-            "name": p.name,
-            "capability": f"{p.major}.{p.minor}",
-            "sm_count": p.multi_processor_count,
-            "total_memory": p.total_memory,
-            "uuid": str(getattr(p, "uuid", "")) or None,
-        })
+        devices.append(
+            {
+                "name": p.name,
+                "capability": f"{p.major}.{p.minor}",
+                "sm_count": p.multi_processor_count,
+                "total_memory": p.total_memory,
+                "uuid": str(getattr(p, "uuid", "")) or None,
+            }
+        )
     info["devices"] = devices
     info["tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32
     info["tf32_cudnn"] = torch.backends.cudnn.allow_tf32
@@ -133,8 +153,12 @@ def capture_environment() -> dict[str, Any]:
     from reproexec.runtime.seeding import cpu_math_state
 
     return {
-        "python": {"version": sys.version, "implementation": platform.python_implementation(),
-                   "executable": sys.executable, "hash_randomization": bool(sys.flags.hash_randomization)},
+        "python": {
+            "version": sys.version,
+            "implementation": platform.python_implementation(),
+            "executable": sys.executable,
+            "hash_randomization": bool(sys.flags.hash_randomization),
+        },
         "platform": platform.platform(),
         "os": _os(),
         "cpu": _cpu(),

@@ -19,7 +19,8 @@ from __future__ import annotations
 import os
 import random
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from reproexec.runtime.seeds import derive_seed
 
@@ -51,17 +52,21 @@ def install() -> None:
     first = env.get(_OWNER) is None
     env[_OWNER] = str(os.getpid())  # children (workers, subprocesses) seed themselves, but do not record
     if first:
-        _RECORD.update({
-            "seeded_by": "reproexec start-up hook (sitecustomize on PYTHONPATH)",
-            "seed": seed,
-            "mode": env.get("REPROEXEC_DETERMINISM", "strict"),
-            "seeds": {"python": seeds["python"], "numpy": None, "torch": None},
-            "dataloader_workers": WORKERS,
-            "pythonhashseed": env.get("PYTHONHASHSEED"),
-        })  # fmt: skip
+        _RECORD.update(
+            {
+                "seeded_by": "reproexec start-up hook (sitecustomize on PYTHONPATH)",
+                "seed": seed,
+                "mode": env.get("REPROEXEC_DETERMINISM", "strict"),
+                "seeds": {"python": seeds["python"], "numpy": None, "torch": None},
+                "dataloader_workers": WORKERS,
+                "pythonhashseed": env.get("PYTHONHASHSEED"),
+            }
+        )
         _write_record()
     _after_import("numpy", lambda np: _seed_numpy(np, seeds["numpy"], first))
-    _after_import("torch", lambda torch: _seed_torch(torch, seeds["torch"], env.get("REPROEXEC_DETERMINISM", "strict"), first))
+    _after_import(
+        "torch", lambda torch: _seed_torch(torch, seeds["torch"], env.get("REPROEXEC_DETERMINISM", "strict"), first)
+    )
 
 
 def seed_everything(seed: int | None = None, mode: str | None = None) -> dict[str, int]:

@@ -44,7 +44,11 @@ ONEDNN_ISA_NAMES = {
 }
 MKL_CBWR = "COMPATIBLE"
 # CPU flags each level needs, as /proc/cpuinfo names them (what ATen, oneDNN and MKL check).
-LEVEL_CPU_FLAGS = {"default": ("sse4_1",), "avx2": ("avx2", "fma"), "avx512": ("avx512f", "avx512bw", "avx512vl", "avx512dq")}
+LEVEL_CPU_FLAGS = {
+    "default": ("sse4_1",),
+    "avx2": ("avx2", "fma"),
+    "avx512": ("avx512f", "avx512bw", "avx512vl", "avx512dq"),
+}
 
 
 def pinned_environment(config: Config) -> dict[str, str]:
@@ -181,7 +185,9 @@ def cpu_math_mismatches(config: Config, state: dict[str, Any]) -> list[str]:
     onednn = state.get("onednn") or {}
     wanted_isa = ONEDNN_ISA_NAMES[env["ONEDNN_MAX_CPU_ISA"]]
     if onednn.get("available") and onednn.get("isa") != wanted_isa:
-        out.append(f"oneDNN runs at {onednn.get('isa')}, pinned {wanted_isa} (ONEDNN_MAX_CPU_ISA={env['ONEDNN_MAX_CPU_ISA']})")
+        out.append(
+            f"oneDNN runs at {onednn.get('isa')}, pinned {wanted_isa} (ONEDNN_MAX_CPU_ISA={env['ONEDNN_MAX_CPU_ISA']})"
+        )
     return out
 
 
@@ -200,10 +206,15 @@ def cpu_math_state() -> dict[str, Any]:
         "aten": {"capability": torch.backends.cpu.get_cpu_capability()},
         "blas": blas.group(1) if blas else None,
         "mkl": {"available": torch.backends.mkl.is_available(), "cnr_branch": None},
-        "onednn": {"available": torch.backends.mkldnn.is_available(), "enabled": torch.backends.mkldnn.enabled,
-                   "isa": None, "conv_kernel": None},
+        "onednn": {
+            "available": torch.backends.mkldnn.is_available(),
+            "enabled": torch.backends.mkldnn.enabled,
+            "isa": None,
+            "conv_kernel": None,
+        },
     }
     if state["mkl"]["available"]:
+
         def gemm() -> None:
             with torch.backends.mkl.verbose(torch.backends.mkl.VERBOSE_ON):
                 a = torch.ones(8, 8)
@@ -212,6 +223,7 @@ def cpu_math_state() -> dict[str, Any]:
         m = re.search(r"CNR:(\S+)", _c_stdout_of(gemm))
         state["mkl"]["cnr_branch"] = m.group(1) if m else None
     if state["onednn"]["available"]:
+
         def conv() -> None:
             enabled = torch.backends.mkldnn.enabled  # asked even where a caller turned it off
             torch.backends.mkldnn.enabled = True

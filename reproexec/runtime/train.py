@@ -42,7 +42,9 @@ def read_config(path: Path) -> Config:
     try:
         raw = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigError(f"cannot read resolved config {path}: {e}", "pass the JSON written by Config.resolved()") from None
+        raise ConfigError(
+            f"cannot read resolved config {path}: {e}", "pass the JSON written by Config.resolved()"
+        ) from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a JSON object", "pass the JSON written by Config.resolved()")
     return validate_config(raw, str(path))
@@ -73,20 +75,37 @@ def main(argv: list[str] | None = None) -> int:
         pin_environment(config)  # before the trainer's import: torch must come after the pin
         from reproexec.runtime.trainer import run_training
 
-        run_training(config, args.data, args.out, args.device, smoke=args.smoke,
-                     weights_path=args.weights, emit=_print_event)
+        run_training(
+            config, args.data, args.out, args.device, smoke=args.smoke, weights_path=args.weights, emit=_print_event
+        )
         return 0
     except ReproexecError as e:
-        _print_event({"event": "error", "error": type(e).__name__, "message": e.message, "hint": e.hint,
-                      "details": e.details, "exit_code": e.exit_code})
+        _print_event(
+            {
+                "event": "error",
+                "error": type(e).__name__,
+                "message": e.message,
+                "hint": e.hint,
+                "details": e.details,
+                "exit_code": e.exit_code,
+            }
+        )
         sys.stderr.write(f"error: {e}\n")
         return e.exit_code
     except OSError as e:  # a full disk is the run's outcome, not a bug: one line, not a traceback
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
         message = f"{e.strerror} [Errno {e.errno}] writing {e.filename or 'the run folder'}"
-        _print_event({"event": "error", "error": "DiskFull", "message": message, "hint": "free some space", "details": [],
-                      "exit_code": 7})  # fmt: skip
+        _print_event(
+            {
+                "event": "error",
+                "error": "DiskFull",
+                "message": message,
+                "hint": "free some space",
+                "details": [],
+                "exit_code": 7,
+            }
+        )
         sys.stderr.write(f"error: {message}\n")
         return 7
 

@@ -195,15 +195,27 @@ class StepLog:
         values = torch.stack([p[3] for p in self.pending]).tolist()
         for (s, lr, bs, _), v in zip(self.pending, values, strict=True):
             if not math.isfinite(v):
-                raise RunError(f"training loss became {v} at step {s} (epoch {epoch})",
-                               "lower train.lr, add warmup (train.scheduler.warmup_epochs), or check the data")
+                raise RunError(
+                    f"training loss became {v} at step {s} (epoch {epoch})",
+                    "lower train.lr, add warmup (train.scheduler.warmup_epochs), or check the data",
+                )
             self.state.losses.append(v)
             self.loss_weighted += v * bs
             self.n_epoch += bs
             self.stream.write({"step": s, "epoch": epoch, "loss": v, "lr": lr})
         last = self.pending[-1]
-        self.run.emit({"event": "step", "step": last[0], "total_steps": plan.total_steps, "epoch": epoch,
-                       "epochs": plan.epochs, "loss": values[-1], "lr": last[1], "elapsed_s": self.run.elapsed_s()})
+        self.run.emit(
+            {
+                "event": "step",
+                "step": last[0],
+                "total_steps": plan.total_steps,
+                "epoch": epoch,
+                "epochs": plan.epochs,
+                "loss": values[-1],
+                "lr": last[1],
+                "elapsed_s": self.run.elapsed_s(),
+            }
+        )
         self.pending.clear()
         self.stream.flush()
 
@@ -261,24 +273,40 @@ def run_training(
 def _record_failure(out: Path, log: TrainLog, e: BaseException) -> None:
     msg = getattr(e, "message", None) or str(e) or type(e).__name__
     log(f"FAILED: {type(e).__name__}: {msg}")
-    art.write_json(out / "error.json", {"status": "failed", "error": type(e).__name__, "message": msg,
-                                       "hint": getattr(e, "hint", None)})
+    art.write_json(
+        out / "error.json",
+        {"status": "failed", "error": type(e).__name__, "message": msg, "hint": getattr(e, "hint", None)},
+    )
 
 
-def _prepare(config: Config, data_dir: Path, out: Path, device: str, smoke: bool, det: dict[str, Any],
-             emit: Emit, t0: float, log: TrainLog) -> RunSpec:
+def _prepare(
+    config: Config,
+    data_dir: Path,
+    out: Path,
+    device: str,
+    smoke: bool,
+    det: dict[str, Any],
+    emit: Emit,
+    t0: float,
+    log: TrainLog,
+) -> RunSpec:
     """Seed, read the data, plan; write the files that describe the run before it starts."""
     seeds = seed_everything(config.seed)
     art.write_json(out / "config.json", config.resolved())
     bundle = load_dataset(config, data_dir, subset=config.smoke.subset if smoke else None)
-    art.write_json(out / "classes.json", {"classes": bundle.classes,
-                                          "index": {c: i for i, c in enumerate(bundle.classes)}})
+    art.write_json(
+        out / "classes.json", {"classes": bundle.classes, "index": {c: i for i, c in enumerate(bundle.classes)}}
+    )
     plan = make_plan(config, len(bundle.train.labels), smoke=smoke)
-    art.write_json(out / "determinism.json", {**det, "seeds": seeds, "seed_rules": SEED_RULES,
-                                              "smoke": smoke, "plan": plan.__dict__})
+    art.write_json(
+        out / "determinism.json",
+        {**det, "seeds": seeds, "seed_rules": SEED_RULES, "smoke": smoke, "plan": plan.__dict__},
+    )
     art.write_json(out / "environment.json", capture_environment())
-    log(f"run {config.name}: arch={config.model.arch} device={device} mode={det['mode']} seed={config.seed} "
-        f"threads={det['intra_op_threads']} cpu_capability={det['cpu_capability_actual']}")
+    log(
+        f"run {config.name}: arch={config.model.arch} device={device} mode={det['mode']} seed={config.seed} "
+        f"threads={det['intra_op_threads']} cpu_capability={det['cpu_capability_actual']}"
+    )
     log(f"data: {bundle.info}")
     log(f"plan: {plan}")
     return RunSpec(config, out, device, smoke, det, seeds, bundle, plan, emit, t0)
@@ -304,10 +332,16 @@ def _build_loaders(run: RunSpec, dev: torch.device) -> Loaders:
     loader_gen = torch.Generator()
     nw = config.train.num_workers
     train = torch.utils.data.DataLoader(
-        train_ds, batch_size=min(config.train.batch_size, len(train_ds)), sampler=sampler,
-        drop_last=run.plan.drop_last, num_workers=nw, collate_fn=collate_passthrough,
-        worker_init_fn=seed_worker if nw else None, generator=loader_gen,
-        pin_memory=dev.type == "cuda", persistent_workers=False,
+        train_ds,
+        batch_size=min(config.train.batch_size, len(train_ds)),
+        sampler=sampler,
+        drop_last=run.plan.drop_last,
+        num_workers=nw,
+        collate_fn=collate_passthrough,
+        worker_init_fn=seed_worker if nw else None,
+        generator=loader_gen,
+        pin_memory=dev.type == "cuda",
+        persistent_workers=False,
     )
     return Loaders(train, sampler, loader_gen, make_eval_loader(val_ds, config.train.batch_size), val_ds)
 
@@ -316,8 +350,12 @@ def make_eval_loader(ds: SeededImageDataset, batch_size: int) -> torch.utils.dat
     """The val set in index order, in the main process. A loader of its own generator: iterating
     draws a base seed, which must not come from (and advance) the global one training uses."""
     return torch.utils.data.DataLoader(
-        ds, batch_size=batch_size, sampler=[(None, i) for i in range(len(ds))],
-        num_workers=0, collate_fn=collate_passthrough, generator=torch.Generator(),
+        ds,
+        batch_size=batch_size,
+        sampler=[(None, i) for i in range(len(ds))],
+        num_workers=0,
+        collate_fn=collate_passthrough,
+        generator=torch.Generator(),
     )
 
 
@@ -327,9 +365,21 @@ def _run(run: RunSpec, weights_path: Path | None, log: TrainLog) -> dict[str, An
     parts = _build_parts(run, dev, weights_path, log)
     loaders = _build_loaders(run, dev)
     n_train, n_val = len(run.bundle.train.labels), len(loaders.val_ds)
-    run.emit({"event": "start", "name": config.name, "arch": config.model.arch, "device": run.device,
-              "mode": run.det["mode"], "smoke": run.smoke, "total_steps": plan.total_steps, "epochs": plan.epochs,
-              "steps_per_epoch": plan.steps_per_epoch, "train_images": n_train, "val_images": n_val})
+    run.emit(
+        {
+            "event": "start",
+            "name": config.name,
+            "arch": config.model.arch,
+            "device": run.device,
+            "mode": run.det["mode"],
+            "smoke": run.smoke,
+            "total_steps": plan.total_steps,
+            "epochs": plan.epochs,
+            "steps_per_epoch": plan.steps_per_epoch,
+            "train_images": n_train,
+            "val_images": n_val,
+        }
+    )
 
     state = LoopState()
     steps_out = art.JsonlStream(out / "metrics" / "steps.jsonl")
@@ -349,41 +399,70 @@ def _run(run: RunSpec, weights_path: Path | None, log: TrainLog) -> dict[str, An
                 is_best = _evaluate_epoch(run, parts, loaders.val, dev, state, row)
             epochs_out.write(row)
             epochs_out.flush()
-            log(f"epoch {epoch}/{plan.epochs} step {state.step}: " + " ".join(
-                f"{k}={v:.6f}" for k, v in row.items() if isinstance(v, float)) + (" (best)" if is_best else ""))
-            run.emit({"event": "epoch", **{k: v for k, v in row.items() if k != "per_class_acc"},
-                      "epochs": plan.epochs, "total_steps": plan.total_steps, "best": is_best,
-                      "elapsed_s": run.elapsed_s()})
+            log(
+                f"epoch {epoch}/{plan.epochs} step {state.step}: "
+                + " ".join(f"{k}={v:.6f}" for k, v in row.items() if isinstance(v, float))
+                + (" (best)" if is_best else "")
+            )
+            run.emit(
+                {
+                    "event": "epoch",
+                    **{k: v for k, v in row.items() if k != "per_class_acc"},
+                    "epochs": plan.epochs,
+                    "total_steps": plan.total_steps,
+                    "best": is_best,
+                    "elapsed_s": run.elapsed_s(),
+                }
+            )
     finally:
         steps_out.close()
         epochs_out.close()
 
     if state.final_eval is None or state.best is None or state.best_state is None:
-        raise RunError(f"no finite {config.train.selection_metric} was measured, so there is no best checkpoint",
-                       "check the validation data and the loss (NaN/inf metrics are never selected)")
+        raise RunError(
+            f"no finite {config.train.selection_metric} was measured, so there is no best checkpoint",
+            "check the validation data and the loss (NaN/inf metrics are never selected)",
+        )
     steps_out.finish()
     epochs_out.finish()
     t_art = time.perf_counter()
     summary = _write_outputs(run, parts, state, loaders.val_ds, steps_out.rows, epochs_out.rows)
     art_s = time.perf_counter() - t_art
     wall = time.perf_counter() - run.t0
-    timing = {"wall_s": wall, "train_s": state.train_s, "eval_s": state.eval_s, "artifacts_s": art_s,
-              "setup_s": wall - state.train_s - state.eval_s - art_s, "images_trained": state.images_seen,
-              "train_images_per_s": state.images_seen / state.train_s if state.train_s else None}
+    timing = {
+        "wall_s": wall,
+        "train_s": state.train_s,
+        "eval_s": state.eval_s,
+        "artifacts_s": art_s,
+        "setup_s": wall - state.train_s - state.eval_s - art_s,
+        "images_trained": state.images_seen,
+        "train_images_per_s": state.images_seen / state.train_s if state.train_s else None,
+    }
     art.write_json(out / "timing.json", timing)  # not in summary.json: wall time is not reproducible
     final = state.final_eval
     log(f"done: steps={state.step} final val_acc={final['val_acc']:.6f} weights_sha256={summary['weights_sha256']}")
     # summary.json is written last: its presence means the run folder is complete.
     art.write_json(out / "summary.json", summary)
-    run.emit({"event": "done", "steps": state.step, "total_steps": plan.total_steps, "epochs": plan.epochs,
-              "val_acc": final["val_acc"], "val_loss": final["val_loss"], "best": state.best,
-              "weights_sha256": summary["weights_sha256"], "loss_sum_first5": summary["loss_sum_first5"],
-              "elapsed_s": round(wall, 3)})
+    run.emit(
+        {
+            "event": "done",
+            "steps": state.step,
+            "total_steps": plan.total_steps,
+            "epochs": plan.epochs,
+            "val_acc": final["val_acc"],
+            "val_loss": final["val_loss"],
+            "best": state.best,
+            "weights_sha256": summary["weights_sha256"],
+            "loss_sum_first5": summary["loss_sum_first5"],
+            "elapsed_s": round(wall, 3),
+        }
+    )
     return {**summary, "timing": timing}
 
 
-def train_one_epoch(parts: Parts, loader: torch.utils.data.DataLoader, dev: torch.device,
-                    run: RunSpec, state: LoopState, steps: StepLog) -> float:
+def train_one_epoch(
+    parts: Parts, loader: torch.utils.data.DataLoader, dev: torch.device, run: RunSpec, state: LoopState, steps: StepLog
+) -> float:
     """Epoch state.epoch: one pass over `loader`, stopping at plan.total_steps; returns its mean train loss."""
     model, optimizer, scheduler, criterion = parts
     model.train()
@@ -408,8 +487,14 @@ def train_one_epoch(parts: Parts, loader: torch.utils.data.DataLoader, dev: torc
     return steps.train_loss()
 
 
-def _evaluate_epoch(run: RunSpec, parts: Parts, loader: torch.utils.data.DataLoader, dev: torch.device,
-                    state: LoopState, row: dict[str, Any]) -> bool:
+def _evaluate_epoch(
+    run: RunSpec,
+    parts: Parts,
+    loader: torch.utils.data.DataLoader,
+    dev: torch.device,
+    state: LoopState,
+    row: dict[str, Any],
+) -> bool:
     """Evaluate, add the val metrics to the epoch's `row`, keep the best checkpoint; True if this is it."""
     config, classes, epoch = run.config, run.bundle.classes, state.epoch
     last_epoch = epoch == run.plan.epochs
@@ -417,8 +502,11 @@ def _evaluate_epoch(run: RunSpec, parts: Parts, loader: torch.utils.data.DataLoa
     keep = _prediction_indices(config, len(run.bundle.val.labels)) if last_epoch else ()
     ev = evaluate(parts.model, parts.criterion, loader, dev, len(classes), keep=keep)
     state.eval_s += time.perf_counter() - t_ev
-    row.update(val_loss=ev["val_loss"], val_acc=ev["val_acc"],
-               per_class_acc=dict(zip(classes, ev["per_class_acc"], strict=True)))
+    row.update(
+        val_loss=ev["val_loss"],
+        val_acc=ev["val_acc"],
+        per_class_acc=dict(zip(classes, ev["per_class_acc"], strict=True)),
+    )
     if last_epoch:
         state.final_eval = ev
     value, best = ev[config.train.selection_metric], state.best
@@ -455,8 +543,14 @@ def _prediction_indices(config: Config, n_val: int) -> list[int]:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, criterion: torch.nn.Module, loader: torch.utils.data.DataLoader,
-             dev: torch.device, n_classes: int, keep: Collection[int] = ()) -> dict[str, Any]:
+def evaluate(
+    model: torch.nn.Module,
+    criterion: torch.nn.Module,
+    loader: torch.utils.data.DataLoader,
+    dev: torch.device,
+    n_classes: int,
+    keep: Collection[int] = (),
+) -> dict[str, Any]:
     """Val loss (criterion, per-sample mean), accuracy, per-class accuracy, confusion matrix, and the
     predictions for the sample indices in `keep`."""
     was_training = model.training
@@ -489,8 +583,14 @@ def evaluate(model: torch.nn.Module, criterion: torch.nn.Module, loader: torch.u
 # ----------------------------------------------------------------------------- outputs
 
 
-def _write_outputs(run: RunSpec, parts: Parts, state: LoopState, val_ds: SeededImageDataset,
-                   steps: list[dict[str, Any]], epochs: list[dict[str, Any]]) -> dict[str, Any]:
+def _write_outputs(
+    run: RunSpec,
+    parts: Parts,
+    state: LoopState,
+    val_ds: SeededImageDataset,
+    steps: list[dict[str, Any]],
+    epochs: list[dict[str, Any]],
+) -> dict[str, Any]:
     """Checkpoints, confusion matrix, predictions and curves; returns summary.json's content."""
     config, bundle, out = run.config, run.bundle, run.out
     best, best_state, final_eval = state.best, state.best_state, state.final_eval
@@ -504,18 +604,41 @@ def _write_outputs(run: RunSpec, parts: Parts, state: LoopState, val_ds: SeededI
         ("last.pt", last_state, run.plan.epochs, state.step, epochs[-1].get(best["metric"])),
     ):
         w_sha = weights_sha if ck_state is last_state else state_dict_sha256(ck_state["model"])
-        sha = art.save_checkpoint(out / "checkpoints" / name, {
-            **ck_state, **common, "epoch": epoch, "step": st, "selection_value": value, "weights_sha256": w_sha,
-        })
-        ckpts[name] = {"sha256": sha, "epoch": epoch, "step": st, "selection_metric": best["metric"],
-                       "selection_value": value, "weights_sha256": w_sha}
+        sha = art.save_checkpoint(
+            out / "checkpoints" / name,
+            {
+                **ck_state,
+                **common,
+                "epoch": epoch,
+                "step": st,
+                "selection_value": value,
+                "weights_sha256": w_sha,
+            },
+        )
+        ckpts[name] = {
+            "sha256": sha,
+            "epoch": epoch,
+            "step": st,
+            "selection_metric": best["metric"],
+            "selection_value": value,
+            "weights_sha256": w_sha,
+        }
     art.write_json(out / "checkpoints" / "checkpoints.json", ckpts)
 
-    art.write_confusion(out / "confusion_matrix.csv", out / "confusion_matrix.png", final_eval["confusion"], bundle.classes)
+    art.write_confusion(
+        out / "confusion_matrix.csv", out / "confusion_matrix.png", final_eval["confusion"], bundle.classes
+    )
     kept = final_eval["kept"]
-    pred_rows = [{"index": r["index"], "id": bundle.val.images.ids[r["index"]],
-                  "true": bundle.classes[r["true"]], "predicted": bundle.classes[r["predicted"]],
-                  "confidence": r["confidence"]} for r in kept]
+    pred_rows = [
+        {
+            "index": r["index"],
+            "id": bundle.val.images.ids[r["index"]],
+            "true": bundle.classes[r["true"]],
+            "predicted": bundle.classes[r["predicted"]],
+            "confidence": r["confidence"],
+        }
+        for r in kept
+    ]
     art.write_json(out / "predictions.json", pred_rows)
     if pred_rows:
         images = [val_ds.image(r["index"]).permute(1, 2, 0).numpy() for r in kept]
@@ -536,9 +659,13 @@ def _write_outputs(run: RunSpec, parts: Parts, state: LoopState, val_ds: SeededI
         "steps": state.step,
         "epochs": run.plan.epochs,
         "images_seen": state.images_seen,
-        "final": {"epoch": last_row["epoch"], "train_loss": last_row["train_loss"],
-                  "val_loss": final_eval["val_loss"], "val_acc": final_eval["val_acc"],
-                  "per_class_acc": dict(zip(bundle.classes, final_eval["per_class_acc"], strict=True))},
+        "final": {
+            "epoch": last_row["epoch"],
+            "train_loss": last_row["train_loss"],
+            "val_loss": final_eval["val_loss"],
+            "val_acc": final_eval["val_acc"],
+            "per_class_acc": dict(zip(bundle.classes, final_eval["per_class_acc"], strict=True)),
+        },
         "best": best,
         "weights_sha256": weights_sha,
         "loss_sum_first5": sum(losses[:5]),

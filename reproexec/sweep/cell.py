@@ -39,7 +39,11 @@ def read_result(sweep_dir: Path, key: str) -> dict[str, Any] | None:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(doc, dict) or doc.get("key") != key or doc.get("status") not in ("succeeded", "failed", "interrupted"):
+    if (
+        not isinstance(doc, dict)
+        or doc.get("key") != key
+        or doc.get("status") not in ("succeeded", "failed", "interrupted")
+    ):
         return None
     return doc
 
@@ -69,11 +73,15 @@ def run_cell(sweep_dir: Path, key: str, *, engine: Any = None) -> dict[str, Any]
         ensure_image(engine, sweep, cell["image_tag"])
         image = sweep["images"][cell["image_tag"]]
         opts = RunOptions(
-            name=f"{sweep['name']}-{key}", runtime="docker", runs_dir=Path(sweep["runs_dir"]),
+            name=f"{sweep['name']}-{key}",
+            runtime="docker",
+            runs_dir=Path(sweep["runs_dir"]),
             # the sweep's image, as built before the first cell (not one planned again from the source now)
-            replay=Replay(image={k: v for k, v in image.items() if k != "saved"},
-                          source=image_folder(sweep_dir, cell["image_tag"])),
-        )  # fmt: skip
+            replay=Replay(
+                image={k: v for k, v in image.items() if k != "saved"},
+                source=image_folder(sweep_dir, cell["image_tag"]),
+            ),
+        )
         outcome = execute_run(loaded, opts, engine=engine, on_log=lambda s: print(s, file=sys.stderr, flush=True))
         result.update(status=outcome.status, reason=outcome.reason, run_id=outcome.run_id, run_dir=str(outcome.run_dir))
     except (KeyboardInterrupt, Interrupted):
@@ -90,9 +98,9 @@ def run_cell(sweep_dir: Path, key: str, *, engine: Any = None) -> dict[str, Any]
 def ensure_image(engine: Any, sweep: dict[str, Any], tag: str) -> None:
     """The cell's image on this node's engine: present, or loaded from the sweep's shared image folder
     (`slurm.image_dir`), and in both cases carrying the expected content hash."""
-    from reproexec.labels import LABEL_HASH
     from reproexec.errors import EngineError
     from reproexec.fsutil import sha256_file
+    from reproexec.labels import LABEL_HASH
 
     image = (sweep.get("images") or {}).get(tag) or {}
     expected = image.get("content_hash")

@@ -44,9 +44,7 @@ class SweepOutcome:
         return self.record["status"]
 
 
-def prepare(
-    path: Path, opts: SweepOptions, connect: Callable[[], Engine], on_log: LogFn = lambda s: None
-) -> SweepPlan:
+def prepare(path: Path, opts: SweepOptions, connect: Callable[[], Engine], on_log: LogFn = lambda s: None) -> SweepPlan:
     """Everything that can refuse the sweep, before any image is built or any cell runs: the sweep
     file and every cell, the executor, then (with the engine) each image's tag and the data."""
     if opts.executor not in ("local", "slurm"):
@@ -79,12 +77,15 @@ def dry_run(plan: SweepPlan, opts: SweepOptions) -> dict[str, Any]:
         "differences": {v: [list(d) for d in diffs] for v, diffs in spec.differences.items()},
         "cells": [
             {
-                "key": p.cell.key, "variant": p.cell.variant, "seed": p.cell.seed, "cell_id": p.cell_id,
+                "key": p.cell.key,
+                "variant": p.cell.variant,
+                "seed": p.cell.seed,
+                "cell_id": p.cell_id,
                 "image_tag": p.image_tag,
                 "reuses": str(plan.reusable[p.cell_id]) if p.cell_id in plan.reusable else None,
             }
             for p in plan.cells
-        ],  # fmt: skip
+        ],
     }
 
 
@@ -118,22 +119,32 @@ def run_sweep(plan: SweepPlan, opts: SweepOptions, engine: Engine, *, on_log: Lo
     for p in plan.cells:
         reused = plan.reusable.get(p.cell_id)
         if reused is not None:
-            store.update(p.cell.key, status="succeeded", reason=None, run_id=reused.name, run_dir=str(reused), reused=True)
+            store.update(
+                p.cell.key, status="succeeded", reason=None, run_id=reused.name, run_dir=str(reused), reused=True
+            )
         else:
             todo.append(p.cell.key)
-    on_log(f"sweep {folder.name}: {len(plan.cells)} cells, {len(plan.cells) - len(todo)} already succeeded, {len(todo)} to run")
+    on_log(
+        f"sweep {folder.name}: {len(plan.cells)} cells, {len(plan.cells) - len(todo)} already succeeded, {len(todo)} to run"
+    )
     store.flush()
 
     interrupted = False
-    with signals_raise((signal.SIGTERM, signal.SIGHUP)):  # they stop a sweep as Ctrl-C does: cells stopped, not orphaned
+    with signals_raise(
+        (signal.SIGTERM, signal.SIGHUP)
+    ):  # they stop a sweep as Ctrl-C does: cells stopped, not orphaned
         try:
             if todo and opts.executor == "local":
                 from reproexec.sweep.local import run_local
 
                 interrupted = run_local(
-                    folder, todo, parallel=opts.parallel, update=store.update,
-                    set_cpuset=lambda key, cpus: _write_cell_config(folder, plan, key, cpus), on_log=on_log,
-                )  # fmt: skip
+                    folder,
+                    todo,
+                    parallel=opts.parallel,
+                    update=store.update,
+                    set_cpuset=lambda key, cpus: _write_cell_config(folder, plan, key, cpus),
+                    on_log=on_log,
+                )
             elif todo:
                 from reproexec.sweep.slurm import submit, wait_for_jobs
 
@@ -143,12 +154,16 @@ def run_sweep(plan: SweepPlan, opts: SweepOptions, engine: Engine, *, on_log: Lo
                 record["executor"]["array_job_ids"] = sorted({j.split("_")[0] for j in job_ids.values()})
                 store.flush()
                 on_log(f"submitted job array {', '.join(record['executor']['array_job_ids'])} ({len(job_ids)} cells)")
-                interrupted = wait_for_jobs(folder, job_ids, update=store.update, poll_s=spec.file.slurm.poll_s, on_log=on_log)
+                interrupted = wait_for_jobs(
+                    folder, job_ids, update=store.update, poll_s=spec.file.slurm.poll_s, on_log=on_log
+                )
         except (KeyboardInterrupt, Interrupted):  # between cells, before anything was started
             interrupted = True
 
     statuses = [c["status"] for c in record["cells"]]
-    record["status"] = "interrupted" if interrupted else ("succeeded" if all(s == "succeeded" for s in statuses) else "failed")
+    record["status"] = (
+        "interrupted" if interrupted else ("succeeded" if all(s == "succeeded" for s in statuses) else "failed")
+    )
     record["finished_at"] = now_iso()
     report = write_report(folder, record, spec)
     store.flush()
@@ -163,7 +178,10 @@ def write_report(folder: Path, record: dict[str, Any], spec: SweepSpec | None = 
     write_atomic(folder / "summary.csv", render_csv(report))
     write_atomic(folder / "summary.md", render_markdown(report))
     write_atomic(folder / "report.html", render_html(report))
-    record["summary"] = {v: {k: e.get(k) for k in ("n", "mean", "std", "ci95", "verdict")} for v, e in report["stats"]["variants"].items()}
+    record["summary"] = {
+        v: {k: e.get(k) for k in ("n", "mean", "std", "ci95", "verdict")}
+        for v, e in report["stats"]["variants"].items()
+    }
     return report
 
 
@@ -201,10 +219,13 @@ def _locate(ref: str, sweeps_dir: Path) -> Path:
     for p in (Path(ref), sweeps_dir / ref):
         if (p / SWEEP_JSON).is_file():
             return p.resolve()
-    known = sorted(p.name for p in sweeps_dir.glob("*") if (p / SWEEP_JSON).is_file())[-5:] if sweeps_dir.is_dir() else []
+    known = (
+        sorted(p.name for p in sweeps_dir.glob("*") if (p / SWEEP_JSON).is_file())[-5:] if sweeps_dir.is_dir() else []
+    )
     raise RunError(
         f"no sweep {ref!r} (neither a folder with {SWEEP_JSON} nor one in {sweeps_dir})",
-        "pass a sweep folder (printed by `reproexec sweep`), or --sweeps-dir DIR" + (f"; latest: {', '.join(known)}" if known else ""),
+        "pass a sweep folder (printed by `reproexec sweep`), or --sweeps-dir DIR"
+        + (f"; latest: {', '.join(known)}" if known else ""),
     )
 
 
@@ -249,18 +270,32 @@ def _new_record(
         "image_tag": next(iter(images)) if len(images) == 1 else None,
         "manifest_ids": manifest_ids,
         "manifest_id": manifest_ids[0] if len(manifest_ids) == 1 else None,
-        "executor": {"kind": opts.executor, "parallel": opts.parallel if opts.executor == "local" else None,
-                     "slurm": spec.file.slurm.model_dump() if opts.executor == "slurm" else None},
+        "executor": {
+            "kind": opts.executor,
+            "parallel": opts.parallel if opts.executor == "local" else None,
+            "slurm": spec.file.slurm.model_dump() if opts.executor == "slurm" else None,
+        },
         "cells": [
             {
-                "key": p.cell.key, "variant": p.cell.variant, "seed": p.cell.seed, "cell_id": p.cell_id,
-                "image_tag": p.image_tag, "manifest_id": p.manifest_id, "config": f"cells/{p.cell.key}.yaml",
-                "status": "pending", "reason": None, "run_id": None, "run_dir": None, "reused": False,
-                "slurm": None, "cpuset": None, "pid": None,
+                "key": p.cell.key,
+                "variant": p.cell.variant,
+                "seed": p.cell.seed,
+                "cell_id": p.cell_id,
+                "image_tag": p.image_tag,
+                "manifest_id": p.manifest_id,
+                "config": f"cells/{p.cell.key}.yaml",
+                "status": "pending",
+                "reason": None,
+                "run_id": None,
+                "run_dir": None,
+                "reused": False,
+                "slurm": None,
+                "cpuset": None,
+                "pid": None,
             }
             for p in plan.cells
         ],
-    }  # fmt: skip
+    }
 
 
 class _Recorder:
@@ -298,8 +333,14 @@ def _write_cell_config(folder: Path, plan: SweepPlan, key: str, cpuset: str | No
     write_atomic(folder / "cells" / f"{key}.yaml", header + yaml.safe_dump(resolved, sort_keys=True))
 
 
-def _save_images(plan: SweepPlan, engine: Engine, image_dir: Path, record: dict[str, Any],
-                 previous: dict[str, Any] | None, on_log: LogFn) -> None:  # fmt: skip
+def _save_images(
+    plan: SweepPlan,
+    engine: Engine,
+    image_dir: Path,
+    record: dict[str, Any],
+    previous: dict[str, Any] | None,
+    on_log: LogFn,
+) -> None:
     """`docker save` each image once into the shared folder, for nodes whose engine lacks it. A tar
     saved by an earlier attempt of this sweep is reused when its sha256 still matches."""
     image_dir.mkdir(parents=True, exist_ok=True)

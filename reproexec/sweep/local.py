@@ -62,11 +62,16 @@ def run_local(
                 slot, key = free.pop(0), pending.pop(0)
                 set_cpuset(key, slots[slot])
                 log = open(sweep_dir / "cells" / f"{key}.log", "ab")
-                cell_paths(sweep_dir, key)[1].unlink(missing_ok=True)  # a result from an earlier attempt is not this one's
+                cell_paths(sweep_dir, key)[1].unlink(
+                    missing_ok=True
+                )  # a result from an earlier attempt is not this one's
                 proc = subprocess.Popen(
                     [sys.executable, "-m", "reproexec.sweep.cell", str(sweep_dir), key],
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                )  # fmt: skip
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
                 running[key] = (proc, slot, log)
                 update(key, status="running", reason=None, pid=proc.pid, cpuset=slots[slot])
                 on_log(f"cell {key}: started" + (f" on cpus {slots[slot]}" if slots[slot] else ""))
@@ -91,7 +96,15 @@ def run_local(
     return False
 
 
-def _record(sweep_dir: Path, key: str, code: int | None, update: UpdateFn, on_log: Callable[[str], None], *, interrupted: bool = False) -> None:
+def _record(
+    sweep_dir: Path,
+    key: str,
+    code: int | None,
+    update: UpdateFn,
+    on_log: Callable[[str], None],
+    *,
+    interrupted: bool = False,
+) -> None:
     result = read_result(sweep_dir, key)
     if result is None:
         status = "interrupted" if interrupted else "failed"

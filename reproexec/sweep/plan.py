@@ -71,10 +71,12 @@ class SweepPlan:
         return f"{self.spec.file.name}_{self.sweep_hash[:6]}"
 
 
-def plan_sweep(spec: SweepSpec, engine: Engine, *, runs_dir: Path | None = None, on_log: LogFn = lambda s: None) -> SweepPlan:
+def plan_sweep(
+    spec: SweepSpec, engine: Engine, *, runs_dir: Path | None = None, on_log: LogFn = lambda s: None
+) -> SweepPlan:
     """Compute every image tag (no build), every manifest id (a quick check of the data), every cell id."""
-    from reproexec.env.build import plan_build
     from reproexec.data.manifest import verify_snapshot
+    from reproexec.env.build import plan_build
 
     builds: dict[str, Any] = {}
     by_env: dict[str, Any] = {}
@@ -97,7 +99,11 @@ def plan_sweep(spec: SweepSpec, engine: Engine, *, runs_dir: Path | None = None,
             report.raise_for_problems()
             manifests[data_key] = report.manifest_id
         mid = manifests[data_key]
-        planned.append(PlannedCell(cell, cell_identity(cfg.resolved(), build.content_hash, mid), build.tag, build.content_hash, mid))
+        planned.append(
+            PlannedCell(
+                cell, cell_identity(cfg.resolved(), build.content_hash, mid), build.tag, build.content_hash, mid
+            )
+        )
     digest = hashlib.sha256(json.dumps([spec.file.name, sorted(p.cell_id for p in planned)]).encode()).hexdigest()
     plan = SweepPlan(spec, planned, builds, {k.split("|")[0]: v for k, v in manifests.items()}, digest)
     if runs_dir is not None:
@@ -122,7 +128,11 @@ def succeeded_runs(runs_dir: Path) -> dict[str, Path]:
         if not isinstance(image, dict) or not isinstance(data, dict):
             continue
         resolved = read_json_object(r.path / RESOLVED_CONFIG)
-        if resolved is not None and isinstance(image.get("content_hash"), str) and isinstance(data.get("manifest_id"), str):
+        if (
+            resolved is not None
+            and isinstance(image.get("content_hash"), str)
+            and isinstance(data.get("manifest_id"), str)
+        ):
             out[cell_identity(resolved, image["content_hash"], data["manifest_id"])] = r.path
     return out
 
@@ -134,7 +144,7 @@ def sweep_folder(sweeps_dir: Path, plan: SweepPlan, *, create: bool, today: dt.d
     existing = sorted(p for p in sweeps_dir.glob(f"*_{plan.sweep_id_suffix}") if (p / SWEEP_JSON).is_file())
     if existing:
         return existing[-1]
-    today = today or dt.datetime.now(dt.timezone.utc).date()
+    today = today or dt.datetime.now(dt.UTC).date()
     folder = sweeps_dir / f"{today.isoformat()}_{plan.sweep_id_suffix}"
     if create:
         from reproexec.fsutil import write_atomic

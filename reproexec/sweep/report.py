@@ -17,10 +17,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from reproexec.runs.compare import metric_value
 from reproexec.fsutil import read_json_object, read_jsonl_objects
-from reproexec.runs.store import RESOLVED_CONFIG
+from reproexec.runs.compare import metric_value
 from reproexec.runs.report import fmt
+from reproexec.runs.store import RESOLVED_CONFIG
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22"]
 FINAL_METRICS = ("val_acc", "val_loss", "train_loss")
@@ -50,7 +50,10 @@ def run_facts(run_dir: Path) -> dict[str, Any]:
 
 
 def curves(run_dir: Path) -> dict[str, list[tuple[float, float]]]:
-    steps = [(number(r.get("step")), number(r.get("loss"))) for r in read_jsonl_objects(run_dir / "metrics" / "steps.jsonl")[0]]
+    steps = [
+        (number(r.get("step")), number(r.get("loss")))
+        for r in read_jsonl_objects(run_dir / "metrics" / "steps.jsonl")[0]
+    ]
     out: dict[str, list[tuple[float, float]]] = {"loss": [(s, v) for s, v in steps if s is not None and v is not None]}
     epochs = read_jsonl_objects(run_dir / "metrics" / "epochs.jsonl")[0]
     for key in FINAL_METRICS:
@@ -78,12 +81,21 @@ def build_report(record: dict[str, Any]) -> dict[str, Any]:
                 curve_sets[c["variant"]].append(curves(run_dir))
                 run_dirs.append(run_dir)
         slurm = c.get("slurm") or {}
-        cell_rows.append({
-            "key": c["key"], "variant": c["variant"], "seed": c["seed"], "status": c.get("status"),
-            "reason": c.get("reason"), "run_id": c.get("run_id"), "reused": bool(c.get("reused")),
-            "metric": facts["metrics"].get(metric), "weights_sha256": facts["weights_sha256"],
-            "slurm_job": slurm.get("job_id"), "slurm_state": slurm.get("state"),
-        })  # fmt: skip
+        cell_rows.append(
+            {
+                "key": c["key"],
+                "variant": c["variant"],
+                "seed": c["seed"],
+                "status": c.get("status"),
+                "reason": c.get("reason"),
+                "run_id": c.get("run_id"),
+                "reused": bool(c.get("reused")),
+                "metric": facts["metrics"].get(metric),
+                "weights_sha256": facts["weights_sha256"],
+                "slurm_job": slurm.get("job_id"),
+                "slurm_state": slurm.get("state"),
+            }
+        )
     stats = compare_variants(values, record["baseline"], record["goal"], order=variants)
     colours = {v: PALETTE[i % len(PALETTE)] for i, v in enumerate(variants)}
     plots = {"loss": _band_plot(curve_sets, "loss", colours, "step", "training loss")}
@@ -152,7 +164,9 @@ def _count_ticks(lo: float, hi: float, most: int = 6) -> list[int]:
     return list(range(math.ceil(lo / step) * step, math.floor(hi) + 1, step))
 
 
-def _band_plot(curve_sets: dict[str, list[dict[str, Any]]], key: str, colours: dict[str, str], xlabel: str, ylabel: str) -> dict[str, Any]:
+def _band_plot(
+    curve_sets: dict[str, list[dict[str, Any]]], key: str, colours: dict[str, str], xlabel: str, ylabel: str
+) -> dict[str, Any]:
     """Per variant: the mean across seeds as a line, min..max across seeds as a band (at the x values
     every seed logged)."""
     series = []
@@ -162,9 +176,16 @@ def _band_plot(curve_sets: dict[str, list[dict[str, Any]]], key: str, colours: d
             continue
         xs = sorted(set.intersection(*(set(r) for r in runs)))
         pts = [(x, [r[x] for r in runs]) for x in xs]
-        series.append({"variant": variant, "colour": colours[variant], "n": len(runs),
-                       "mean": [(x, sum(v) / len(v)) for x, v in pts], "lo": [(x, min(v)) for x, v in pts],
-                       "hi": [(x, max(v)) for x, v in pts]})  # fmt: skip
+        series.append(
+            {
+                "variant": variant,
+                "colour": colours[variant],
+                "n": len(runs),
+                "mean": [(x, sum(v) / len(v)) for x, v in pts],
+                "lo": [(x, min(v)) for x, v in pts],
+                "hi": [(x, max(v)) for x, v in pts],
+            }
+        )
     allx = [x for s in series for x, _ in s["mean"]]
     ally = [y for s in series for part in ("lo", "hi") for _, y in s[part]]
     if not allx:
@@ -175,15 +196,26 @@ def _band_plot(curve_sets: dict[str, list[dict[str, Any]]], key: str, colours: d
         s["line"] = " ".join(f"{sx(x)},{sy(y)}" for x, y in s["mean"])
         s["band"] = " ".join(f"{sx(x)},{sy(y)}" for x, y in s["hi"] + list(reversed(s["lo"])))
     return {
-        "empty": False, "xlabel": xlabel, "ylabel": ylabel, "series": series, "w": W, "h": H,
+        "empty": False,
+        "xlabel": xlabel,
+        "ylabel": ylabel,
+        "series": series,
+        "w": W,
+        "h": H,
         "xticks": [(sx(t), str(t)) for t in _count_ticks(min(allx), max(allx))],
         "yticks": [(sy(t), _fmt_tick(t)) for t in _ticks(min(ally), max(ally))],
         "axis": {"x0": PAD_L, "x1": W - PAD_R, "y0": H - PAD_B, "y1": PAD_T},
-    }  # fmt: skip
+    }
 
 
-def _strip_plot(values: dict[str, dict[int, float]], variants: list[str], seeds: list[int], colours: dict[str, str],
-                metric: str, stats: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+def _strip_plot(
+    values: dict[str, dict[int, float]],
+    variants: list[str],
+    seeds: list[int],
+    colours: dict[str, str],
+    metric: str,
+    stats: dict[str, Any],
+) -> dict[str, Any]:
     """One column per variant, one dot per seed, lines joining the same seed across variants (the
     pairs the tests compare), and each variant's mean with its 95% CI."""
     ys = [v for vals in values.values() for v in vals.values()]
@@ -197,7 +229,11 @@ def _strip_plot(values: dict[str, dict[int, float]], variants: list[str], seeds:
     jitter = {s: (i - (len(seeds) - 1) / 2) * min(6.0, step / (2 * max(1, len(seeds)))) for i, s in enumerate(seeds)}
     dots, lines = [], []
     for s in seeds:
-        pts = [(round(xcol[v] + jitter[s], 2), sy(values[v][s]), v, values[v][s]) for v in variants if s in values.get(v, {})]
+        pts = [
+            (round(xcol[v] + jitter[s], 2), sy(values[v][s]), v, values[v][s])
+            for v in variants
+            if s in values.get(v, {})
+        ]
         dots += [{"x": x, "y": y, "variant": v, "seed": s, "value": val, "colour": colours[v]} for x, y, v, val in pts]
         if len(pts) > 1:
             lines.append({"seed": s, "points": " ".join(f"{x},{y}" for x, y, _, _ in pts)})
@@ -208,11 +244,17 @@ def _strip_plot(values: dict[str, dict[int, float]], variants: list[str], seeds:
             ci = e.get("ci95") or [e["mean"], e["mean"]]
             means.append({"variant": v, "x": xcol[v], "y": sy(e["mean"]), "lo": sy(ci[0]), "hi": sy(ci[1])})
     return {
-        "empty": False, "ylabel": metric, "w": W, "h": H, "dots": dots, "lines": lines, "means": means,
+        "empty": False,
+        "ylabel": metric,
+        "w": W,
+        "h": H,
+        "dots": dots,
+        "lines": lines,
+        "means": means,
         "columns": [{"variant": v, "x": xcol[v]} for v in variants],
         "yticks": [(sy(t), _fmt_tick(t)) for t in _ticks(min(ys), max(ys))],
         "axis": {"x0": PAD_L, "x1": W - PAD_R, "y0": H - PAD_B, "y1": PAD_T},
-    }  # fmt: skip
+    }
 
 
 def _fmt_tick(v: float) -> str:
@@ -220,6 +262,7 @@ def _fmt_tick(v: float) -> str:
 
 
 # -- rendering ----------------------------------------------------------------------------------
+
 
 def fmt_p(p: Any) -> str:
     return "—" if p is None else (f"{p:.4f}" if p >= 1e-4 else f"{p:.1e}")
@@ -231,13 +274,23 @@ def summary_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     for v in report["variants"]:
         e = report["stats"]["variants"][v]
         p = e.get("paired") or {}
-        rows.append({
-            "variant": v, "n": e["n"], "mean": e["mean"], "std": e["std"],
-            "ci95_low": (e.get("ci95") or [None, None])[0], "ci95_high": (e.get("ci95") or [None, None])[1],
-            "diff_vs_baseline": p.get("mean_diff"), "diff_ci95_low": (p.get("ci95") or [None, None])[0],
-            "diff_ci95_high": (p.get("ci95") or [None, None])[1], "pairs": p.get("n"),
-            "p_ttest": p.get("p_ttest"), "p_permutation": p.get("p_permutation"), "verdict": e["verdict"],
-        })  # fmt: skip
+        rows.append(
+            {
+                "variant": v,
+                "n": e["n"],
+                "mean": e["mean"],
+                "std": e["std"],
+                "ci95_low": (e.get("ci95") or [None, None])[0],
+                "ci95_high": (e.get("ci95") or [None, None])[1],
+                "diff_vs_baseline": p.get("mean_diff"),
+                "diff_ci95_low": (p.get("ci95") or [None, None])[0],
+                "diff_ci95_high": (p.get("ci95") or [None, None])[1],
+                "pairs": p.get("n"),
+                "p_ttest": p.get("p_ttest"),
+                "p_permutation": p.get("p_permutation"),
+                "verdict": e["verdict"],
+            }
+        )
     return rows
 
 
@@ -247,7 +300,12 @@ def render_csv(report: dict[str, Any]) -> str:
     writer = csv.DictWriter(buf, fieldnames=["metric", *rows[0].keys()], lineterminator="\n")
     writer.writeheader()
     for r in rows:
-        writer.writerow({"metric": report["metric"], **{k: ("" if v is None else repr(v) if isinstance(v, float) else v) for k, v in r.items()}})
+        writer.writerow(
+            {
+                "metric": report["metric"],
+                **{k: ("" if v is None else repr(v) if isinstance(v, float) else v) for k, v in r.items()},
+            }
+        )
     return buf.getvalue()
 
 

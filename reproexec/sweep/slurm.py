@@ -26,7 +26,17 @@ from reproexec.sweep.cell import read_result
 from reproexec.sweep.spec import SlurmSection
 
 UpdateFn = Callable[..., None]
-ACTIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING", "SIGNALING", "STAGE_OUT"}
+ACTIVE = {
+    "PENDING",
+    "CONFIGURING",
+    "RUNNING",
+    "COMPLETING",
+    "SUSPENDED",
+    "REQUEUED",
+    "RESIZING",
+    "SIGNALING",
+    "STAGE_OUT",
+}
 CANCELLED = "CANCELLED"
 STOP_WAIT_S = 120
 _FIX = "start the cluster (on one machine: `bash scripts/slurm.sh`), check SLURM_CONF, or use --executor local"
@@ -40,14 +50,20 @@ def check_slurm(section: SlurmSection) -> None:
     """Refuse before anything runs: no Slurm commands, a controller that does not answer, an unknown partition."""
     for tool in ("sbatch", "srun", "squeue", "sacct", "scancel", "scontrol"):
         if shutil.which(tool) is None:
-            raise EngineError(f"--executor slurm: `{tool}` is not on PATH", "install Slurm's client commands (Debian: slurm-client); " + _FIX)
+            raise EngineError(
+                f"--executor slurm: `{tool}` is not on PATH",
+                "install Slurm's client commands (Debian: slurm-client); " + _FIX,
+            )
     try:
         ping = _cmd(["scontrol", "ping"], timeout=20)
     except subprocess.TimeoutExpired:
         raise EngineError("--executor slurm: `scontrol ping` did not answer within 20 s", _FIX) from None
     if "is UP" not in ping.stdout:
         said = (ping.stdout + ping.stderr).strip().splitlines()
-        raise EngineError(f"--executor slurm: the Slurm controller is not up (`scontrol ping`: {said[0] if said else 'no answer'})", _FIX)
+        raise EngineError(
+            f"--executor slurm: the Slurm controller is not up (`scontrol ping`: {said[0] if said else 'no answer'})",
+            _FIX,
+        )
     if section.partition:
         parts = _cmd(["sinfo", "-h", "-o", "%R"]).stdout.split()
         if section.partition not in parts:
@@ -79,17 +95,22 @@ def submit(sweep_dir: Path, keys: list[str], section: SlurmSection, job_name: st
     if section.mem:
         params["mem"] = section.mem
     if section.sbatch:
-        params["additional_parameters"] = {k: (v if not isinstance(v, bool) else str(v).lower()) for k, v in section.sbatch.items()}
+        params["additional_parameters"] = {
+            k: (v if not isinstance(v, bool) else str(v).lower()) for k, v in section.sbatch.items()
+        }
     executor.update_parameters(**params)
     try:
         jobs = executor.map_array(slurm_job, [str(sweep_dir)] * len(keys), keys)
     except Exception as e:  # sbatch refused (bad option, partition, limits): its message says why
-        raise EngineError(f"sbatch refused the sweep's job array: {str(e).strip()[-800:]}", "check the slurm: section of the sweep file") from None
+        raise EngineError(
+            f"sbatch refused the sweep's job array: {str(e).strip()[-800:]}",
+            "check the slurm: section of the sweep file",
+        ) from None
     return {k: j.job_id for k, j in zip(keys, jobs, strict=True)}
 
 
 def slurm_states(array_ids: list[str]) -> dict[str, dict[str, Any]]:
-    """"<array>_<index>" → {state, raw_job_id, exit_code, source} from squeue, then sacct."""
+    """ "<array>_<index>" → {state, raw_job_id, exit_code, source} from squeue, then sacct."""
     out: dict[str, dict[str, Any]] = {}
     if not array_ids:
         return out
@@ -103,7 +124,12 @@ def slurm_states(array_ids: list[str]) -> dict[str, dict[str, Any]]:
         for line in acct.stdout.splitlines():
             parts = line.strip().split("|")
             if len(parts) == 4 and "_" in parts[0] and "[" not in parts[0]:
-                out[parts[0]] = {"state": parts[2].split()[0], "raw_job_id": parts[1], "exit_code": parts[3], "source": "sacct"}
+                out[parts[0]] = {
+                    "state": parts[2].split()[0],
+                    "raw_job_id": parts[1],
+                    "exit_code": parts[3],
+                    "source": "sacct",
+                }
         return out
     # No accounting database: the job-completion file, by raw job id.
     raws = sorted({v["raw_job_id"] for v in out.values()} | set(array_ids))
@@ -166,8 +192,15 @@ def wait_for_jobs(
     return False
 
 
-def _follow(sweep_dir: Path, key: str, jid: str, st: dict[str, Any] | None, update: UpdateFn,
-            on_log: Callable[[str], None], seen_final: dict[str, int]) -> bool:  # fmt: skip
+def _follow(
+    sweep_dir: Path,
+    key: str,
+    jid: str,
+    st: dict[str, Any] | None,
+    update: UpdateFn,
+    on_log: Callable[[str], None],
+    seen_final: dict[str, int],
+) -> bool:
     result = read_result(sweep_dir, key)
     state = st["state"] if st else None
     if state is None and result is None:  # not (yet, or any more) known to Slurm
@@ -185,9 +218,15 @@ def _follow(sweep_dir: Path, key: str, jid: str, st: dict[str, Any] | None, upda
         if seen_final[key] < 3:
             return False
         status = "interrupted" if state == CANCELLED else "failed"
-        result = {"status": status, "reason": f"Slurm job {jid} ended {state} without recording a result; see {sweep_dir / 'slurm'}"}
+        result = {
+            "status": status,
+            "reason": f"Slurm job {jid} ended {state} without recording a result; see {sweep_dir / 'slurm'}",
+        }
     update(key, **_fields(result), slurm=_slurm_record(jid, st, result))
-    on_log(f"cell {key}: {result['status']} (Slurm job {jid}: {state})" + (f": {result['reason']}" if result.get("reason") else ""))
+    on_log(
+        f"cell {key}: {result['status']} (Slurm job {jid}: {state})"
+        + (f": {result['reason']}" if result.get("reason") else "")
+    )
     return True
 
 

@@ -57,7 +57,9 @@ class SlurmSection(_Strict):
 class SweepFile(_Strict):
     name: str = Field(..., pattern=_NAME_RE, description="Sweep name; part of the sweep folder's name.")
     base: str = Field(..., description="The base config, relative to the sweep file.")
-    seeds: list[Annotated[StrictInt, Field(ge=0, lt=2**32)]] = Field(..., min_length=1, description="Every variant runs once per seed.")
+    seeds: list[Annotated[StrictInt, Field(ge=0, lt=2**32)]] = Field(
+        ..., min_length=1, description="Every variant runs once per seed."
+    )
     baseline: str = Field(..., description="The variant the others are compared against.")
     metric: str = Field("val_acc", description=f"The final metric to compare: {', '.join(METRICS)}.")
     variants: dict[Annotated[str, Field(pattern=_NAME_RE)], dict[str, Any] | None] = Field(
@@ -115,7 +117,9 @@ def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def config_differences(a: dict[str, Any], b: dict[str, Any], *, ignore: tuple[str, ...] = ()) -> list[tuple[str, Any, Any]]:
+def config_differences(
+    a: dict[str, Any], b: dict[str, Any], *, ignore: tuple[str, ...] = ()
+) -> list[tuple[str, Any, Any]]:
     """Every leaf that differs between two resolved configs: (dotted path, a's value, b's value)."""
     fa, fb = flatten(a), flatten(b)
     keys = sorted(set(fa) | set(fb))
@@ -229,4 +233,3 @@ def _allowed(loc: tuple[Any, ...]) -> list[str]:
         f = getattr(model, "model_fields", {}).get(part)
         model = f.annotation if f is not None and isinstance(f.annotation, type) else None
     return sorted(getattr(model, "model_fields", {}) or [])
-

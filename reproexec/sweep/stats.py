@@ -70,9 +70,13 @@ def paired_test(diffs: list[float]) -> dict[str, Any]:
             out["p_ttest"] = float(stats.ttest_1samp(d, 0.0).pvalue)
     exact = n <= 20  # 2^20 sign patterns; beyond that a seeded Monte Carlo estimate
     res = stats.permutation_test(
-        (d,), np.mean, permutation_type="samples", alternative="two-sided",
-        n_resamples=np.inf if exact else 100_000, rng=np.random.default_rng(0),
-    )  # fmt: skip
+        (d,),
+        np.mean,
+        permutation_type="samples",
+        alternative="two-sided",
+        n_resamples=np.inf if exact else 100_000,
+        rng=np.random.default_rng(0),
+    )
     out["p_permutation"] = min(1.0, float(res.pvalue))
     out["p_permutation_min"] = 2.0 / 2**n if exact else None
     out["permutation"] = "exact" if exact else "monte carlo (100,000 resamples)"
@@ -127,7 +131,11 @@ def compare_variants(
         "baseline": baseline,
         "goal": goal,
         "alpha": ALPHA,
-        "noise_floor": {"std": noise, "range": None if base_stats["min"] is None else base_stats["max"] - base_stats["min"], "n": base_stats["n"]},
+        "noise_floor": {
+            "std": noise,
+            "range": None if base_stats["min"] is None else base_stats["max"] - base_stats["min"],
+            "n": base_stats["n"],
+        },
         "variants": variants,
         "rule": (
             f"better/worse: at least {MIN_PAIRS} paired seeds, paired t-test p < {ALPHA} and exact sign-flip "

@@ -25,11 +25,15 @@ def test_two_bootstraps_give_the_same_layer(docker_engine, tmp_path):
     caches = [tmp_path / f"cache-{i}" for i in range(len(TAGS))]
     try:
         procs = [
-            subprocess.Popen([sys.executable, "-m", "reproexec", "base", "bootstrap", "--tag", tag],
-                             env={**os.environ, "REPROEXEC_CACHE": str(cache)}, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+            subprocess.Popen(
+                [sys.executable, "-m", "reproexec", "base", "bootstrap", "--tag", tag],
+                env={**os.environ, "REPROEXEC_CACHE": str(cache)},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             for tag, cache in zip(TAGS, caches, strict=True)
-        ]  # fmt: skip
+        ]
         for proc in procs:
             out, err = proc.communicate(timeout=900)
             assert proc.returncode == 0, err[-3000:]

@@ -9,12 +9,12 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from reproexec.env.build import build_image, plan_build
-from reproexec.labels import LABEL_FREEZE, LABEL_HASH
 from reproexec.cli.app import app
 from reproexec.config import LoadedConfig, load_config
-from reproexec.errors import BuildError
+from reproexec.env.build import build_image, plan_build
 from reproexec.env.wheels import cache_dir
+from reproexec.errors import BuildError
+from reproexec.labels import LABEL_FREEZE, LABEL_HASH
 
 DEMO = "examples/digits/config.yaml"
 

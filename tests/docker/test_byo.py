@@ -17,8 +17,18 @@ from reproexec.runs.execute import execute_run
 from reproexec.runs.prepare import RunOptions
 
 runner = CliRunner()
-ARGS = ["--data-path", "${REPROEXEC_DATA_DIR}", "--output-dir", "$REPROEXEC_RUN_DIR", "--metrics",
-        "${REPROEXEC_METRICS}", "--epochs", "1", "--workers", "2"]  # fmt: skip
+ARGS = [
+    "--data-path",
+    "${REPROEXEC_DATA_DIR}",
+    "--output-dir",
+    "$REPROEXEC_RUN_DIR",
+    "--metrics",
+    "${REPROEXEC_METRICS}",
+    "--epochs",
+    "1",
+    "--workers",
+    "2",
+]
 
 
 def _work(tmp_path, demo_snapshot, script: str | None = None, **overrides):
@@ -48,7 +58,9 @@ def test_an_unseeded_script_with_workers_reruns_identical_from_a_bundle_on_a_fre
     assert "No summary" not in report
 
     bundle = tmp_path / "byo.tar.gz"
-    assert runner.invoke(app, ["export", run.run_id, "-o", str(bundle), "--runs-dir", str(work / "runs")]).exit_code == 0
+    assert (
+        runner.invoke(app, ["export", run.run_id, "-o", str(bundle), "--runs-dir", str(work / "runs")]).exit_code == 0
+    )
     shutil.rmtree(work)
     store = tmp_path / "store"
     r = runner.invoke(app, ["rerun", str(bundle), "--runs-dir", str(store)])

@@ -22,9 +22,13 @@ def test_short_demo_run_gives_the_golden_weights(docker_engine, base_image, demo
     assert run.status == "succeeded", run.reason
     det = json.loads((run.run_dir / "determinism.json").read_text())
     env = json.loads((run.run_dir / "environment.json").read_text())
-    where = f"{env['cpu'].get('model_name')} ({' '.join(f for f in env['cpu'].get('flags', []) if f.startswith('avx'))})"
+    where = (
+        f"{env['cpu'].get('model_name')} ({' '.join(f for f in env['cpu'].get('flags', []) if f.startswith('avx'))})"
+    )
     assert (det["cpu_capability_actual"], det["cpu_math"]["onednn"]["isa"], det["cpu_math"]["mkl"]["cnr_branch"]) == (
-        "AVX2", "Intel AVX2", "COMPATIBLE"
+        "AVX2",
+        "Intel AVX2",
+        "COMPATIBLE",
     ), where
     assert run.summary["weights_sha256"] == GOLDEN["weights_sha256"], (
         f"on {where}: weights {run.summary['weights_sha256']}, golden {GOLDEN['weights_sha256']} "

@@ -25,7 +25,7 @@ from reproexec.runs.prepare import RunOptions
 
 IS_ROOT = os.geteuid() == 0
 
-ATTACK = r'''
+ATTACK = r"""
 import json, os, shutil
 out = os.environ["REPROEXEC_RUN_DIR"]
 secret = {secret!r}
@@ -41,12 +41,16 @@ os.chmod(os.path.join(out, "x"), 0o4755)
 with open(os.path.join(out, "who.json"), "w") as f:
     json.dump({{"uid": os.getuid(), "gid": os.getgid()}}, f)
 print("planted", flush=True)
-'''
+"""
 
 
 def _containers(label_value: str) -> list[str]:
-    out = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=org.reproexec.run-id={label_value}"],
-                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=org.reproexec.run-id={label_value}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return out.split()
 
 
@@ -60,7 +64,9 @@ def _setuid_files(root: Path) -> list[str]:
     return found
 
 
-def test_links_and_a_setuid_binary_planted_by_a_run_never_reach_the_host(docker_engine, base_image, demo_snapshot, tmp_path):
+def test_links_and_a_setuid_binary_planted_by_a_run_never_reach_the_host(
+    docker_engine, base_image, demo_snapshot, tmp_path
+):
     secret = tmp_path / "host-secret.json"
     secret.write_text('{"secret": "root only"}\n')
     os.chmod(secret, 0o600)
@@ -88,7 +94,7 @@ def test_links_and_a_setuid_binary_planted_by_a_run_never_reach_the_host(docker_
 
 
 SLEEPER = "import time\nprint('ready', flush=True)\nfor _ in range(600):\n    time.sleep(1)\n"
-DRIVER = r'''
+DRIVER = r"""
 import sys, time
 import docker.api.container as api
 real_start = api.ContainerApiMixin.start
@@ -101,7 +107,7 @@ api.ContainerApiMixin.start = slow_start
 from reproexec.cli.app import app
 sys.argv = ["reproexec", *sys.argv[1:]]
 app()
-'''
+"""
 
 
 def _cli_run(tmp_path: Path, demo_snapshot: Path, driver: bool = False) -> tuple[subprocess.Popen, Path]:
@@ -111,9 +117,13 @@ def _cli_run(tmp_path: Path, demo_snapshot: Path, driver: bool = False) -> tuple
     head = [sys.executable, "-c", DRIVER] if driver else [sys.executable, "-m", "reproexec"]
     # SIGINT as a terminal delivers it: a suite started in the background (`cmd &` without job
     # control) hands its children SIGINT ignored, and Python then never raises KeyboardInterrupt.
-    proc = subprocess.Popen([*head, "run", str(cfg), "--runs-dir", str(runs)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    proc = subprocess.Popen(
+        [*head, "run", str(cfg), "--runs-dir", str(runs)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     return proc, runs
 
 
@@ -135,16 +145,24 @@ def _ready(runs: Path) -> Path | None:
 
 
 def _run_dir(runs: Path) -> Path | None:
-    found = [p for p in runs.glob("*") if not p.name.startswith(".") and (p / "run.json").is_file()] if runs.is_dir() else []
+    found = (
+        [p for p in runs.glob("*") if not p.name.startswith(".") and (p / "run.json").is_file()]
+        if runs.is_dir()
+        else []
+    )
     return found[0] if found else None
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 @pytest.mark.parametrize("phase", ["starting", "training"])
-def test_a_signal_at_any_phase_ends_interrupted_with_no_container_left(docker_engine, base_image, demo_snapshot, tmp_path, sig, phase):
+def test_a_signal_at_any_phase_ends_interrupted_with_no_container_left(
+    docker_engine, base_image, demo_snapshot, tmp_path, sig, phase
+):
     proc, runs = _cli_run(tmp_path, demo_snapshot, driver=phase == "starting")
     if phase == "starting":
-        _wait_for(lambda: proc.stdout.readline().strip() == "STARTING" or proc.poll() is not None, "the container's start")
+        _wait_for(
+            lambda: proc.stdout.readline().strip() == "STARTING" or proc.poll() is not None, "the container's start"
+        )
     else:
         _wait_for(lambda: _ready(runs), "the run to start")
     run_dir = _run_dir(runs)
@@ -158,7 +176,9 @@ def test_a_signal_at_any_phase_ends_interrupted_with_no_container_left(docker_en
     assert not (runs / ".staging" / run_dir.name).exists()
 
 
-def test_a_killed_reproexec_leaves_a_container_that_stops_itself_and_is_reaped(docker_engine, base_image, demo_snapshot, tmp_path):
+def test_a_killed_reproexec_leaves_a_container_that_stops_itself_and_is_reaped(
+    docker_engine, base_image, demo_snapshot, tmp_path
+):
     proc, runs = _cli_run(tmp_path, demo_snapshot)
     run_dir = _wait_for(lambda: _ready(runs), "the run to start")
     (container,) = _containers(run_dir.name)
@@ -166,13 +186,16 @@ def test_a_killed_reproexec_leaves_a_container_that_stops_itself_and_is_reaped(d
     proc.wait()
 
     def stopped() -> bool:
-        state = subprocess.run(["docker", "inspect", "-f", "{{.State.Running}}", container], capture_output=True, text=True)
+        state = subprocess.run(
+            ["docker", "inspect", "-f", "{{.State.Running}}", container], capture_output=True, text=True
+        )
         return state.stdout.strip() == "false"
 
     _wait_for(stopped, "the orphaned container to stop by itself", timeout=30)
     assert json.loads((run_dir / "run.json").read_text())["status"] == "running"  # nobody has told it yet
-    listing = subprocess.run([sys.executable, "-m", "reproexec", "runs", "list", "--runs-dir", str(runs)],
-                             capture_output=True, text=True)  # fmt: skip
+    listing = subprocess.run(
+        [sys.executable, "-m", "reproexec", "runs", "list", "--runs-dir", str(runs)], capture_output=True, text=True
+    )
     assert listing.returncode == 0, listing.stderr
     assert f"removed the container of run {run_dir.name}" in listing.stderr
     assert _containers(run_dir.name) == []
@@ -202,7 +225,9 @@ def tiny_disk(tmp_path):
         subprocess.run(["umount", "-l", str(path)], check=False)
 
 
-def test_a_full_disk_fails_the_run_with_the_reason_and_leaves_no_temp_files(docker_engine, base_image, demo_snapshot, tmp_path, tiny_disk):
+def test_a_full_disk_fails_the_run_with_the_reason_and_leaves_no_temp_files(
+    docker_engine, base_image, demo_snapshot, tmp_path, tiny_disk
+):
     runs = tiny_disk("2m")
     (tmp_path / "writer.py").write_text(WRITER)
     cfg = write_config(tmp_path, demo_snapshot, entrypoint=["python", "writer.py"])
@@ -214,7 +239,9 @@ def test_a_full_disk_fails_the_run_with_the_reason_and_leaves_no_temp_files(dock
     assert not (runs / ".staging" / run.run_id).exists()
 
 
-def test_a_disk_too_full_to_start_refuses_the_run_and_writes_nothing(docker_engine, base_image, demo_snapshot, tmp_path, tiny_disk):
+def test_a_disk_too_full_to_start_refuses_the_run_and_writes_nothing(
+    docker_engine, base_image, demo_snapshot, tmp_path, tiny_disk
+):
     from typer.testing import CliRunner
 
     from reproexec.cli.app import app
@@ -244,10 +271,14 @@ def _tiny_image(engine, tmp_path: Path, name: str, content: bytes, labels: dict[
 def _hijack_bundle(tmp_path: Path, image_tar: bytes, image_record: dict, run_id: str) -> Path:
     files = {"summary.json": b'{"final": {}}'}
     record = {
-        "schema": 1, "run_id": run_id, "status": "succeeded", "started_at": "2026-11-24T10:00:00+00:00",
-        "reproexec_version": "0.1.0", "image": image_record,
+        "schema": 1,
+        "run_id": run_id,
+        "status": "succeeded",
+        "started_at": "2026-11-24T10:00:00+00:00",
+        "reproexec_version": "0.1.0",
+        "image": image_record,
         "artifacts": {k: hashlib.sha256(v).hexdigest() for k, v in files.items()},
-    }  # fmt: skip
+    }
     path = tmp_path / f"{run_id}.tar.gz"
     with tarfile.open(path, "w:gz") as tar:
         for name, data in {"run.json": json.dumps(record).encode(), **files, "image.tar": image_tar}.items():
@@ -279,15 +310,20 @@ def _retagged_save(engine, image_id: str, tags: list[str]) -> bytes:
 
 
 def test_a_bundle_never_re_points_a_local_tag(docker_engine, tmp_path):
-    from reproexec.runs.bundle import import_bundle
     from reproexec.errors import RunError
+    from reproexec.runs.bundle import import_bundle
 
     stamp = f"{time.time_ns()}"
     victim_tag = f"reproexec-test-victim-{stamp}"
     victim = _tiny_image(docker_engine, tmp_path, victim_tag, b"victim", {})
     content = hashlib.sha256(stamp.encode()).hexdigest()
-    attacker = _tiny_image(docker_engine, tmp_path, f"reproexec-test-attacker-{stamp}", b"attacker " + stamp.encode(),
-                           {"org.reproexec.content-hash": content})  # fmt: skip
+    attacker = _tiny_image(
+        docker_engine,
+        tmp_path,
+        f"reproexec-test-attacker-{stamp}",
+        b"attacker " + stamp.encode(),
+        {"org.reproexec.content-hash": content},
+    )
     image_tar = _retagged_save(docker_engine, attacker, [f"{victim_tag}:latest"])
     docker_engine.remove_image(f"reproexec-test-attacker-{stamp}:latest")
     docker_engine.remove_image(attacker)
@@ -295,7 +331,9 @@ def test_a_bundle_never_re_points_a_local_tag(docker_engine, tmp_path):
         # 1. the recorded image, carrying a victim's tag: loaded untagged, tagged only as reproexec-bundle,
         # never reproexec-env (a later build of inputs that hash to `content` would take it as its cache hit)
         good = {"tag": f"reproexec-env:{content}", "id": attacker, "content_hash": content}
-        result = import_bundle(_hijack_bundle(tmp_path, image_tar, good, "r-good"), tmp_path / "runs", lambda: docker_engine)
+        result = import_bundle(
+            _hijack_bundle(tmp_path, image_tar, good, "r-good"), tmp_path / "runs", lambda: docker_engine
+        )
         assert result.image == attacker
         assert docker_engine.image(f"{victim_tag}:latest").id == victim
         assert docker_engine.image(f"reproexec-bundle:{content}").id == attacker
@@ -330,14 +368,26 @@ def test_a_bundle_cannot_name_the_tag_its_base_is_imported_under(docker_engine, 
     planted = f"adv-planted-{stamp}:latest"
     files = {"summary.json": b'{"final": {}}'}
     record = {
-        "schema": 1, "run_id": "r-base", "status": "succeeded", "started_at": "2026-11-24T10:00:00+00:00",
-        "reproexec_version": "0.1.0", "artifacts": {k: hashlib.sha256(v).hexdigest() for k, v in files.items()},
-        "image": {"tag": "reproexec-env:" + "1" * 64, "id": "sha256:" + "2" * 64, "content_hash": "1" * 64,
-                  "base": {"reference": planted, "layers": [f"sha256:{sha}"]}},
-    }  # fmt: skip
+        "schema": 1,
+        "run_id": "r-base",
+        "status": "succeeded",
+        "started_at": "2026-11-24T10:00:00+00:00",
+        "reproexec_version": "0.1.0",
+        "artifacts": {k: hashlib.sha256(v).hexdigest() for k, v in files.items()},
+        "image": {
+            "tag": "reproexec-env:" + "1" * 64,
+            "id": "sha256:" + "2" * 64,
+            "content_hash": "1" * 64,
+            "base": {"reference": planted, "layers": [f"sha256:{sha}"]},
+        },
+    }
     bundle = tmp_path / "b.tar.gz"
     with tarfile.open(bundle, "w:gz") as tar:
-        for name, data in {"run.json": json.dumps(record).encode(), **files, "base.tar.gz": gzip.compress(rootfs.getvalue())}.items():
+        for name, data in {
+            "run.json": json.dumps(record).encode(),
+            **files,
+            "base.tar.gz": gzip.compress(rootfs.getvalue()),
+        }.items():
             info = tarfile.TarInfo(f"r-base/{name}")
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))

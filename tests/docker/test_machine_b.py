@@ -48,8 +48,10 @@ def other_release(tmp_path_factory):
     subprocess.run([*git, "worktree", "add", "--detach", str(where), state or "HEAD"], capture_output=True, check=True)
     trainer = where / "reproexec" / "runtime" / "trainer.py"
     trainer.write_text(trainer.read_text() + "\n# another release: a change to reproexec's own source\n")
-    subprocess.run(["git", "-C", str(where), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "another release"],
-                   check=True)  # fmt: skip
+    subprocess.run(
+        ["git", "-C", str(where), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "another release"],
+        check=True,
+    )
     yield where
     subprocess.run([*git, "worktree", "remove", "--force", str(where)], capture_output=True)
 
@@ -57,8 +59,13 @@ def other_release(tmp_path_factory):
 def reproexec_of(release, *args, env=None):
     """The CLI of another build of reproexec, in a fresh process."""
     environ = {**os.environ, **(env or {}), "PYTHONPATH": str(release)}
-    return subprocess.run([sys.executable, "-c", "from reproexec.cli import main; main()", *args],
-                          capture_output=True, text=True, env=environ, cwd=release)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-c", "from reproexec.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        env=environ,
+        cwd=release,
+    )
 
 
 def test_a_with_base_bundle_rebuilds_the_recorded_image_and_reruns_identical_on_machine_b(
@@ -70,7 +77,9 @@ def test_a_with_base_bundle_rebuilds_the_recorded_image_and_reruns_identical_on_
     assert run.status == "succeeded", run.reason
     recorded = json.loads((run.run_dir / "run.json").read_text())["image"]
     bundle = tmp_path / "run.tar.gz"
-    r = runner.invoke(app, ["export", run.run_id, "-o", str(bundle), "--with-base", "--runs-dir", str(tmp_path / "runs-a")])
+    r = runner.invoke(
+        app, ["export", run.run_id, "-o", str(bundle), "--with-base", "--runs-dir", str(tmp_path / "runs-a")]
+    )
     assert r.exit_code == 0, r.output + r.stderr
     with tarfile.open(bundle) as tar:
         (base,) = [m for m in tar.getmembers() if m.name.endswith("/base.tar.gz")]
@@ -94,14 +103,20 @@ def test_a_with_base_bundle_rebuilds_the_recorded_image_and_reruns_identical_on_
     assert b.image(recorded["base"]["reference"]) is None  # never a tag the bundle names
 
     # still machine B, with the host's own CPU-math variables set and another CPU set: still identical
-    for name, value in {"ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_CBWR": "AVX", "ATEN_CPU_CAPABILITY": "default",
-                        "OMP_NUM_THREADS": "2"}.items():  # fmt: skip
+    for name, value in {
+        "ONEDNN_MAX_CPU_ISA": "SSE41",
+        "MKL_CBWR": "AVX",
+        "ATEN_CPU_CAPABILITY": "default",
+        "OMP_NUM_THREADS": "2",
+    }.items():
         monkeypatch.setenv(name, value)
     r = runner.invoke(app, ["rerun", run.run_id, "--cpuset", "1", "--runs-dir", str(store)])
     assert r.exit_code == 0, r.output + r.stderr
     assert f"identical (rerun of {run.run_id})" in r.stdout
-    new = max((p for p in store.iterdir() if p.name != run.run_id and not p.name.startswith(".")),
-              key=lambda p: json.loads((p / "run.json").read_text())["started_at"])
+    new = max(
+        (p for p in store.iterdir() if p.name != run.run_id and not p.name.startswith(".")),
+        key=lambda p: json.loads((p / "run.json").read_text())["started_at"],
+    )
     rec = json.loads((new / "run.json").read_text())
     assert rec["resources"]["cpuset"] == "1" and rec["verdict"] == "identical" and rec["rerun_of"] == run.run_id
     assert json.loads((new / "comparison.json").read_text())["comparison"]["verdict"] == "identical"
@@ -125,8 +140,16 @@ def test_a_run_made_by_another_release_reruns_identical_with_this_one_and_the_re
     assert recorded["reproexec_version"] == theirs and recorded["image"]["reproexec"]["version"] == theirs
     assert (other_run / "recipe" / "selfwheel" / recorded["image"]["reproexec"]["wheel"]).is_file()
     bundle = tmp_path / "other.tar.gz"
-    r = reproexec_of(other_release, "export", other_run.name, "-o", str(bundle), "--with-base",
-                     "--runs-dir", str(tmp_path / "runs-other"))  # fmt: skip
+    r = reproexec_of(
+        other_release,
+        "export",
+        other_run.name,
+        "-o",
+        str(bundle),
+        "--with-base",
+        "--runs-dir",
+        str(tmp_path / "runs-other"),
+    )
     assert r.returncode == 0, r.stderr[-3000:]
 
     # this release reruns it on machine B: the recorded tag, rebuilt from the recipe; identical
@@ -154,12 +177,22 @@ def test_a_run_made_by_another_release_reruns_identical_with_this_one_and_the_re
     assert run.status == "succeeded", run.reason
     mine_tag = json.loads((run.run_dir / "run.json").read_text())["image"]["tag"]
     bundle = tmp_path / "mine.tar.gz"
-    r = runner.invoke(app, ["export", run.run_id, "-o", str(bundle), "--with-base", "--runs-dir", str(tmp_path / "runs-mine")])
+    r = runner.invoke(
+        app, ["export", run.run_id, "-o", str(bundle), "--with-base", "--runs-dir", str(tmp_path / "runs-mine")]
+    )
     assert r.exit_code == 0, r.output + r.stderr
     if b.image(mine_tag) is not None:  # the first test of this module rebuilt it on B
         b.remove_image(mine_tag)
-    r = reproexec_of(other_release, "rerun", str(bundle), "--data", str(demo_snapshot), "--runs-dir", str(tmp_path / "runs-b2"),
-                     env={"DOCKER_HOST": machine_b.host, "REPROEXEC_CACHE": str(cache_b)})  # fmt: skip
+    r = reproexec_of(
+        other_release,
+        "rerun",
+        str(bundle),
+        "--data",
+        str(demo_snapshot),
+        "--runs-dir",
+        str(tmp_path / "runs-b2"),
+        env={"DOCKER_HOST": machine_b.host, "REPROEXEC_CACHE": str(cache_b)},
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert f"identical (rerun of {run.run_id})" in r.stdout
     assert b.image(mine_tag) is not None
@@ -172,8 +205,8 @@ def test_a_base_that_does_not_match_its_record_is_refused_and_nothing_is_importe
     import hashlib
     import io
 
-    from reproexec.runs.bundle import import_bundle
     from reproexec.errors import ReproexecError
+    from reproexec.runs.bundle import import_bundle
 
     files = {"summary.json": b"{}"}
     rootfs = io.BytesIO()
@@ -183,14 +216,26 @@ def test_a_base_that_does_not_match_its_record_is_refused_and_nothing_is_importe
         t.addfile(info, io.BytesIO(b"x=1"))
     claimed = hashlib.sha256(b"another rootfs").hexdigest()
     record = {
-        "schema": 1, "run_id": "r-base", "status": "succeeded", "started_at": "2026-11-25T10:00:00+00:00",
-        "reproexec_version": "0.1.0", "artifacts": {k: hashlib.sha256(v).hexdigest() for k, v in files.items()},
-        "image": {"tag": "reproexec-env:" + "1" * 64, "id": "sha256:" + "2" * 64, "content_hash": "1" * 64,
-                  "base": {"reference": "reproexec-test-base:b", "layers": [f"sha256:{claimed}"]}},
-    }  # fmt: skip
+        "schema": 1,
+        "run_id": "r-base",
+        "status": "succeeded",
+        "started_at": "2026-11-25T10:00:00+00:00",
+        "reproexec_version": "0.1.0",
+        "artifacts": {k: hashlib.sha256(v).hexdigest() for k, v in files.items()},
+        "image": {
+            "tag": "reproexec-env:" + "1" * 64,
+            "id": "sha256:" + "2" * 64,
+            "content_hash": "1" * 64,
+            "base": {"reference": "reproexec-test-base:b", "layers": [f"sha256:{claimed}"]},
+        },
+    }
     path = tmp_path / "b.tar.gz"
     with tarfile.open(path, "w:gz") as tar:
-        for name, data in {"run.json": json.dumps(record).encode(), **files, "base.tar.gz": gzip.compress(rootfs.getvalue())}.items():
+        for name, data in {
+            "run.json": json.dumps(record).encode(),
+            **files,
+            "base.tar.gz": gzip.compress(rootfs.getvalue()),
+        }.items():
             info = tarfile.TarInfo(f"r-base/{name}")
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))

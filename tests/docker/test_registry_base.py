@@ -13,10 +13,9 @@ import pytest
 from needs import require
 from runfixtures import write_config
 
+from reproexec.config import load_config
 from reproexec.env.base import resolve_base
 from reproexec.env.build import build_image, plan_build
-from reproexec.config import load_config
-
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +29,8 @@ def local_registry(tmp_path_factory):
     root = tmp_path_factory.mktemp("registry")
     cfg = root / "config.yml"
     cfg.write_text(
-        "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: " + str(root / "store")
+        "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: "
+        + str(root / "store")
         + f"\nhttp:\n  addr: 127.0.0.1:{port}\n"
     )
     proc = subprocess.Popen([exe, "serve", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -53,7 +53,9 @@ def _docker(*args: str) -> str:
     return subprocess.run(["docker", *args], check=True, capture_output=True, text=True).stdout.strip()
 
 
-def test_a_digest_pinned_base_is_pulled_pinned_and_built(docker_engine, base_image, local_registry, demo_snapshot, tmp_path):
+def test_a_digest_pinned_base_is_pulled_pinned_and_built(
+    docker_engine, base_image, local_registry, demo_snapshot, tmp_path
+):
     repo = f"{local_registry}/reproexec-base"
     _docker("tag", base_image.tag, f"{repo}:bookworm")
     _docker("push", f"{repo}:bookworm")

@@ -71,7 +71,9 @@ def test_an_edited_thread_count_differs_and_env_diff_names_it(original, tmp_path
     edited = tmp_path / "edited.tar.gz"
     _edit_bundle(bundle, edited, threads_2)  # the config alone: run.json disagrees, refused
     r = runner.invoke(app, ["rerun", str(edited), "--runs-dir", str(tmp_path / "refused")])
-    assert r.exit_code == 7 and "determinism.threads: run.json 1, config.resolved.json 2" in r.stderr, r.output + r.stderr
+    assert r.exit_code == 7 and "determinism.threads: run.json 1, config.resolved.json 2" in r.stderr, (
+        r.output + r.stderr
+    )
     _edit_bundle(bundle, edited, threads_2, recorded_as_2_threads)  # consistently: replayed with 2 threads
     r = runner.invoke(app, ["rerun", str(edited), "--runs-dir", str(tmp_path / "store")])
     assert r.exit_code == 11, r.output + r.stderr
@@ -102,14 +104,20 @@ def test_env_diff_between_an_image_and_the_same_with_one_package_changed(docker_
     wheels = tmp_path / "w"
     subprocess.run(
         [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(wheels), "six==1.16.0"],
-        check=True, capture_output=True,
-    )  # fmt: skip
+        check=True,
+        capture_output=True,
+    )
     wheel = next(wheels.glob("*.whl"))
     dockerfile = f"FROM {tag}\nCOPY {wheel.name} /tmp/\nUSER 0\nRUN /opt/venv/bin/python -m pip install --no-index --no-deps /tmp/{wheel.name}\n"
     ctx = tmp_path / "ctx.tar"
     with open(ctx, "wb") as f:
-        write_context([ContextEntry.from_bytes("Dockerfile", dockerfile.encode()),
-                       ContextEntry.from_bytes(wheel.name, wheel.read_bytes())], f)  # fmt: skip
+        write_context(
+            [
+                ContextEntry.from_bytes("Dockerfile", dockerfile.encode()),
+                ContextEntry.from_bytes(wheel.name, wheel.read_bytes()),
+            ],
+            f,
+        )
     with open(ctx, "rb") as f:
         docker_engine.build(f, tag="reproexec-test:one-package", labels={}, network_mode="none")
     try:
@@ -173,4 +181,7 @@ def test_byo_run_reruns_from_its_bundle_without_the_work_tree(docker_engine, bas
     assert (new / "result.json").read_bytes() == result
     assert (new / "code.tar").read_bytes() == (store / run.run_id / "code.tar").read_bytes()
     code = json.loads((new / "run.json").read_text())["code"]
-    assert code["kind"] == "code.tar" and code["tree_sha256"] == hashlib.sha256((new / "code.tar").read_bytes()).hexdigest()
+    assert (
+        code["kind"] == "code.tar"
+        and code["tree_sha256"] == hashlib.sha256((new / "code.tar").read_bytes()).hexdigest()
+    )

@@ -21,11 +21,26 @@ from reproexec.runs.prepare import RunOptions
 from reproexec.runs.store import artifact_hashes
 
 EXPECTED_FILES = [
-    "config.yaml", "config.resolved.json", "requirements.lock", "Dockerfile", "manifest.json", "environment.json",
-    "metrics/steps.jsonl", "metrics/epochs.jsonl", "checkpoints/best.pt", "checkpoints/last.pt",
-    "confusion_matrix.csv", "confusion_matrix.png", "predictions.png", "curves.png", "train.log", "stdout.log",
-    "summary.json", "report.html", "classes.json",
-]  # fmt: skip
+    "config.yaml",
+    "config.resolved.json",
+    "requirements.lock",
+    "Dockerfile",
+    "manifest.json",
+    "environment.json",
+    "metrics/steps.jsonl",
+    "metrics/epochs.jsonl",
+    "checkpoints/best.pt",
+    "checkpoints/last.pt",
+    "confusion_matrix.csv",
+    "confusion_matrix.png",
+    "predictions.png",
+    "curves.png",
+    "train.log",
+    "stdout.log",
+    "summary.json",
+    "report.html",
+    "classes.json",
+]
 
 
 @pytest.fixture(scope="module")
@@ -68,18 +83,31 @@ def test_report_renders_metrics_and_pictures_in_headless_chromium(demo_runs):
     if browser is None:
         require("chromium (Debian package 'chromium')", "it is not installed")
     dom = subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--allow-file-access-from-files",
-         f"--user-data-dir={run.run_dir.parent / '.chromium'}", "--virtual-time-budget=5000", "--dump-dom",
-         (run.run_dir / "report.html").as_uri()],
-        capture_output=True, text=True, timeout=120,
-    ).stdout  # fmt: skip
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--allow-file-access-from-files",
+            f"--user-data-dir={run.run_dir.parent / '.chromium'}",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            (run.run_dir / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
     assert 'id="status">succeeded<' in dom
     assert f"{run.summary['final']['val_acc']:.4f}" in dom  # as the terminal shows it
     assert 'data-images-loaded="3/3"' in dom
 
 
-PROBE = r'''
+PROBE = r"""
 import json, os, socket
 out = os.environ["REPROEXEC_RUN_DIR"]
 status = dict(line.split(":\t", 1) for line in open("/proc/self/status").read().splitlines() if ":\t" in line)
@@ -100,7 +128,7 @@ result = {
 }
 json.dump(result, open(os.path.join(out, "probe.json"), "w"))
 print("probe done")
-'''
+"""
 
 
 def test_container_is_sealed_and_files_belong_to_the_user(docker_engine, base_image, demo_snapshot, tmp_path):
@@ -139,8 +167,10 @@ def _start_cli_run(tmp_path, demo_snapshot):
     runs = tmp_path / "runs"
     proc = subprocess.Popen(
         [sys.executable, "-m", "reproexec", "run", str(cfg), "--runs-dir", str(runs)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         logs = list(runs.glob("*/stdout.log"))
@@ -155,8 +185,10 @@ def _start_cli_run(tmp_path, demo_snapshot):
 def _containers_of(run_dir: Path) -> str:
     return subprocess.run(
         ["docker", "ps", "-aq", "--filter", f"label=org.reproexec.run-id={run_dir.name}"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
 
 
 def test_ctrl_c_stops_the_container_and_marks_the_run_interrupted(docker_engine, base_image, demo_snapshot, tmp_path):
@@ -205,7 +237,9 @@ def test_gpu_without_an_nvidia_runtime_says_what_to_install(docker_engine, demo_
     assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []
 
 
-def test_pinned_weights_reach_the_container_and_a_wrong_pin_is_refused(docker_engine, base_image, demo_snapshot, tmp_path):
+def test_pinned_weights_reach_the_container_and_a_wrong_pin_is_refused(
+    docker_engine, base_image, demo_snapshot, tmp_path
+):
     import hashlib
 
     import torch

@@ -43,10 +43,14 @@ def _sweep_file(folder: Path, snapshot: Path, *, max_steps: int = 4, seeds=(0, 1
     folder.mkdir(parents=True, exist_ok=True)
     write_config(folder, snapshot, name=name, train={**SMOKE, "max_steps": max_steps}, output={"sample_predictions": 0})
     doc = {
-        "name": name, "base": "config.yaml", "seeds": list(seeds), "baseline": "plain", "metric": "val_acc",
+        "name": name,
+        "base": "config.yaml",
+        "seeds": list(seeds),
+        "baseline": "plain",
+        "metric": "val_acc",
         "variants": {"plain": {}, "rot": {"augment": {"rotation_degrees": 25}}},
         "slurm": {"cpus_per_task": 1, "time": 15, "mem": "4G", "poll_s": 1},
-    }  # fmt: skip
+    }
     path = folder / "sweep.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
@@ -75,14 +79,24 @@ def workspace(tmp_path_factory, demo_snapshot, base_image):
 @pytest.fixture(scope="module")
 def slurm_sweep(workspace, slurm_cluster):
     root, sweep = workspace
-    r = _invoke(str(sweep), "--executor", "slurm", "--runs-dir", str(root / "runs-slurm"), "--sweeps-dir", str(root / "sw-slurm"))
+    r = _invoke(
+        str(sweep),
+        "--executor",
+        "slurm",
+        "--runs-dir",
+        str(root / "runs-slurm"),
+        "--sweeps-dir",
+        str(root / "sw-slurm"),
+    )
     return r, root / "sw-slurm"
 
 
 @pytest.fixture(scope="module")
 def local_sweep(workspace, docker_engine):
     root, sweep = workspace
-    r = _invoke(str(sweep), "--parallel", "2", "--runs-dir", str(root / "runs-local"), "--sweeps-dir", str(root / "sw-local"))
+    r = _invoke(
+        str(sweep), "--parallel", "2", "--runs-dir", str(root / "runs-local"), "--sweeps-dir", str(root / "sw-local")
+    )
     return r, root / "sw-local"
 
 
@@ -132,7 +146,9 @@ def test_a_resumed_sweep_reruns_only_what_is_missing(workspace, local_sweep):
     failed = next(c for c in before["cells"] if c["key"] == "plain-s0")
     run_json = Path(failed["run_dir"]) / "run.json"  # ... and that one failed
     run_json.write_text(json.dumps({**json.loads(run_json.read_text()), "status": "failed"}))
-    r = _invoke(str(sweep), "--parallel", "2", "--runs-dir", str(root / "runs-local"), "--sweeps-dir", str(root / "sw-local"))
+    r = _invoke(
+        str(sweep), "--parallel", "2", "--runs-dir", str(root / "runs-local"), "--sweeps-dir", str(root / "sw-local")
+    )
     assert r.exit_code == 0, r.output
     assert "4 cells, 2 already succeeded, 2 to run" in r.output
     after = _record(local_sweep[1])
@@ -150,16 +166,33 @@ def test_a_resumed_sweep_reruns_only_what_is_missing(workspace, local_sweep):
 def _start_sweep(sweep: Path, root: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.Popen(
-        [sys.executable, "-m", "reproexec", "sweep", str(sweep), "--runs-dir", str(root / "runs"),
-         "--sweeps-dir", str(root / "sweeps"), *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "reproexec",
+            "sweep",
+            str(sweep),
+            "--runs-dir",
+            str(root / "runs"),
+            "--sweeps-dir",
+            str(root / "sweeps"),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        text=True,
+    )
 
 
 def _containers_of(runs: Path) -> list[str]:
     ids = []
     for run in runs.glob("*"):
-        out = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=org.reproexec.run-id={run.name}"], capture_output=True, text=True)
+        out = subprocess.run(
+            ["docker", "ps", "-aq", "--filter", f"label=org.reproexec.run-id={run.name}"],
+            capture_output=True,
+            text=True,
+        )
         ids += out.stdout.split()
     return ids
 
@@ -168,7 +201,9 @@ def _interrupt_when_training(proc: subprocess.Popen, runs: Path, n: int, meanwhi
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.stdout.read()
-        runs_started = [p for p in runs.glob("*") if (p / "stdout.log").is_file() and "step" in (p / "stdout.log").read_text()]
+        runs_started = [
+            p for p in runs.glob("*") if (p / "stdout.log").is_file() and "step" in (p / "stdout.log").read_text()
+        ]
         if len(runs_started) >= n:
             break
         time.sleep(0.5)
@@ -208,11 +243,15 @@ def test_cancelling_a_slurm_sweep_leaves_no_job_and_no_container(tmp_path, demo_
     rec = _assert_interrupted(tmp_path, 2)
     [array] = rec["executor"]["array_job_ids"]
     queue = subprocess.run(["squeue", "-h", "-j", array, "-o", "%i %T"], capture_output=True, text=True).stdout
-    assert queue.strip() == "" or all(" CANCELLED" in line or " COMPLETED" in line for line in queue.splitlines()), queue
+    assert queue.strip() == "" or all(" CANCELLED" in line or " COMPLETED" in line for line in queue.splitlines()), (
+        queue
+    )
     assert {c["slurm"]["state"] for c in rec["cells"]} <= {"CANCELLED", "COMPLETED"}
 
 
-def test_cancelling_a_local_sweep_stops_the_running_cell_and_leaves_the_rest_pending(tmp_path, demo_snapshot, base_image, docker_engine):
+def test_cancelling_a_local_sweep_stops_the_running_cell_and_leaves_the_rest_pending(
+    tmp_path, demo_snapshot, base_image, docker_engine
+):
     sweep = _sweep_file(tmp_path / "cfg", demo_snapshot, max_steps=2000, seeds=(0,), name="cancel")
     proc = _start_sweep(sweep, tmp_path)  # in sequence: one cell runs, the other waits
     out = _interrupt_when_training(proc, tmp_path / "runs", 1)
@@ -225,15 +264,25 @@ def test_slurm_that_cannot_be_reached_is_refused_before_anything_runs(tmp_path, 
     sweep = _sweep_file(tmp_path / "cfg", demo_snapshot)
     empty = tmp_path / "bin"
     empty.mkdir()
-    args = [str(sweep), "--executor", "slurm", "--sweeps-dir", str(tmp_path / "sweeps"), "--runs-dir", str(tmp_path / "runs")]
+    args = [
+        str(sweep),
+        "--executor",
+        "slurm",
+        "--sweeps-dir",
+        str(tmp_path / "sweeps"),
+        "--runs-dir",
+        str(tmp_path / "runs"),
+    ]
     env = {"PATH": str(empty)}
     r = runner.invoke(app, ["sweep", *args], env=env)
     assert r.exit_code == 5 and "--executor slurm: `sbatch` is not on PATH" in r.output
     if shutil.which("scontrol") is None:
         require("Slurm's commands", "they are not installed (bash scripts/slurm.sh)")
     conf = tmp_path / "slurm.conf"  # a cluster whose controller is nowhere: `scontrol ping` says DOWN
-    conf.write_text("ClusterName=gone\nSlurmctldHost=localhost\nSlurmctldPort=1\nAuthType=auth/munge\n"
-                    "NodeName=localhost CPUs=1\nPartitionName=p Nodes=ALL Default=YES\n")
+    conf.write_text(
+        "ClusterName=gone\nSlurmctldHost=localhost\nSlurmctldPort=1\nAuthType=auth/munge\n"
+        "NodeName=localhost CPUs=1\nPartitionName=p Nodes=ALL Default=YES\n"
+    )
     r = runner.invoke(app, ["sweep", *args], env={"SLURM_CONF": str(conf)})
     assert r.exit_code == 5 and "--executor slurm: the Slurm controller is not up" in r.output, r.output
     assert not (tmp_path / "sweeps").exists() and not (tmp_path / "runs").exists()
@@ -246,8 +295,8 @@ def test_the_image_reaches_a_node_without_it_through_the_shared_folder(tmp_path,
     import types
     import uuid
 
-    from reproexec.labels import LABEL_HASH
     from reproexec.env.context import ContextEntry, write_context
+    from reproexec.labels import LABEL_HASH
     from reproexec.sweep.cell import ensure_image
     from reproexec.sweep.core import _save_images
 
@@ -264,7 +313,9 @@ def test_the_image_reaches_a_node_without_it_through_the_shared_folder(tmp_path,
         saved = record["images"][tag]["saved"]
         assert saved["path"] == str(tmp_path / "shared" / f"{content_hash}.tar") and len(saved["sha256"]) == 64
         again = {"images": {tag: {"content_hash": content_hash, "saved": None}}}
-        _save_images(plan, docker_engine, tmp_path / "shared", again, record, lambda s: (_ for _ in ()).throw(AssertionError(s)))
+        _save_images(
+            plan, docker_engine, tmp_path / "shared", again, record, lambda s: (_ for _ in ()).throw(AssertionError(s))
+        )
         assert again["images"][tag]["saved"] == saved  # an earlier attempt's tar, still intact, is not saved again
 
         docker_engine.remove_image(tag)  # the node's engine lacks it ...
@@ -288,11 +339,16 @@ def test_dry_run_prints_cells_differences_and_the_image_and_runs_nothing(workspa
 def test_a_failing_cell_is_recorded_with_its_reason_and_the_others_go_on(workspace, local_sweep, tmp_path):
     root, _ = workspace
     doc = yaml.safe_load((root / "cfg" / "sweep.yaml").read_text())
-    doc.update(base=str(root / "cfg" / "config.yaml"), seeds=[0, 1],
-               variants={"plain": {}, "broken": {"resources": {"memory": "128m"}}})  # valid config; torch alone needs more: OOM
+    doc.update(
+        base=str(root / "cfg" / "config.yaml"),
+        seeds=[0, 1],
+        variants={"plain": {}, "broken": {"resources": {"memory": "128m"}}},
+    )  # valid config; torch alone needs more: OOM
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(doc))
-    r = _invoke(str(path), "--parallel", "2", "--runs-dir", str(root / "runs-local"), "--sweeps-dir", str(tmp_path / "sweeps"))
+    r = _invoke(
+        str(path), "--parallel", "2", "--runs-dir", str(root / "runs-local"), "--sweeps-dir", str(tmp_path / "sweeps")
+    )
     assert r.exit_code == 7, r.output  # not every cell succeeded
     rec = _record(tmp_path / "sweeps")
     assert rec["status"] == "failed"

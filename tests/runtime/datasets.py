@@ -22,8 +22,12 @@ def write_cifar(root: Path, *, per_batch: int = 20, n_batches: int = 5, seed: in
         data = rng.integers(0, 60, (n, 3, 32, 32), dtype=np.uint8)
         for k, lab in enumerate(labels):
             data[k, lab % 3] += np.uint8(20 * (lab // 3 + 1))
-        return {b"batch_label": b"synthetic", b"labels": labels, b"data": data.reshape(n, 3072),
-                b"filenames": [f"{k}.png".encode() for k in range(n)]}
+        return {
+            b"batch_label": b"synthetic",
+            b"labels": labels,
+            b"data": data.reshape(n, 3072),
+            b"filenames": [f"{k}.png".encode() for k in range(n)],
+        }
 
     for i in range(1, n_batches + 1):
         with open(base / f"data_batch_{i}", "wb") as f:

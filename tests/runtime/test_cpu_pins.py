@@ -20,11 +20,13 @@ HOST_VARIATIONS = {
     "host default": ({}, None),
     "ONEDNN_MAX_CPU_ISA=SSE41": ({"ONEDNN_MAX_CPU_ISA": "SSE41"}, None),
     "DNNL_MAX_CPU_ISA=AVX, MKL_ENABLE_INSTRUCTIONS=SSE4_2": (
-        {"DNNL_MAX_CPU_ISA": "AVX", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"}, None),
+        {"DNNL_MAX_CPU_ISA": "AVX", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"},
+        None,
+    ),
     "MKL_CBWR=AVX2,STRICT": ({"MKL_CBWR": "AVX2,STRICT"}, None),
     "ATEN_CPU_CAPABILITY=default": ({"ATEN_CPU_CAPABILITY": "default"}, None),
     "one CPU": ({}, {0}),
-}  # fmt: skip
+}
 
 
 @pytest.mark.unit
@@ -65,8 +67,10 @@ def test_a_library_that_ignores_its_pin_is_refused(monkeypatch):
     cfg = make_config()
     for k, v in cpu_math_environment(cfg).items():
         monkeypatch.setenv(k, v)  # a pinned process...
-    state = {"mkl": {"available": True, "cnr_branch": "AUTO"},  # ...where MKL still chose its own branch
-             "onednn": {"available": True, "isa": "Intel AVX2"}}
+    state = {
+        "mkl": {"available": True, "cnr_branch": "AUTO"},  # ...where MKL still chose its own branch
+        "onednn": {"available": True, "isa": "Intel AVX2"},
+    }
     monkeypatch.setattr(seeding, "cpu_math_state", lambda: state)
     monkeypatch.setattr(seeding, "cpu_flags", lambda: {"avx2", "fma"})
     with pytest.raises(RunError) as e:
@@ -77,8 +81,10 @@ def test_a_library_that_ignores_its_pin_is_refused(monkeypatch):
 @pytest.mark.unit
 def test_the_levels_are_read_back_from_the_libraries_themselves():
     """Not the environment echoed back: what MKL and oneDNN report while they compute."""
-    code = ("import json; from reproexec.runtime.seeding import cpu_math_state; "
-            "print(json.dumps([cpu_math_state(), cpu_math_state()]))")  # twice: oneDNN's header comes once
+    code = (
+        "import json; from reproexec.runtime.seeding import cpu_math_state; "
+        "print(json.dumps([cpu_math_state(), cpu_math_state()]))"
+    )  # twice: oneDNN's header comes once
     env = {**os.environ, "PYTHONPATH": str(REPO), "MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "SSE41"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     first, second = json.loads(out)  # and nothing else reached stdout

@@ -36,8 +36,16 @@ def test_same_config_twice_is_bit_identical(runs):
     assert a["losses"] == b["losses"]  # every value, exactly
     assert a["summary"]["weights_sha256"] == b["summary"]["weights_sha256"]
     assert a["steps_bytes"] == b["steps_bytes"] and a["epochs_bytes"] == b["epochs_bytes"]
-    for f in ("summary.json", "checkpoints/checkpoints.json", "checkpoints/last.pt", "confusion_matrix.png",
-              "curves.png", "predictions.png", "train.log", "determinism.json"):
+    for f in (
+        "summary.json",
+        "checkpoints/checkpoints.json",
+        "checkpoints/last.pt",
+        "confusion_matrix.png",
+        "curves.png",
+        "predictions.png",
+        "train.log",
+        "determinism.json",
+    ):
         assert (a["dir"] / f).read_bytes() == (b["dir"] / f).read_bytes(), f
 
 
@@ -83,8 +91,21 @@ def test_bad_config_exits_with_config_error_event(digits, tmp_path):
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "reproexec.runtime.train", "--config", str(cfg), "--data",
-                           str(digits), "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reproexec.runtime.train",
+            "--config",
+            str(cfg),
+            "--data",
+            str(digits),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     event = json.loads(proc.stdout.splitlines()[-1])
     assert event["event"] == "error" and event["error"] == "ConfigError"
@@ -100,8 +121,21 @@ def test_a_killed_run_never_looks_complete(digits, tmp_path):
     cfg_path = tmp_path / "c.json"
     cfg_path.write_text(json.dumps(cfg.resolved()))
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "reproexec.runtime.train", "--config", str(cfg_path),
-                             "--data", str(digits), "--out", str(out)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "reproexec.runtime.train",
+            "--config",
+            str(cfg_path),
+            "--data",
+            str(digits),
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     for line in proc.stdout:
         if json.loads(line)["event"] == "step":
             break

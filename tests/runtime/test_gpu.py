@@ -62,12 +62,11 @@ def test_an_unseeded_cuda_script_is_seeded_by_the_start_up_hook(tmp_path):
     unseeded script with DataLoader workers gives byte-identical weights twice."""
     import yaml
 
-    from reproexec.runs.compare import compare_runs
     from reproexec.config import load_config
+    from reproexec.data.demo import write_digits_demo
+    from reproexec.runs.compare import compare_runs
     from reproexec.runs.execute import execute_run
     from reproexec.runs.prepare import RunOptions
-
-    from reproexec.data.demo import write_digits_demo
 
     snapshot = write_digits_demo(tmp_path / "digits-v1").root
     (tmp_path / "train.py").write_text(CUDA_SCRIPT)

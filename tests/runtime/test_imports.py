@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 
-
 def test_runtime_imports_no_host_tooling():
     code = (
         "import sys, reproexec.runtime.train, reproexec.runs.smoke\n"

@@ -24,8 +24,10 @@ def test_unknown_arch_is_refused_with_suggestion():
     # by the config, before anything runs
     with pytest.raises(ConfigError) as info:
         make_config(model={"arch": "resnet19"})
-    assert info.value.details == ["model.arch = 'resnet19': not a torchvision classification model; did you mean "
-                                  "resnet18, resnet152, resnet101? (`reproexec config schema` lists them)"]
+    assert info.value.details == [
+        "model.arch = 'resnet19': not a torchvision classification model; did you mean "
+        "resnet18, resnet152, resnet101? (`reproexec config schema` lists them)"
+    ]
     # and by the trainer, for a config.json that did not come through validation
     cfg = make_config()
     with pytest.raises(ConfigError) as info:

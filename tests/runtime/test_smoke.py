@@ -13,11 +13,14 @@ CONFIG = {
     "name": "digits-smoke",
     "data": {"snapshot": "SNAPSHOT"},
     "model": {"arch": "resnet18"},
-    "augment": {"resize": [16, 16], "random_crop": {"size": [16, 16], "padding": 2},
-                "normalize": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}},
+    "augment": {
+        "resize": [16, 16],
+        "random_crop": {"size": [16, 16], "padding": 2},
+        "normalize": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
+    },
     "train": {"batch_size": 32, "optimizer": "adamw", "lr": 0.001, "log_every": 5},
     "determinism": {"cpu_capability": "avx2"},
-    "smoke": {"steps": 30, "subset": 100, "min_loss_drop": 0.05, "ranges": {"val_acc": [0.15, 1.0]}}  # chance is 0.1,
+    "smoke": {"steps": 30, "subset": 100, "min_loss_drop": 0.05, "ranges": {"val_acc": [0.15, 1.0]}},  # chance is 0.1,
 }
 
 
@@ -49,8 +52,13 @@ def test_smoke_fails_when_the_model_cannot_learn(digits, tmp_path):
 def test_invariant_rules():
     from reproexec.config import validate_config
 
-    cfg = validate_config({"name": "x", "data": {"snapshot": "s"},
-                           "smoke": {"min_loss_drop": 0.1, "ranges": {"val_acc": [0.5, 1.0], "nope": [0, 1]}}})
+    cfg = validate_config(
+        {
+            "name": "x",
+            "data": {"snapshot": "s"},
+            "smoke": {"min_loss_drop": 0.1, "ranges": {"val_acc": [0.5, 1.0], "nope": [0, 1]}},
+        }
+    )
     summary = {"final": {"train_loss": 1.0, "val_loss": float("nan"), "val_acc": 0.4}, "loss_sum_first5": 5.0}
     losses = [2.0] * 5 + [1.9] * 5
     measured, problems = check_smoke(summary, losses, cfg)

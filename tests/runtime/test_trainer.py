@@ -32,10 +32,25 @@ def test_run_folder_layout_and_events(digits, tmp_path):
     summary = run_training(here(), digits, out, emit=events.append)
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert files == [
-        "checkpoints/best.pt", "checkpoints/checkpoints.json", "checkpoints/last.pt", "classes.json",
-        "config.json", "confusion_matrix.csv", "confusion_matrix.png", "curves.png", "determinism.json",
-        "environment.json", "metrics/epochs.csv", "metrics/epochs.jsonl", "metrics/steps.csv",
-        "metrics/steps.jsonl", "predictions.json", "predictions.png", "summary.json", "timing.json", "train.log",
+        "checkpoints/best.pt",
+        "checkpoints/checkpoints.json",
+        "checkpoints/last.pt",
+        "classes.json",
+        "config.json",
+        "confusion_matrix.csv",
+        "confusion_matrix.png",
+        "curves.png",
+        "determinism.json",
+        "environment.json",
+        "metrics/epochs.csv",
+        "metrics/epochs.jsonl",
+        "metrics/steps.csv",
+        "metrics/steps.jsonl",
+        "predictions.json",
+        "predictions.png",
+        "summary.json",
+        "timing.json",
+        "train.log",
     ]
     kinds = [e["event"] for e in events]
     assert kinds[0] == "start" and kinds[-1] == "done" and kinds.count("epoch") == 2
@@ -93,8 +108,9 @@ def test_strict_mode_refuses_an_op_without_deterministic_implementation(digits, 
     try:
         with pytest.raises(RunError) as info:
             run_training(with_arch(here(), "histnet_test"), digits, tmp_path / "run")
-        relaxed = run_training(with_arch(here(determinism={"mode": "relaxed"}), "histnet_test"),
-                               digits, tmp_path / "relaxed")
+        relaxed = run_training(
+            with_arch(here(determinism={"mode": "relaxed"}), "histnet_test"), digits, tmp_path / "relaxed"
+        )
     finally:
         registry.pop("histnet_test")
     assert info.value.message == (
@@ -112,8 +128,12 @@ def test_strict_mode_refuses_an_op_without_deterministic_implementation(digits, 
 
 
 def test_cifar10_training(cifar, tmp_path):
-    cfg = here(data={"format": "cifar10", "subset": None}, augment={"resize": None, "random_crop": {"size": [32, 32], "padding": 4}},
-               train={"max_steps": 6, "batch_size": 16}, model={"arch": "squeezenet1_1"})
+    cfg = here(
+        data={"format": "cifar10", "subset": None},
+        augment={"resize": None, "random_crop": {"size": [32, 32], "padding": 4}},
+        train={"max_steps": 6, "batch_size": 16},
+        model={"arch": "squeezenet1_1"},
+    )
     s = run_training(cfg, cifar, tmp_path / "run")
     assert s["steps"] == 6 and 0.0 <= s["final"]["val_acc"] <= 1.0
     assert json.loads((tmp_path / "run/classes.json").read_text())["classes"][0] == "class0"
@@ -135,8 +155,9 @@ def test_evaluate_reads_val_in_order_and_leaves_the_global_generator_alone(digit
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 10))
     torch.manual_seed(0)
     before = torch.get_rng_state()
-    ev = evaluate(model, torch.nn.CrossEntropyLoss(), make_eval_loader(ds, 32), torch.device("cpu"), 10,
-                  keep=range(len(ds)))
+    ev = evaluate(
+        model, torch.nn.CrossEntropyLoss(), make_eval_loader(ds, 32), torch.device("cpu"), 10, keep=range(len(ds))
+    )
     assert torch.equal(torch.get_rng_state(), before)
     assert [r["index"] for r in ev["kept"]] == list(range(len(ds)))
     assert sum(map(sum, ev["confusion"])) == len(ds)

@@ -50,8 +50,14 @@ TINY = {
         "color_jitter": {"brightness": 0.2, "contrast": 0.2},
         "normalize": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
     },
-    "train": {"epochs": 2, "batch_size": 32, "lr": 0.05, "max_steps": 14, "log_every": 4,
-              "scheduler": {"name": "cosine", "warmup_epochs": 1}},
+    "train": {
+        "epochs": 2,
+        "batch_size": 32,
+        "lr": 0.05,
+        "max_steps": 14,
+        "log_every": 4,
+        "scheduler": {"name": "cosine", "warmup_epochs": 1},
+    },
     "determinism": {"mode": "strict", "threads": 1, "cpu_capability": "avx2"},
     "output": {"sample_predictions": 8},
 }
@@ -61,25 +67,49 @@ def make_config(**over: Any) -> Config:
     return validate_config(deep_update(TINY, over))
 
 
-def run_fresh(config: Config, data: Path, out: Path, *, cpus: set[int] | None = None,
-              extra: list[str] = (), env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_fresh(
+    config: Config,
+    data: Path,
+    out: Path,
+    *,
+    cpus: set[int] | None = None,
+    extra: list[str] = (),
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess:
     """`python -m reproexec.runtime.train` in a fresh interpreter (optionally pinned to `cpus`)."""
     out.mkdir(parents=True, exist_ok=True)
     cfg = out.parent / f"{out.name}.config.json"
     cfg.write_text(json.dumps(config.resolved()))
     preexec: Callable[[], None] | None = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
     return subprocess.run(
-        [sys.executable, "-m", "reproexec.runtime.train", "--config", str(cfg), "--data", str(data),
-         "--out", str(out), *extra],
-        capture_output=True, text=True, preexec_fn=preexec, env={**os.environ, **(env or {})}, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "reproexec.runtime.train",
+            "--config",
+            str(cfg),
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        preexec_fn=preexec,
+        env={**os.environ, **(env or {})},
+        timeout=600,
     )
 
 
 def read_run(out: Path) -> dict[str, Any]:
     steps = [json.loads(line) for line in (out / "metrics" / "steps.jsonl").read_text().splitlines()]
-    return {"summary": json.loads((out / "summary.json").read_text()), "losses": [s["loss"] for s in steps],
-            "steps_bytes": (out / "metrics" / "steps.jsonl").read_bytes(),
-            "epochs_bytes": (out / "metrics" / "epochs.jsonl").read_bytes()}
+    return {
+        "summary": json.loads((out / "summary.json").read_text()),
+        "losses": [s["loss"] for s in steps],
+        "steps_bytes": (out / "metrics" / "steps.jsonl").read_bytes(),
+        "epochs_bytes": (out / "metrics" / "epochs.jsonl").read_bytes(),
+    }
 
 
 def require_cuda() -> None:

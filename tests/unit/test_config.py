@@ -17,8 +17,11 @@ def test_demo_config_resolves_with_every_default_explicit():
     cfg = load_config(DEMO).config
     resolved = cfg.resolved()
     assert resolved["determinism"] == {
-        "mode": "strict", "threads": 1, "cpu_capability": "avx2", "cublas_workspace_config": ":4096:8",
-    }  # fmt: skip
+        "mode": "strict",
+        "threads": 1,
+        "cpu_capability": "avx2",
+        "cublas_workspace_config": ":4096:8",
+    }
     assert resolved["train"]["scheduler"]["name"] == "cosine"
     assert resolved["resources"]["shm_size"] == "1g"
     # Round trip: the resolved form is itself a valid config that resolves to the same thing.
@@ -177,9 +180,20 @@ def test_the_same_key_in_different_mappings_is_fine(tmp_path):
 
 @pytest.mark.parametrize(
     "ref",
-    ["x;touch${IFS}pwned", "reproexec-base:bookworm $(id)", "UBUNTU", "Foo/bar", "--tag", "a/b:", "a//b", "ubuntu:-x",
-     "python@sha256:abc", "python@md5:" + "0" * 32, "x" * 300],
-)  # fmt: skip
+    [
+        "x;touch${IFS}pwned",
+        "reproexec-base:bookworm $(id)",
+        "UBUNTU",
+        "Foo/bar",
+        "--tag",
+        "a/b:",
+        "a//b",
+        "ubuntu:-x",
+        "python@sha256:abc",
+        "python@md5:" + "0" * 32,
+        "x" * 300,
+    ],
+)
 def test_base_image_must_be_a_docker_reference(ref):
     (detail,) = _details(env={"base_image": ref})
     assert detail.startswith("env.base_image = ")
@@ -191,9 +205,16 @@ def test_base_image_must_be_a_docker_reference(ref):
 
 @pytest.mark.parametrize(
     "ref",
-    ["reproexec-base:bookworm", "ubuntu", "library/python:3.12-slim", "python:3.12-slim@sha256:" + "a" * 64,
-     "localhost:5000/team/base_image:v1.2", "Registry.Example.com/a__b/c---d:Tag_1", "[::1]:5000/x@sha256:" + "f" * 64],
-)  # fmt: skip
+    [
+        "reproexec-base:bookworm",
+        "ubuntu",
+        "library/python:3.12-slim",
+        "python:3.12-slim@sha256:" + "a" * 64,
+        "localhost:5000/team/base_image:v1.2",
+        "Registry.Example.com/a__b/c---d:Tag_1",
+        "[::1]:5000/x@sha256:" + "f" * 64,
+    ],
+)
 def test_docker_references_are_accepted(ref):
     assert validate_config({**MINIMAL, "env": {"base_image": ref}}).env.base_image == ref
 
@@ -217,8 +238,13 @@ def test_values_that_failed_only_later_are_refused_together():
 
 
 def test_a_crop_may_use_the_padding_and_integers_are_numbers():
-    cfg = validate_config({**MINIMAL, "resources": {"cpus": 2},
-                           "augment": {"resize": [32, 32], "random_crop": {"size": [36, 32], "padding": 2}}})  # fmt: skip
+    cfg = validate_config(
+        {
+            **MINIMAL,
+            "resources": {"cpus": 2},
+            "augment": {"resize": [32, 32], "random_crop": {"size": [36, 32], "padding": 2}},
+        }
+    )
     assert cfg.resources.cpus == 2.0 and cfg.augment.random_crop.size == (36, 32)
     assert _details(augment={"resize": [32, 32], "random_crop": {"size": [37, 32], "padding": 2}}) == [
         "augment.random_crop = {'size': [37, 32], 'padding': 2}: size [37, 32] is larger than augment.resize [32, 32] "

@@ -41,7 +41,9 @@ def test_run_container_is_hardened():
     assert hc["CapDrop"] == ["ALL"] and hc["SecurityOpt"] == ["no-new-privileges"]
     assert hc["ReadonlyRootfs"] is True and hc["Init"] is True and "nosuid" in hc["Tmpfs"]["/tmp"]
     assert kw["user"] == "1000:1000" and hc["PidsLimit"] == 512 and hc["ShmSize"] == 1024**3
-    assert hc["Memory"] == hc["MemorySwap"] == 8 * 1024**3 and hc["NanoCpus"] == 1_500_000_000 and hc["CpusetCpus"] == "1"
+    assert (
+        hc["Memory"] == hc["MemorySwap"] == 8 * 1024**3 and hc["NanoCpus"] == 1_500_000_000 and hc["CpusetCpus"] == "1"
+    )
     mounts = {m["Target"]: (m["Source"], m["ReadOnly"]) for m in hc["Mounts"]}
     assert mounts == {"/data": ("/snap", True), "/run": ("/runs/.staging/r1", False)}
     assert "DeviceRequests" not in hc or not hc["DeviceRequests"]

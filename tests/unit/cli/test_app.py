@@ -54,14 +54,22 @@ def _run_folder(runs, run_id="r1", **fields):
     import json
 
     (runs / run_id).mkdir(parents=True)
-    record = {"schema": 1, "run_id": run_id, "status": "failed", "started_at": "2026-11-25T10:00:00+00:00",
-              "reproexec_version": "0.1.0", **fields}  # fmt: skip
+    record = {
+        "schema": 1,
+        "run_id": run_id,
+        "status": "failed",
+        "started_at": "2026-11-25T10:00:00+00:00",
+        "reproexec_version": "0.1.0",
+        **fields,
+    }
     (runs / run_id / "run.json").write_text(json.dumps(record))
     return runs / run_id
 
 
 def test_recorded_control_characters_are_shown_not_sent_to_the_terminal(tmp_path):
-    _run_folder(tmp_path, reason=HOSTILE, started_at=HOSTILE, metrics={"val_acc": 0.5, "note\x1b[2J": "line one\nline\ttwo\r"})
+    _run_folder(
+        tmp_path, reason=HOSTILE, started_at=HOSTILE, metrics={"val_acc": 0.5, "note\x1b[2J": "line one\nline\ttwo\r"}
+    )
     r = runner.invoke(app, ["runs", "show", "r1", "--runs-dir", str(tmp_path)])
     assert r.exit_code == 0, r.output
     assert "failed (\\x1b]0;pwned\\x07 \\x1b[2J \\x1b[31mred\\x9b)" in r.stdout

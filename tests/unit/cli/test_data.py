@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from datatrees import make_tree
 from typer.testing import CliRunner
 
 from reproexec.cli.app import app
-from datatrees import make_tree
 
 ENV = {"NO_COLOR": "1", "COLUMNS": "200", "TERM": "dumb"}
 
@@ -30,7 +30,9 @@ def test_snapshot_prints_the_manifest_id_on_stdout(tmp_path: Path) -> None:
 
     assert r.stdout == load_manifest(tmp_path / "manifest.json").manifest_id + "\n"
     assert mid["excludes"] == ["tmp"]
-    assert r.stderr == f"✓ snapshot of {tmp_path}: 2 files, 6 bytes, excluding tmp; wrote manifest.json and SHA256SUMS\n"
+    assert (
+        r.stderr == f"✓ snapshot of {tmp_path}: 2 files, 6 bytes, excluding tmp; wrote manifest.json and SHA256SUMS\n"
+    )
 
 
 def test_verify_success_prints_id_and_counts(tmp_path: Path) -> None:

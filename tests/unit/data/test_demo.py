@@ -88,7 +88,9 @@ def test_refuses_non_empty_out_and_force_replaces_only_a_snapshot(demo, tmp_path
     assert exc.value.message == f"{out} is not empty; refusing to write the demo dataset into it"
     with pytest.raises(DataError) as exc:
         write_digits_demo(out, force=True)
-    assert exc.value.message == f"{out} is not empty and holds no manifest.json; --force only replaces a previous snapshot"
+    assert (
+        exc.value.message == f"{out} is not empty and holds no manifest.json; --force only replaces a previous snapshot"
+    )
     assert (out / "notes.txt").read_text() == "mine"
 
     prev = tmp_path / "prev"

@@ -11,11 +11,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from datatrees import make_tree
 
 from reproexec.data import hashing
 from reproexec.data.manifest import DatasetManifest, FileEntry, load_manifest, snapshot
 from reproexec.errors import DataError
-from datatrees import make_tree
 
 
 def sha(b: bytes) -> str:
@@ -75,7 +75,9 @@ def test_sha256sum_c_accepts_a_fresh_snapshot(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.stdout.count(": OK") == 3
     (tmp_path / "a.txt").write_bytes(b"ONE")
-    assert subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=tmp_path, capture_output=True).returncode == 1
+    assert (
+        subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=tmp_path, capture_output=True).returncode == 1
+    )
 
 
 def test_non_ascii_names_round_trip_exactly_nfc_and_nfd(tmp_path: Path) -> None:
@@ -93,7 +95,9 @@ def test_non_ascii_names_round_trip_exactly_nfc_and_nfd(tmp_path: Path) -> None:
 
 
 def test_excludes_are_recorded_and_applied(tmp_path: Path) -> None:
-    make_tree(tmp_path, {"a.png": b"a", "cache/x.bin": b"x", "sub/.DS_Store": b"junk", "sub/b.png": b"b", "sub/c.tmp": b"c"})
+    make_tree(
+        tmp_path, {"a.png": b"a", "cache/x.bin": b"x", "sub/.DS_Store": b"junk", "sub/b.png": b"b", "sub/c.tmp": b"c"}
+    )
     result = snapshot(tmp_path, excludes=[".DS_Store", "cache", "sub/*.tmp"])
     assert [f.relpath for f in result.manifest.files] == ["a.png", "sub/b.png"]
     doc = json.loads((tmp_path / "manifest.json").read_text())
@@ -203,7 +207,9 @@ def test_empty_folder_and_missing_folder(tmp_path: Path) -> None:
     assert exc.value.message == f"dataset folder {tmp_path / 'nope'} does not exist"
 
 
-def test_a_failed_write_leaves_the_old_manifest_and_no_temp_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_write_leaves_the_old_manifest_and_no_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     make_tree(tmp_path, {"a.txt": b"one"})
     snapshot(tmp_path)
     before = (tmp_path / "manifest.json").read_bytes()
@@ -231,7 +237,7 @@ def test_pool_and_loop_agree_and_report_progress(tmp_path: Path) -> None:
     want += [(hashing.LARGE + 123, None, None), (-1, None, hashing.MISSING)]
     for workers in (1, 2):
         seen = []
-        out = hashing.hash_files(str(tmp_path), items, lambda n, b: seen.append((n, b)), workers=workers)
+        out = hashing.hash_files(str(tmp_path), items, lambda n, b, seen=seen: seen.append((n, b)), workers=workers)
         assert out == want
         assert sum(n for n, _ in seen) == len(items)
         assert sum(b for _, b in seen) == sum(map(len, files.values()))
@@ -241,7 +247,9 @@ def test_pool_and_loop_agree_and_report_progress(tmp_path: Path) -> None:
 @pytest.mark.parametrize("n", [0, 1, 5])
 def test_manifest_json_round_trips(tmp_path: Path, excludes, n) -> None:
     names = ["a.png", "ü/ß.png", 'q"uote.png', "x y/z.png", "日本/語.png", "e\u2028f.png", "\u00a0"]
-    m = DatasetManifest(tuple(FileEntry(f"{names[i % len(names)]}{i}", i * 7919, f"{i:064x}") for i in range(n)), excludes)
+    m = DatasetManifest(
+        tuple(FileEntry(f"{names[i % len(names)]}{i}", i * 7919, f"{i:064x}") for i in range(n)), excludes
+    )
     text = m.to_json()
     assert json.loads(text) == {
         "version": 1,
@@ -301,7 +309,9 @@ def test_workers_die_with_a_killed_parent(tmp_path: Path) -> None:
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert parent.stdout.readline() == "hashing\n"
-        workers = {int(p) for t in Path(f"/proc/{parent.pid}/task").iterdir() for p in (t / "children").read_text().split()}
+        workers = {
+            int(p) for t in Path(f"/proc/{parent.pid}/task").iterdir() for p in (t / "children").read_text().split()
+        }
         assert len(workers) == 2
     finally:
         parent.send_signal(signal.SIGKILL)

@@ -9,10 +9,10 @@ import random
 from pathlib import Path
 
 import pytest
+from datatrees import make_tree
 
 from reproexec.data.manifest import class_folders, load_manifest, relpath_problem, snapshot, verify_snapshot
 from reproexec.errors import DataError
-from datatrees import make_tree
 
 N_FILES = 2000
 
@@ -141,7 +141,9 @@ def test_error_details_are_capped(snap: Path) -> None:
 
 
 def test_a_two_key_manifest_from_a_short_script_is_accepted_as_is(tmp_path: Path) -> None:
-    root = make_tree(tmp_path / "cats-dogs-v1", {"cats/1.jpg": b"c1", "dogs/10.jpg": b"d10", "dogs/9.jpg": b"d9", "x.jpg": b"x"})
+    root = make_tree(
+        tmp_path / "cats-dogs-v1", {"cats/1.jpg": b"c1", "dogs/10.jpg": b"d10", "dogs/9.jpg": b"d9", "x.jpg": b"x"}
+    )
 
     # as a few lines of Python write it: Path-sorted rglob, str(relative_to), indent=2, ASCII JSON
     def sha256_of(path):
@@ -152,7 +154,9 @@ def test_a_two_key_manifest_from_a_short_script_is_accepted_as_is(tmp_path: Path
         return h.hexdigest()
 
     files = sorted([p for p in root.rglob("*.jpg")])
-    manifest = [{"relpath": str(p.relative_to(root)), "bytes": os.path.getsize(p), "sha256": sha256_of(p)} for p in files]
+    manifest = [
+        {"relpath": str(p.relative_to(root)), "bytes": os.path.getsize(p), "sha256": sha256_of(p)} for p in files
+    ]
     with open(root / "manifest.json", "w") as f:
         json.dump({"count": len(manifest), "files": manifest}, f, indent=2)
 
@@ -288,12 +292,26 @@ def test_listed_file_replaced_by_a_folder(snap: Path) -> None:
     p.unlink()
     p.mkdir()
     (p / "inner.png").write_bytes(b"x")
-    assert problems_of(snap) == ["missing: train/1/00011.png", "unexpected: train/1/00011.png/inner.png (not in the manifest)"]
+    assert problems_of(snap) == [
+        "missing: train/1/00011.png",
+        "unexpected: train/1/00011.png/inner.png (not in the manifest)",
+    ]
 
 
 @pytest.mark.parametrize(
     "relpath",
-    [".hidden", "a/.b", "ab:c", "sub/C:x", "\u00a0", "a\u2028b", "ü/ß.png", 'q"uote.png', "sub/manifest.json", "a b/c d.png"],
+    [
+        ".hidden",
+        "a/.b",
+        "ab:c",
+        "sub/C:x",
+        "\u00a0",
+        "a\u2028b",
+        "ü/ß.png",
+        'q"uote.png',
+        "sub/manifest.json",
+        "a b/c d.png",
+    ],
 )
 def test_relpaths_that_are_fine(relpath: str) -> None:
     assert relpath_problem(relpath) is None
@@ -383,7 +401,10 @@ def test_deeply_nested_manifest_is_a_data_error(tmp_path: Path, depth: int) -> N
     with pytest.raises(DataError) as exc:
         load_manifest(p)
     assert exc.value.message == f"manifest {p} nests lists or objects too deeply to be a manifest"
-    nested = '{"count": 1, "files": [{"relpath": "a", "bytes": %s, "sha256": "%s"}]}' % ("[" * depth + "]" * depth, GOOD)
+    nested = '{"count": 1, "files": [{"relpath": "a", "bytes": %s, "sha256": "%s"}]}' % (
+        "[" * depth + "]" * depth,
+        GOOD,
+    )
     p.write_text(nested)
     with pytest.raises(DataError) as exc:
         load_manifest(p)
@@ -400,7 +421,9 @@ def test_moderately_nested_values_are_named_not_printed(tmp_path: Path) -> None:
 
 
 def test_a_number_too_long_to_read_is_a_data_error(tmp_path: Path) -> None:
-    p = write_manifest(tmp_path, '{"count": 1, "files": [{"relpath": "a", "bytes": %s, "sha256": "%s"}]}' % ("9" * 5000, GOOD))
+    p = write_manifest(
+        tmp_path, '{"count": 1, "files": [{"relpath": "a", "bytes": %s, "sha256": "%s"}]}' % ("9" * 5000, GOOD)
+    )
     with pytest.raises(DataError) as exc:
         load_manifest(p)
     assert exc.value.message == f"manifest {p} holds a number too long to be a size or a count"
@@ -489,7 +512,10 @@ def test_an_empty_class_folder_passes_verify_but_is_named_by_class_folders(snap:
 
 
 def test_class_folders_are_the_sub_folders_the_trainer_sees(tmp_path: Path) -> None:
-    make_tree(tmp_path, {"train/b/x.png": b"1", "train/a/deep/er/y.png": b"2", "train/.cache/z.png": b"3", "train/f.txt": b"4"})
+    make_tree(
+        tmp_path,
+        {"train/b/x.png": b"1", "train/a/deep/er/y.png": b"2", "train/.cache/z.png": b"3", "train/f.txt": b"4"},
+    )
     assert class_folders(tmp_path, "train") == ["a", "b"]  # sorted; hidden folders and files are not classes
     (tmp_path / "val").mkdir()
     assert class_folders(tmp_path, "val") == []  # the caller decides what no classes means
@@ -503,7 +529,10 @@ def test_class_folders_of_a_missing_parent_is_a_data_error(tmp_path: Path) -> No
     with pytest.raises(DataError) as exc:
         class_folders(tmp_path, "val")
     assert exc.value.message == f"{tmp_path / 'val'} does not exist"
-    assert exc.value.hint == "the snapshot needs val/<class>/<image> folders; check data.train_dir / data.val_dir, or the snapshot"
+    assert (
+        exc.value.hint
+        == "the snapshot needs val/<class>/<image> folders; check data.train_dir / data.val_dir, or the snapshot"
+    )
     (tmp_path / "val").write_bytes(b"")
     with pytest.raises(DataError) as exc:
         class_folders(tmp_path, "val")

@@ -70,27 +70,53 @@ def a_rootfs(path: Path, *extra: tuple[tarfile.TarInfo, bytes]) -> Path:
 
 
 def test_a_debian_like_rootfs_passes_and_its_packages_are_read(tmp_path):
-    assert check_rootfs_members(a_rootfs(tmp_path / "ok.tar")) == [("libc6", "2.36-9+deb12u10"), ("python3", "3.11.2-1+b1")]
+    assert check_rootfs_members(a_rootfs(tmp_path / "ok.tar")) == [
+        ("libc6", "2.36-9+deb12u10"),
+        ("python3", "3.11.2-1+b1"),
+    ]
 
 
 @pytest.mark.parametrize(
     ("bad", "problem"),
     [
-        (member("./usr/lib/escape", tarfile.SYMTYPE, linkname="../../../etc/shadow"),
-         "symbolic link to '../../../etc/shadow' points outside the root"),
-        (member("./x", tarfile.SYMTYPE, linkname="/../../root"), "symbolic link to '/../../root' points outside the root"),
+        (
+            member("./usr/lib/escape", tarfile.SYMTYPE, linkname="../../../etc/shadow"),
+            "symbolic link to '../../../etc/shadow' points outside the root",
+        ),
+        (
+            member("./x", tarfile.SYMTYPE, linkname="/../../root"),
+            "symbolic link to '/../../root' points outside the root",
+        ),
         (member("../evil", data=b"x"), "path leaves the root"),
         (member("/etc/passwd", data=b"x"), "path leaves the root"),
-        (member("./etc/hard", tarfile.LNKTYPE, linkname="/etc/shadow"), "hard link to '/etc/shadow', which is not an earlier member inside the root"),
-        (member("./etc/hard", tarfile.LNKTYPE, linkname="./not/there"), "hard link to './not/there', which is not an earlier member inside the root"),
+        (
+            member("./etc/hard", tarfile.LNKTYPE, linkname="/etc/shadow"),
+            "hard link to '/etc/shadow', which is not an earlier member inside the root",
+        ),
+        (
+            member("./etc/hard", tarfile.LNKTYPE, linkname="./not/there"),
+            "hard link to './not/there', which is not an earlier member inside the root",
+        ),
         (member("./dev/sda", tarfile.BLKTYPE, devmajor=8, devminor=0), "block device"),
-        (member("./dev/null", tarfile.CHRTYPE, devmajor=8, devminor=0), "character device 8,0 (only the standard /dev nodes are allowed)"),
-        (member("./tmp/kmem", tarfile.CHRTYPE, devmajor=1, devminor=2), "character device 1,2 (only the standard /dev nodes are allowed)"),
+        (
+            member("./dev/null", tarfile.CHRTYPE, devmajor=8, devminor=0),
+            "character device 8,0 (only the standard /dev nodes are allowed)",
+        ),
+        (
+            member("./tmp/kmem", tarfile.CHRTYPE, devmajor=1, devminor=2),
+            "character device 1,2 (only the standard /dev nodes are allowed)",
+        ),
         (member("./tmp/fifo", tarfile.FIFOTYPE), "FIFO"),
-        (member("./home/user/rootshell", data=b"x", mode=0o4755), "setuid/setgid file outside /usr/bin, /usr/sbin, /usr/lib, /usr/libexec, /bin, /sbin"),
-        (member("./opt/tool", data=b"x", mode=0o2755), "setuid/setgid file outside /usr/bin, /usr/sbin, /usr/lib, /usr/libexec, /bin, /sbin"),
+        (
+            member("./home/user/rootshell", data=b"x", mode=0o4755),
+            "setuid/setgid file outside /usr/bin, /usr/sbin, /usr/lib, /usr/libexec, /bin, /sbin",
+        ),
+        (
+            member("./opt/tool", data=b"x", mode=0o2755),
+            "setuid/setgid file outside /usr/bin, /usr/sbin, /usr/lib, /usr/libexec, /bin, /sbin",
+        ),
     ],
-)  # fmt: skip
+)
 def test_members_that_break_a_rule_are_named_and_refused(tmp_path, bad, problem):
     with pytest.raises(EngineError) as e:
         check_rootfs_members(a_rootfs(tmp_path / "bad.tar", bad))

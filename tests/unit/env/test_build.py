@@ -10,7 +10,6 @@ from reproexec.env.build import build_image, plan_build
 from reproexec.errors import BuildError, ConfigError, EngineError, LockError
 
 
-
 def test_first_build_builds_then_tags_and_second_is_a_cache_hit(project):
     tmp, engine = project
     plan = plan_build(loaded(tmp), engine)

@@ -10,8 +10,14 @@ from reproexec.env.gc import apply_gc, plan_gc
 
 
 def _image(engine, tag, n, created, labels=None, size=1000):
-    info = ImageInfo(id=f"sha256:{n * 64}", tags=(tag,) if tag else (), repo_digests=(), labels=labels or {},
-                     size=size, created=created)  # fmt: skip
+    info = ImageInfo(
+        id=f"sha256:{n * 64}",
+        tags=(tag,) if tag else (),
+        repo_digests=(),
+        labels=labels or {},
+        size=size,
+        created=created,
+    )
     engine.images[tag or info.id] = info
     engine.images[info.id] = info
     return info
@@ -19,9 +25,17 @@ def _image(engine, tag, n, created, labels=None, size=1000):
 
 def _run(runs, name, image_tag=None, code_image=None):
     (runs / name).mkdir(parents=True)
-    record = {"schema": 1, "run_id": name, "status": "succeeded", "started_at": "2026-11-25T10:00:00+00:00",
-              "reproexec_version": "0.1.0", "image": {"tag": image_tag, "id": "sha256:" + "f" * 64,
-              "content_hash": image_tag.split(":")[1]} if image_tag else None, "runtime": {"image": code_image}}  # fmt: skip
+    record = {
+        "schema": 1,
+        "run_id": name,
+        "status": "succeeded",
+        "started_at": "2026-11-25T10:00:00+00:00",
+        "reproexec_version": "0.1.0",
+        "image": {"tag": image_tag, "id": "sha256:" + "f" * 64, "content_hash": image_tag.split(":")[1]}
+        if image_tag
+        else None,
+        "runtime": {"image": code_image},
+    }
     (runs / name / "run.json").write_text(json.dumps(record))
 
 
@@ -67,8 +81,10 @@ def test_a_base_rootfs_a_run_needs_for_its_recipe_is_kept_and_said_so(tmp_path):
 
     plan = plan_gc(engine, runs)
     kept = {i.id: i.why for i in plan.keep if i.kind == "rootfs"}
-    assert kept == {needed: "base rootfs a run in the store was built on (rerun from its recipe, --with-base)",
-                    base: "base rootfs of a base image on this engine (export --with-base)"}  # fmt: skip
+    assert kept == {
+        needed: "base rootfs a run in the store was built on (rerun from its recipe, --with-base)",
+        base: "base rootfs of a base image on this engine (export --with-base)",
+    }
     assert [i.id for i in plan.remove if i.kind == "rootfs"] == [stale]
     assert apply_gc(engine, plan) == []
     assert sorted(p.name for p in store.iterdir()) == [f"{needed}.tar.gz", f"{base}.tar.gz"]

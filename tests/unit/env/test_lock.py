@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from reproexec.errors import LockError
 from reproexec.env.lock import MAX_LOCK_BYTES, MAX_LOCK_PROBLEMS, MAX_LOGICAL_LINE, parse_lock, read_lock
+from reproexec.errors import LockError
 
 H1, H2 = "a" * 64, "b" * 64
 
@@ -94,7 +94,9 @@ def test_a_lockfile_of_junk_is_reported_by_its_first_problems():
     with pytest.raises(LockError) as e:
         parse_lock("ab\n" * 1_000_000, Path("r.lock"))
     assert len(e.value.details) == MAX_LOCK_PROBLEMS + 1
-    assert e.value.details[-1] == f"... and more: reading stopped at line 51, after the first {MAX_LOCK_PROBLEMS} problems"
+    assert (
+        e.value.details[-1] == f"... and more: reading stopped at line 51, after the first {MAX_LOCK_PROBLEMS} problems"
+    )
     with pytest.raises(LockError) as e:
         parse_lock(f"numpy==2.4.6 --hash=sha256:{H1}\n" * 200, Path("r.lock"))
     assert e.value.details[0] == "line 2: numpy is pinned twice (first on line 1)"
@@ -104,7 +106,9 @@ def test_a_lockfile_of_junk_is_reported_by_its_first_problems():
 def test_a_huge_line_is_refused_without_being_split_or_printed():
     with pytest.raises(LockError) as e:
         parse_lock('"x" \\\n' * 100_000 + f"numpy==2.4.6 --hash=sha256:{H1}\n", Path("r.lock"))
-    assert e.value.details == [f"line 1: longer than {MAX_LOGICAL_LINE:,} characters with its continuations; not one requirement"]
+    assert e.value.details == [
+        f"line 1: longer than {MAX_LOGICAL_LINE:,} characters with its continuations; not one requirement"
+    ]
     with pytest.raises(LockError) as e:
         parse_lock("a " * 1000 + "\n", Path("r.lock"))
     assert e.value.details == [

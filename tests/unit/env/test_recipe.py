@@ -13,8 +13,8 @@ from runfixtures import loaded
 
 from reproexec.env import spec as imagespec
 from reproexec.env.build import build_image, image_record, plan_build
-from reproexec.errors import BuildError, EngineError, RunError
 from reproexec.env.recipe import RECIPE_DIR, plan_from_recipe, recipe_entries, write_recipe
+from reproexec.errors import BuildError, EngineError, RunError
 
 
 @pytest.fixture
@@ -84,7 +84,9 @@ def test_an_altered_recipe_or_record_is_refused_with_the_file_named(recorded_run
     assert any(d.startswith("recipe/Dockerfile:") for d in e.value.details)
 
 
-def test_a_run_made_before_recipes_rebuilds_when_its_reproexec_wheel_is_at_hand(recorded_run, isolated_cache, monkeypatch):
+def test_a_run_made_before_recipes_rebuilds_when_its_reproexec_wheel_is_at_hand(
+    recorded_run, isolated_cache, monkeypatch
+):
     tmp, engine, run_dir, image = recorded_run
     wheel = run_dir / RECIPE_DIR / "selfwheel" / "reproexec-0.1.0-py3-none-any.whl"
     kept = isolated_cache / "self" / "abc" / wheel.name  # the cache of wheels this machine built
@@ -135,10 +137,15 @@ def test_the_base_is_found_by_its_layers_or_imported_from_the_cached_rootfs(proj
 
 def test_a_missing_base_names_the_debian_packages_that_moved(recorded_run):
     tmp, engine, run_dir, image = recorded_run
-    (run_dir / "environment.json").write_text(json.dumps({"debian_packages": {"libc6": "2.36-9+deb12u10", "zlib1g": "1"}}))
+    (run_dir / "environment.json").write_text(
+        json.dumps({"debian_packages": {"libc6": "2.36-9+deb12u10", "zlib1g": "1"}})
+    )
     b = FakeEngine()
-    b.add_image("reproexec-base:bookworm", layers=["sha256:" + "7" * 64],
-                labels={"org.reproexec.base.debian-packages": "libc6=2.36-9+deb12u13 zlib1g=1"})  # fmt: skip
+    b.add_image(
+        "reproexec-base:bookworm",
+        layers=["sha256:" + "7" * 64],
+        labels={"org.reproexec.base.debian-packages": "libc6=2.36-9+deb12u13 zlib1g=1"},
+    )
     with pytest.raises(EngineError) as e:
         plan_from_recipe(image, run_dir, b, source="run r1")
     assert "was built on a base that is not on this machine: reproexec-base:bookworm" in e.value.message

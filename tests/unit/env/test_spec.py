@@ -14,6 +14,7 @@ import pytest
 from needs import REPO
 
 from reproexec.env.context import write_context
+from reproexec.env.lock import parse_lock
 from reproexec.env.spec import (
     LARGE_WHEEL_BYTES,
     BaseImage,
@@ -23,7 +24,6 @@ from reproexec.env.spec import (
     hash_inputs,
     render_dockerfile,
 )
-from reproexec.env.lock import parse_lock
 from reproexec.env.wheels import Wheel
 
 GOLDEN = REPO / "tests" / "golden"
@@ -46,10 +46,18 @@ def make_spec(tmp: Path, **changes) -> ImageSpec:
     me.write_bytes(b"reproexec wheel")
     spec = ImageSpec(
         flavour="cpu",
-        base=BaseImage(reference="reproexec-base:bookworm", image_id=BASE_ID, pinned_by="content",
-                       layers=BASE_LAYERS, config=BASE_CONFIG),
+        base=BaseImage(
+            reference="reproexec-base:bookworm",
+            image_id=BASE_ID,
+            pinned_by="content",
+            layers=BASE_LAYERS,
+            config=BASE_CONFIG,
+        ),
         lock=parse_lock(LOCK_TEXT, Path("requirements.lock")),
-        wheels=(Wheel("numpy", "2.4.6", wheel.name, "a" * 64, wheel), Wheel("torch", "2.14.1", large.name, "b" * 64, large)),
+        wheels=(
+            Wheel("numpy", "2.4.6", wheel.name, "a" * 64, wheel),
+            Wheel("torch", "2.14.1", large.name, "b" * 64, large),
+        ),
         self_wheel=Wheel("reproexec", "0.1.0", me.name, "c" * 64, me),
         apt_packages=(),
         cublas_workspace_config=":4096:8",
@@ -127,7 +135,10 @@ def test_hash_is_stable_across_processes(tmp_path):
         f"print(t.tag_of(t.make_spec(pathlib.Path({str(tmp_path)!r}))))"
     )
     env = dict(os.environ, PYTHONHASHSEED="random")
-    runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout.strip() for _ in range(2)}
+    runs = {
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout.strip()
+        for _ in range(2)
+    }
     assert runs == {here}
 
 
@@ -181,13 +192,19 @@ def test_large_wheels_get_a_layer_that_a_small_pin_change_keeps(tmp_path):
     here = context(spec)
     large_lock = parse_lock(spec.lock.text_of([spec.lock.get("torch")]), Path("requirements.large.lock"))
     assert [(r.name, r.version, r.hashes) for r in large_lock.requirements] == [("torch", "2.14.1", ("b" * 64,))]
-    numpy_changed = make_spec(tmp_path, lock=parse_lock(LOCK_TEXT.replace("numpy==2.4.6", "numpy==2.4.5"), Path("r.lock")))
-    torch_changed = make_spec(tmp_path, lock=parse_lock(LOCK_TEXT.replace("torch==2.14.1", "torch==2.14.0"), Path("r.lock")))
+    numpy_changed = make_spec(
+        tmp_path, lock=parse_lock(LOCK_TEXT.replace("numpy==2.4.6", "numpy==2.4.5"), Path("r.lock"))
+    )
+    torch_changed = make_spec(
+        tmp_path, lock=parse_lock(LOCK_TEXT.replace("torch==2.14.1", "torch==2.14.0"), Path("r.lock"))
+    )
     assert context(numpy_changed)["requirements.large.lock"] == here["requirements.large.lock"]
     assert context(numpy_changed)["requirements.lock"] != here["requirements.lock"]
     assert render_dockerfile(numpy_changed)[:large_step] == text[:large_step]
     assert context(torch_changed)["requirements.large.lock"] != here["requirements.large.lock"]
 
-    small_only = make_spec(tmp_path, lock=parse_lock(LOCK_TEXT.split("torch")[0], Path("r.lock")), wheels=spec.wheels[:1])
+    small_only = make_spec(
+        tmp_path, lock=parse_lock(LOCK_TEXT.split("torch")[0], Path("r.lock")), wheels=spec.wheels[:1]
+    )
     assert "requirements.large.lock" not in render_dockerfile(small_only)
     assert "requirements.large.lock" not in context(small_only)

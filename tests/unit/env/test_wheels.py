@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from reproexec.errors import LockError, ReproexecError
 from reproexec.env.lock import parse_lock
 from reproexec.env.wheels import TargetPlatform, ensure_wheels
+from reproexec.errors import LockError, ReproexecError
 
 TARGET = TargetPlatform(python_version="3.11", abi="cp311", machine="x86_64", glibc="2.36")
 

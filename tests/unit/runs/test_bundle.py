@@ -9,10 +9,10 @@ import tarfile
 import pytest
 from typer.testing import CliRunner
 
-from reproexec.runs import bundle
-from reproexec.runs.bundle import import_bundle
 from reproexec.engine import ImageInfo
 from reproexec.errors import RunError
+from reproexec.runs import bundle
+from reproexec.runs.bundle import import_bundle
 from reproexec.runs.store import artifact_hashes
 
 RUN = "2026-11-24_resnet18_digits_abcdef"
@@ -31,9 +31,13 @@ def _add(tar, name, data=b"x", **attrs):
 def run_json(**changes):
     files = {"summary.json": b'{"final": {}}', "metrics/epochs.jsonl": b"{}\n"}
     record = {
-        "schema": 1, "run_id": RUN, "status": "succeeded", "started_at": "2026-11-24T10:00:00+00:00",
-        "reproexec_version": "0.1.0", "artifacts": {k: hashlib.sha256(v).hexdigest() for k, v in files.items()},
-    }  # fmt: skip
+        "schema": 1,
+        "run_id": RUN,
+        "status": "succeeded",
+        "started_at": "2026-11-24T10:00:00+00:00",
+        "reproexec_version": "0.1.0",
+        "artifacts": {k: hashlib.sha256(v).hexdigest() for k, v in files.items()},
+    }
     record.update(changes)
     return record, files
 
@@ -120,9 +124,15 @@ def test_a_file_altered_after_export_is_refused(tmp_path):
         (b"[" * 100_000 + b"]" * 100_000, "is not valid JSON: maximum recursion depth exceeded"),
         (json.dumps({**run_json()[0], "started_at": 5}).encode(), "started_at: Input should be a valid string"),
         (json.dumps({**run_json()[0], "run_id": "../../../elsewhere"}).encode(), "run_id: String should match pattern"),
-        (json.dumps({**run_json()[0], "artifacts": {"../x": "0" * 64}}).encode(), "unsafe path or malformed sha256: '../x'"),
+        (
+            json.dumps({**run_json()[0], "artifacts": {"../x": "0" * 64}}).encode(),
+            "unsafe path or malformed sha256: '../x'",
+        ),
         (json.dumps({**run_json()[0], "status": "running"}).encode(), "is still running"),
-        (json.dumps({**run_json()[0], "schema": 99}).encode(), "has run.json schema 99 (written by reproexec 0.1.0); this reproexec ("),
+        (
+            json.dumps({**run_json()[0], "schema": 99}).encode(),
+            "has run.json schema 99 (written by reproexec 0.1.0); this reproexec (",
+        ),
         (json.dumps({**run_json()[0], "run_id": "other-run"}).encode(), "run.json says run 'other-run'"),
     ],
 )
@@ -166,7 +176,11 @@ def docker_save_tar(repo_tags):
     with tarfile.open(fileobj=buf, mode="w") as tar:
         _add(tar, "abc/layer.tar", b"layer")
         _add(tar, "config.json", b"{}")
-        _add(tar, "manifest.json", json.dumps([{"Config": "config.json", "RepoTags": repo_tags, "Layers": ["abc/layer.tar"]}]).encode())
+        _add(
+            tar,
+            "manifest.json",
+            json.dumps([{"Config": "config.json", "RepoTags": repo_tags, "Layers": ["abc/layer.tar"]}]).encode(),
+        )
         _add(tar, "repositories", json.dumps({"victim": {"latest": "abc"}}).encode())
     return buf.getvalue()
 
@@ -210,7 +224,9 @@ def test_a_saved_image_never_moves_a_tag_it_names_and_is_tagged_only_as_a_bundle
     assert json.loads(engine.seen["manifest.json"])[0]["RepoTags"] is None and "repositories" not in engine.seen
     assert engine.images["victim:latest"].id == "sha256:" + "9" * 64  # untouched
     # never reproexec-env:<hash>, which a later build of the same inputs would take as its cache hit
-    assert engine.images[f"reproexec-bundle:{CONTENT}"].id == IMAGE_ID and f"reproexec-env:{CONTENT}" not in engine.images
+    assert (
+        engine.images[f"reproexec-bundle:{CONTENT}"].id == IMAGE_ID and f"reproexec-env:{CONTENT}" not in engine.images
+    )
     assert not (result.record.path / "image.tar").exists()  # streamed to docker load, not copied into the store
 
 
@@ -231,7 +247,9 @@ def test_an_image_that_is_not_the_recorded_one_is_never_tagged(tmp_path, engine,
 def test_an_image_is_loaded_only_from_a_bundle_whose_run_checks_out(tmp_path):
     engine = LoadingEngine()
     record, _ = run_json(image={"tag": f"reproexec-env:{CONTENT}", "id": IMAGE_ID, "content_hash": CONTENT})
-    path = make_bundle(tmp_path / "b.tar.gz", extra=[(f"{RUN}/image.tar", docker_save_tar(None))], record=record, tamper=True)
+    path = make_bundle(
+        tmp_path / "b.tar.gz", extra=[(f"{RUN}/image.tar", docker_save_tar(None))], record=record, tamper=True
+    )
     with pytest.raises(RunError, match="does not match its own run.json"):
         import_bundle(path, tmp_path / "runs", lambda: engine)
     assert engine.seen == {}

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from reproexec.runs.compare import DIFFERS, IDENTICAL, WITHIN, compare_runs
 from reproexec.engine import ContainerResult
 from reproexec.errors import EngineError, ReproexecError
+from reproexec.runs.compare import DIFFERS, IDENTICAL, WITHIN, compare_runs
 from reproexec.runs.envdiff import EnvView, classify, diff_env, view_from_parts
 
 
@@ -12,7 +12,9 @@ def make_run(folder, losses, val_acc, weights="w" * 64):
     (folder / "metrics").mkdir(parents=True)
     steps = [{"step": i + 1, "epoch": 1, "loss": v, "lr": 0.1} for i, v in enumerate(losses)]
     (folder / "metrics" / "steps.jsonl").write_text("".join(json.dumps(s) + "\n" for s in steps))
-    epochs = [{"epoch": 1, "train_loss": sum(losses) / len(losses), "val_acc": val_acc, "per_class_acc": {"0": val_acc}}]
+    epochs = [
+        {"epoch": 1, "train_loss": sum(losses) / len(losses), "val_acc": val_acc, "per_class_acc": {"0": val_acc}}
+    ]
     (folder / "metrics" / "epochs.jsonl").write_text("".join(json.dumps(e) + "\n" for e in epochs))
     (folder / "summary.json").write_text(json.dumps({"weights_sha256": weights, "final": {"val_acc": val_acc}}))
     return folder
@@ -47,8 +49,13 @@ def make_byo_run(folder, outputs: dict, records: str = "r", results=None, logs=N
     from reproexec.config import DEFAULT_LOGS, DEFAULT_RESULTS
     from reproexec.runs.store import artifact_hashes
 
-    for rel, content in {"config.yaml": records, "environment.json": records, "code.tar": records,
-                         "report.html": records, **outputs}.items():  # fmt: skip
+    for rel, content in {
+        "config.yaml": records,
+        "environment.json": records,
+        "code.tar": records,
+        "report.html": records,
+        **outputs,
+    }.items():
         (folder / rel).parent.mkdir(parents=True, exist_ok=True)
         (folder / rel).write_bytes(content if isinstance(content, bytes) else content.encode())
     output = {"results": list(results or DEFAULT_RESULTS), "logs": list(logs or DEFAULT_LOGS)}
@@ -59,7 +66,13 @@ def make_byo_run(folder, outputs: dict, records: str = "r", results=None, logs=N
 
 
 def test_byo_results_decide_and_logs_are_only_reported(tmp_path):
-    same = {"stdout.log": "42\n", "result.json": "{}", "eval/run.json": '{"acc": 0.91}', ".best.json": "0.91", "x.txt": "t"}
+    same = {
+        "stdout.log": "42\n",
+        "result.json": "{}",
+        "eval/run.json": '{"acc": 0.91}',
+        ".best.json": "0.91",
+        "x.txt": "t",
+    }
     a = make_byo_run(tmp_path / "a", same)
     c = compare_runs(a, make_byo_run(tmp_path / "b", same, records="other times and ids"))
     assert c.verdict == IDENTICAL and c.compared_files == 5  # reproexec's own records are not outputs
@@ -91,11 +104,16 @@ def test_checkpoints_are_compared_tensor_by_tensor(tmp_path):
     assert repickled != saved(state)
     c = compare_runs(a, make_byo_run(tmp_path / "b", {"ckpt.pth": repickled}))
     assert c.verdict == IDENTICAL and c.files[0]["detail"].startswith("equal tensors")
-    moved = {"model": {**state["model"], "fc.weight": state["model"]["fc.weight"] + torch.tensor([[0, 0, 0], [0, 0.25, 0]])}, "epoch": 3}
+    moved = {
+        "model": {**state["model"], "fc.weight": state["model"]["fc.weight"] + torch.tensor([[0, 0, 0], [0, 0.25, 0]])},
+        "epoch": 3,
+    }
     c = compare_runs(a, make_byo_run(tmp_path / "c", {"ckpt.pth": saved(moved)}))
     assert c.verdict == DIFFERS
     assert c.first_divergence.metric == "tensor model.fc.weight: largest absolute difference 0.25"
-    assert compare_runs(a, make_byo_run(tmp_path / "d", {"ckpt.pth": saved(moved)}), {"model.fc.*": 0.3}).verdict == WITHIN
+    assert (
+        compare_runs(a, make_byo_run(tmp_path / "d", {"ckpt.pth": saved(moved)}), {"model.fc.*": 0.3}).verdict == WITHIN
+    )
 
 
 def test_a_scripts_metrics_are_compared_row_by_row_and_give_the_final_metrics(tmp_path):
@@ -148,8 +166,11 @@ def test_classification_of_the_issue_examples():
 def _pinned_env(flags, branch="COMPATIBLE", debs=None):
     return {
         "cpu": {"flags": flags},
-        "cpu_math": {"aten": {"capability": "AVX2"}, "mkl": {"available": True, "cnr_branch": branch},
-                     "onednn": {"available": True, "enabled": True, "isa": "Intel AVX2"}},
+        "cpu_math": {
+            "aten": {"capability": "AVX2"},
+            "mkl": {"available": True, "cnr_branch": branch},
+            "onednn": {"available": True, "enabled": True, "isa": "Intel AVX2"},
+        },
         "env": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "COMPATIBLE"},
         "debian_packages": debs or {"libc6": "2.36-9+deb12u10", "tzdata": "2025b-0+deb12u1", "python3": "3.11.2-1+b1"},
     }
@@ -169,15 +190,22 @@ def test_avx512_is_harmless_only_where_every_cpu_math_library_is_pinned():
     )
     assert diffs["cpu_math.mkl.cnr_branch"].numerics  # the level MKL really ran at differs
     # Flags no math library dispatches on never change the numbers.
-    (d,) = diff_env(view_from_parts("a", {"cpu": {"flags": ["sha_ni"]}}, None), view_from_parts("b", {"cpu": {"flags": []}}, None))
+    (d,) = diff_env(
+        view_from_parts("a", {"cpu": {"flags": ["sha_ni"]}}, None), view_from_parts("b", {"cpu": {"flags": []}}, None)
+    )
     assert d.numerics is False
 
 
 def test_env_diff_names_the_debian_packages_when_the_base_moved_on():
     old = _pinned_env(["avx2"])
-    new = _pinned_env(["avx2"], debs={"libc6": "2.36-9+deb12u13", "tzdata": "2025c-0+deb12u1", "python3": "3.11.2-1+b1",
-                                      "libnew1": "1.0-1"})
-    got = {d.key: (d.a, d.b, d.numerics) for d in diff_env(view_from_parts("A", old, None), view_from_parts("B", new, None))}
+    new = _pinned_env(
+        ["avx2"],
+        debs={"libc6": "2.36-9+deb12u13", "tzdata": "2025c-0+deb12u1", "python3": "3.11.2-1+b1", "libnew1": "1.0-1"},
+    )
+    got = {
+        d.key: (d.a, d.b, d.numerics)
+        for d in diff_env(view_from_parts("A", old, None), view_from_parts("B", new, None))
+    }
     assert got == {
         "deb libc6": ("2.36-9+deb12u10", "2.36-9+deb12u13", True),  # glibc's libm computes for the trainer
         "deb libnew1": ("—", "1.0-1", False),
@@ -187,6 +215,7 @@ def test_env_diff_names_the_debian_packages_when_the_base_moved_on():
 
 def test_a_rebuild_of_the_same_content_tag_is_not_a_numerics_difference():
     """Machine B rebuilt the recorded tag: another image id, the same inputs. Not a false alarm."""
+
     def view(label, image_id, content):
         return view_from_parts(label, {}, {"image": {"id": image_id, "content_hash": content}})
 
@@ -219,7 +248,10 @@ def test_a_bad_metrics_line_keeps_the_other_rows_and_is_named(tmp_path):
 
     text = '{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n[3]\n{"step": 3, "loss": 1.0}\n\x00garbage{{\n'
     a = make_byo_run(tmp_path / "a", {"metrics/metrics.jsonl": text})
-    assert read_final_metrics(a) == ({"loss": 1.0}, "metrics.jsonl line 3 is not a JSON object (the other rows were kept)")
+    assert read_final_metrics(a) == (
+        {"loss": 1.0},
+        "metrics.jsonl line 3 is not a JSON object (the other rows were kept)",
+    )
     c = compare_runs(a, make_byo_run(tmp_path / "b", {"metrics/metrics.jsonl": text}))
     assert c.verdict == IDENTICAL and c.final == {"loss": (1.0, 1.0)} and c.compared_values == 3
     assert c.unread == [f"{run}: metrics.jsonl line 3 is not a JSON object (the other rows were kept)" for run in "ab"]
@@ -262,8 +294,14 @@ def _bundle(path, run_json: bytes, environment: bytes | None = None):
     return path
 
 
-RECORD = {"schema": 1, "run_id": "2026-11-24_resnet18_digits_abcdef", "status": "succeeded",
-          "started_at": "2026-11-24T10:00:00+00:00", "reproexec_version": "0.1.0", "randomness": {"seed": 7}}  # fmt: skip
+RECORD = {
+    "schema": 1,
+    "run_id": "2026-11-24_resnet18_digits_abcdef",
+    "status": "succeeded",
+    "started_at": "2026-11-24T10:00:00+00:00",
+    "reproexec_version": "0.1.0",
+    "randomness": {"seed": 7},
+}
 
 
 def test_env_diff_of_a_hostile_bundle_is_refused_cleanly(tmp_path):
@@ -275,16 +313,25 @@ def test_env_diff_of_a_hostile_bundle_is_refused_cleanly(tmp_path):
     deep = _bundle(tmp_path / "deep.tar.gz", b"[" * 100_000 + b"]" * 100_000)
     r = CliRunner().invoke(app, ["env", "diff", str(deep), str(deep)])
     assert r.exit_code == 7, r.output
-    assert f"error: {deep}:2026-11-24_resnet18_digits_abcdef/run.json is not valid JSON: maximum recursion depth" in r.stderr
+    assert (
+        f"error: {deep}:2026-11-24_resnet18_digits_abcdef/run.json is not valid JSON: maximum recursion depth"
+        in r.stderr
+    )
     assert "Traceback" not in r.output
     # environment.json is only read: a list, a deep nesting or a section of the wrong type counts as missing
-    for env in (b"[1]", b"[" * 100_000 + b"]" * 100_000, b'{"python": "3.11", "packages": [1], "cpu": ' + b"[" * 200 + b"]" * 200 + b"}"):
+    for env in (
+        b"[1]",
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"python": "3.11", "packages": [1], "cpu": ' + b"[" * 200 + b"]" * 200 + b"}",
+    ):
         view = view_of_bundle(_bundle(tmp_path / "b.tar.gz", json.dumps(RECORD).encode(), env))
         assert view.values.get("seed") == "7" and "python.version" not in view.values
     assert view.values["cpu" + ".0" * 8] == "(nested deeper than 8 levels)"
     damaged = tmp_path / "damaged.tar.gz"
     damaged.write_bytes(_bundle(tmp_path / "c.tar.gz", json.dumps(RECORD).encode()).read_bytes()[:40])
-    with pytest.raises(ReproexecError, match="(?s)cannot be read: .*Fix: the file is damaged, truncated or not a tar archive"):
+    with pytest.raises(
+        ReproexecError, match="(?s)cannot be read: .*Fix: the file is damaged, truncated or not a tar archive"
+    ):
         view_of_bundle(damaged)
 
 
@@ -306,12 +353,24 @@ class _ImageEngine:
         return self.result
 
 
-@pytest.mark.parametrize("engine, detail", [
-    (_ImageEngine(error=EngineError('Docker could not run the container: exec: "python": executable file not found in $PATH')),
-     'exec: "python": executable file not found in $PATH'),
-    (_ImageEngine(result=ContainerResult(1, "ModuleNotFoundError: No module named 'reproexec'\n")), "No module named 'reproexec'"),
-    (_ImageEngine(result=ContainerResult(0, "hello\n")), "hello"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "engine, detail",
+    [
+        (
+            _ImageEngine(
+                error=EngineError(
+                    'Docker could not run the container: exec: "python": executable file not found in $PATH'
+                )
+            ),
+            'exec: "python": executable file not found in $PATH',
+        ),
+        (
+            _ImageEngine(result=ContainerResult(1, "ModuleNotFoundError: No module named 'reproexec'\n")),
+            "No module named 'reproexec'",
+        ),
+        (_ImageEngine(result=ContainerResult(0, "hello\n")), "hello"),
+    ],
+)
 def test_env_diff_of_an_image_without_reproexec_names_the_image(monkeypatch, engine, detail):
     from typer.testing import CliRunner
 
@@ -321,6 +380,7 @@ def test_env_diff_of_an_image_without_reproexec_names_the_image(monkeypatch, eng
     monkeypatch.setattr(engine_module, "connect", lambda: engine)
     r = CliRunner().invoke(app, ["env", "diff", "debian:12", "debian:12"])
     assert r.exit_code == 1, r.output
-    assert ("error: could not read the environment inside image debian:12: it needs a `python` that can import "
-            "reproexec") in r.stderr
+    assert (
+        "error: could not read the environment inside image debian:12: it needs a `python` that can import reproexec"
+    ) in r.stderr
     assert detail in r.stderr and "Fix: pass a run image" in r.stderr and "Traceback" not in r.output

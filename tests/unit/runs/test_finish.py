@@ -19,7 +19,9 @@ runner = CliRunner()
 
 def byo(tmp_path, snapshot, script: str):
     (tmp_path / "train.py").write_text(textwrap.dedent(script))
-    return write_config(tmp_path, snapshot, entrypoint=[sys.executable, "train.py", "${REPROEXEC_RUN_DIR}", "${REPROEXEC_DATA_DIR}"])
+    return write_config(
+        tmp_path, snapshot, entrypoint=[sys.executable, "train.py", "${REPROEXEC_RUN_DIR}", "${REPROEXEC_DATA_DIR}"]
+    )
 
 
 def only_run(runs):
@@ -31,12 +33,16 @@ def only_run(runs):
 def test_a_summary_that_is_not_an_object_is_the_scripts_own_business(tmp_path, demo_snapshot, summary):
     """A script's list-shaped (or absurdly nested) summary.json crashed the finish and left the run
     `running` forever; it is a result file like any other."""
-    cfg = byo(tmp_path, demo_snapshot, f"""
+    cfg = byo(
+        tmp_path,
+        demo_snapshot,
+        f"""
         import sys, pathlib
         out = pathlib.Path(sys.argv[1])
         out.joinpath("summary.json").write_text({summary} if {summary!r}.startswith('"') else {summary!r})
         out.joinpath("metrics", "metrics.jsonl").write_text('{{"step": 1, "loss": 2.0}}\\n{{"step": 2, "loss": 1.0}}\\nnot json\\n')
-    """)
+    """,
+    )
     runs = tmp_path / "runs"
     r = runner.invoke(app, ["run", str(cfg), "--runtime", "local", "--runs-dir", str(runs)])
     assert r.exit_code == 0, r.output + r.stderr
@@ -59,7 +65,10 @@ def test_a_failure_while_finishing_still_ends_the_run(tmp_path, demo_snapshot, m
     with pytest.raises(RuntimeError, match="a reader broke"):  # a bug shows itself...
         run_mod.execute_run(run_mod_load(cfg), RunOptions(runtime="local", runs_dir=runs))
     run_dir, record = only_run(runs)  # ...and the run says how it ended
-    assert record["status"] == "failed" and record["reason"] == "reproexec could not finish the run: RuntimeError: a reader broke"
+    assert (
+        record["status"] == "failed"
+        and record["reason"] == "reproexec could not finish the run: RuntimeError: a reader broke"
+    )
     assert record["finished_at"] and not (run_dir / ".reserve").exists()
     assert list((runs / ".staging").iterdir()) == []
 
@@ -74,18 +83,24 @@ def test_a_dataset_changed_while_the_run_read_it_fails_the_run(tmp_path, demo_sn
     """Verified, then overwritten under the run: its results are not those of the verified snapshot."""
     snap = tmp_path / "snap"
     shutil.copytree(demo_snapshot, snap)
-    cfg = byo(tmp_path, snap, """
+    cfg = byo(
+        tmp_path,
+        snap,
+        """
         import sys, pathlib
         data = pathlib.Path(sys.argv[2])
         victim = sorted(data.joinpath("train", "3").iterdir())[0]
         victim.write_bytes(victim.read_bytes())  # the same bytes, written again: a new ctime
         data.joinpath("train", "3", "new.png").write_bytes(b"x")
-    """)
+    """,
+    )
     runs = tmp_path / "runs"
     r = runner.invoke(app, ["run", str(cfg), "--runtime", "local", "--runs-dir", str(runs)])
     assert r.exit_code == 7
     _, record = only_run(runs)
-    assert record["status"] == "failed" and record["reason"].startswith("the dataset changed while the run read it (2 files: ")
+    assert record["status"] == "failed" and record["reason"].startswith(
+        "the dataset changed while the run read it (2 files: "
+    )
     assert "train/3/new.png (added)" in record["reason"] and "(changed)" in record["reason"]
 
 
@@ -94,13 +109,19 @@ def test_a_run_store_that_cannot_be_written_is_refused_before_anything(tmp_path,
     cfg = write_config(tmp_path, demo_snapshot)
     r = runner.invoke(app, ["run", str(cfg), "--runtime", "local", "--runs-dir", str(tmp_path / "a-file" / "runs")])
     assert r.exit_code == 7, r.output
-    assert f"the run store {tmp_path / 'a-file' / 'runs'} cannot be made: its parent {tmp_path / 'a-file'} is not a folder" in r.stderr
+    assert (
+        f"the run store {tmp_path / 'a-file' / 'runs'} cannot be made: its parent {tmp_path / 'a-file'} is not a folder"
+        in r.stderr
+    )
     assert "Traceback" not in r.output + r.stderr
 
 
 def test_pinned_weights_that_are_a_device_are_named_as_such(tmp_path, demo_snapshot):
-    cfg = write_config(tmp_path, demo_snapshot, model={"arch": "resnet18", "num_classes": 10,
-                                                       "weights": {"path": "/dev/zero", "sha256": "0" * 64}})  # fmt: skip
+    cfg = write_config(
+        tmp_path,
+        demo_snapshot,
+        model={"arch": "resnet18", "num_classes": 10, "weights": {"path": "/dev/zero", "sha256": "0" * 64}},
+    )
     r = runner.invoke(app, ["run", str(cfg), "--runtime", "local", "--runs-dir", str(tmp_path / "runs")])
     assert r.exit_code == 2
     assert "model.weights.path /dev/zero is not a regular file" in r.stderr
@@ -144,8 +165,14 @@ def test_cpuset_is_checked_as_the_flag_it_is(store):
     "edit, expected",
     [
         (lambda rec: rec["randomness"].update(seed=7), "seed: run.json 7, config.resolved.json 1337"),
-        (lambda rec: rec["randomness"]["determinism"].update(threads=2), "determinism.threads: run.json 2, config.resolved.json 1"),
-        (lambda rec: rec["data"].update(manifest_id="0" * 64), "data.manifest_id: run.json 0000000000000000…, manifest.json "),
+        (
+            lambda rec: rec["randomness"]["determinism"].update(threads=2),
+            "determinism.threads: run.json 2, config.resolved.json 1",
+        ),
+        (
+            lambda rec: rec["data"].update(manifest_id="0" * 64),
+            "data.manifest_id: run.json 0000000000000000…, manifest.json ",
+        ),
     ],
 )
 def test_a_hand_edited_run_json_is_refused_naming_the_field(store, edit, expected):

@@ -95,7 +95,9 @@ def test_limits_on_size_count_and_depth(dirs):
     for i in range(40):
         deep = deep / f"d{i}"
     deep.mkdir(parents=True)
-    intake = take_outputs(staging, run_dir, owner=ME, reserved=RECORDS, limits=Limits(file_bytes=10, total_bytes=100, files=1000))
+    intake = take_outputs(
+        staging, run_dir, owner=ME, reserved=RECORDS, limits=Limits(file_bytes=10, total_bytes=100, files=1000)
+    )
     why = {r["path"]: r["why"] for r in intake.refused}
     assert why["big.bin"] == "11 bytes (limit 10 per file)"
     assert any(v == "folders nested more than 32 deep" for v in why.values())

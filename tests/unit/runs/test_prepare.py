@@ -44,7 +44,9 @@ def test_require_clean_refuses_a_dirty_work_tree(tmp_path, demo_snapshot):
     subprocess.run([*git, "add", "config.yaml"], check=True)
     subprocess.run([*git, "commit", "-qm", "config"], check=True)
     (tmp_path / "train.py").write_text("print(1)\n")
-    r = runner.invoke(app, ["run", str(cfg), "--runtime", "local", "--require-clean", "--runs-dir", str(tmp_path / "runs")])
+    r = runner.invoke(
+        app, ["run", str(cfg), "--runtime", "local", "--require-clean", "--runs-dir", str(tmp_path / "runs")]
+    )
     assert r.exit_code == 7
     assert "has uncommitted changes and --require-clean was given" in r.stderr
 
@@ -96,10 +98,17 @@ def _fake_byo_run(tmp_path, *, run_json_entrypoint, with_code_tar):
     run.mkdir(parents=True)
     (run / "config.resolved.json").write_text(json.dumps(cfg.config.resolved()))
     (run / "run.json").write_text(
-        json.dumps({
-            "schema": 1, "run_id": run.name, "status": "succeeded", "started_at": "2026-01-01T00:00:00+00:00",
-            "reproexec_version": "0.1.0", "entrypoint": run_json_entrypoint, "data": {"snapshot": "d", "manifest_id": "m"},
-        })
+        json.dumps(
+            {
+                "schema": 1,
+                "run_id": run.name,
+                "status": "succeeded",
+                "started_at": "2026-01-01T00:00:00+00:00",
+                "reproexec_version": "0.1.0",
+                "entrypoint": run_json_entrypoint,
+                "data": {"snapshot": "d", "manifest_id": "m"},
+            }
+        )
     )
     (run / "train.py").write_text("print('not the code that ran')")
     if with_code_tar:
@@ -136,7 +145,10 @@ def test_rerun_of_a_byo_run_without_code_tar_says_why(tmp_path):
         ({"model": {"num_classes": 3}}, "model.num_classes = 3, but the dataset has 10 classes (0, 1, 2, 3"),
         ({"train": {"lr": float("inf")}}, "train.lr = inf: Input should be a finite number"),
         ({"seed": True}, "seed = True: Input should be a valid integer"),
-        ({"data": {"train_dir": "../digits-v2/train"}}, "data.train_dir = '../digits-v2/train': must be a plain folder path"),
+        (
+            {"data": {"train_dir": "../digits-v2/train"}},
+            "data.train_dir = '../digits-v2/train': must be a plain folder path",
+        ),
     ],
 )
 def test_values_only_docker_or_the_trainer_would_reject_are_refused_before_a_run_folder(

@@ -64,7 +64,9 @@ def test_a_linked_or_unreadable_metrics_file_is_named_not_called_empty(tmp_path)
     (d / "config.yaml").unlink()
     (d / "config.yaml").symlink_to("/etc/passwd")
     html = render_report(d, record)
-    assert text_of(html, "metrics-problem").startswith("The script's metrics ( metrics/metrics.jsonl ) were read in part: metrics.jsonl: ")
+    assert text_of(html, "metrics-problem").startswith(
+        "The script's metrics ( metrics/metrics.jsonl ) were read in part: metrics.jsonl: "
+    )
     assert 'id="no-metrics"' not in html and 'id="metrics"' not in html
     assert "root:" not in html  # the link is not followed
 
@@ -81,7 +83,8 @@ def test_a_million_rows_are_read_and_drawn_within_bounds(tmp_path):
     html = render_report(d, record)
     assert time.monotonic() - start < 30
     assert text_of(html, "metrics-problem").endswith(
-        "metrics.jsonl has more than 1,000,000 rows: only the first were read.")
+        "metrics.jsonl has more than 1,000,000 rows: only the first were read."
+    )
     assert text_of(html, "metrics") == "metric (last value logged) value loss 0.1250"  # row 1,000,000's
     (points,) = re.findall(r'points="([^"]*)"', html)
     assert len(points.split()) <= MAX_CURVE_POINTS + 1 and len(html) < 200_000
@@ -99,11 +102,19 @@ def test_a_summary_that_is_not_an_object_gives_the_scripts_own_metrics(tmp_path,
 
 
 def test_the_comparison_page_says_what_was_read_in_part():
-    c = {"verdict": "identical", "first_divergence": None, "files": [], "final": {}, "weights": [None, None],
-         "unread": ["a: metrics.jsonl line 3 is not a JSON object (the other rows were kept)"]}  # fmt: skip
+    c = {
+        "verdict": "identical",
+        "first_divergence": None,
+        "files": [],
+        "final": {},
+        "weights": [None, None],
+        "unread": ["a: metrics.jsonl line 3 is not a JSON object (the other rows were kept)"],
+    }
     html = render_comparison({"original": "a", "rerun": "b", "comparison": c, "env_diff": [], "hints": []})
-    assert text_of(html, "unread") == ("Read in part (the verdict stands on the rows read): "
-                                       "a: metrics.jsonl line 3 is not a JSON object (the other rows were kept).")  # fmt: skip
+    assert text_of(html, "unread") == (
+        "Read in part (the verdict stands on the rows read): "
+        "a: metrics.jsonl line 3 is not a JSON object (the other rows were kept)."
+    )
 
 
 def test_the_curves_tick_at_whole_steps_and_epochs(tmp_path, monkeypatch):

@@ -9,8 +9,8 @@ import pytest
 from needs import REPO
 
 from reproexec.errors import RunError
-from reproexec.runs.rerun import build_differences, replay_config
 from reproexec.runs.prepare import replayed_environment
+from reproexec.runs.rerun import build_differences, replay_config
 from reproexec.runs.store import load_run
 
 FIXTURES = REPO / "tests" / "fixtures" / "runs"

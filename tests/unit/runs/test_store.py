@@ -5,8 +5,8 @@ import subprocess
 
 import pytest
 
-from reproexec.runs.store import create_run_dir, list_runs, load_run, make_run_id
 from reproexec.errors import RunError
+from reproexec.runs.store import create_run_dir, list_runs, load_run, make_run_id
 
 
 def test_run_ids_are_readable_and_unique(tmp_path):
@@ -32,8 +32,14 @@ def test_a_run_whose_process_died_is_shown_as_stale(tmp_path):
 
 
 def record(run_id, **changes):
-    return {"schema": 1, "run_id": run_id, "status": "succeeded", "started_at": "2026-11-24T10:00:00+00:00",
-            "reproexec_version": "0.1.0", **changes}  # fmt: skip
+    return {
+        "schema": 1,
+        "run_id": run_id,
+        "status": "succeeded",
+        "started_at": "2026-11-24T10:00:00+00:00",
+        "reproexec_version": "0.1.0",
+        **changes,
+    }
 
 
 def test_a_reused_pid_is_not_the_owner(tmp_path):
@@ -67,10 +73,9 @@ def test_unknown_run_lists_the_latest_ids(tmp_path):
 
 
 def test_a_wheel_server_left_by_a_killed_build_is_reaped_and_a_live_ones_is_not():
-    from reproexec.labels import LABEL_BUILD_SERVER
     from reproexec.engine import ContainerInfo
+    from reproexec.labels import LABEL_BUILD_SERVER, LABEL_OWNER, this_process
     from reproexec.runs.reap import reap_orphans
-    from reproexec.labels import LABEL_OWNER, this_process
 
     dead = subprocess.Popen(["true"])
     dead.wait()
@@ -82,8 +87,10 @@ def test_a_wheel_server_left_by_a_killed_build_is_reaped_and_a_live_ones_is_not(
         def containers(self, label):
             if label != LABEL_BUILD_SERVER:
                 return []
-            return [ContainerInfo("c-dead", {LABEL_BUILD_SERVER: "1", LABEL_OWNER: json.dumps(gone)}),
-                    ContainerInfo("c-live", {LABEL_BUILD_SERVER: "1", LABEL_OWNER: json.dumps(this_process())})]  # fmt: skip
+            return [
+                ContainerInfo("c-dead", {LABEL_BUILD_SERVER: "1", LABEL_OWNER: json.dumps(gone)}),
+                ContainerInfo("c-live", {LABEL_BUILD_SERVER: "1", LABEL_OWNER: json.dumps(this_process())}),
+            ]
 
         def remove_container(self, ref):
             self.removed.append(ref)

@@ -5,15 +5,17 @@ import subprocess
 import sys
 import time
 
-
 SLEEPER = "import time\nprint('ready', flush=True)\ntime.sleep(300)\n"
 
 
 def _guard(*command):
     return subprocess.Popen(
         [sys.executable, "-m", "reproexec.runtime.guard", "--", *command],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_the_command_is_stopped_when_stdin_closes():

@@ -24,9 +24,19 @@ def _run(runs, run_id, variant, seed, acc, *, extra=None):
     cfg = {"name": "x", "seed": seed, "augment": {"rotation_degrees": 15.0 if variant == "aug" else 0.0}}
     (d / "config.resolved.json").write_text(json.dumps(cfg))
     final = {"val_acc": acc, "val_loss": 1 - acc, "train_loss": 0.5}
-    (d / "run.json").write_text(json.dumps({"schema": 1, "run_id": run_id, "status": "succeeded", "metrics": final,
-                                            "started_at": "2026-11-25T10:00:00+00:00", "reproexec_version": "0.1.0",
-                                            **(extra or {})}))  # fmt: skip
+    (d / "run.json").write_text(
+        json.dumps(
+            {
+                "schema": 1,
+                "run_id": run_id,
+                "status": "succeeded",
+                "metrics": final,
+                "started_at": "2026-11-25T10:00:00+00:00",
+                "reproexec_version": "0.1.0",
+                **(extra or {}),
+            }
+        )
+    )
     (d / "summary.json").write_text(json.dumps({"final": final, "weights_sha256": f"{seed:064x}"}))
     steps = [{"step": s, "epoch": 1, "loss": 2.0 / s + seed * 0.01, "lr": 0.1} for s in range(1, 11)]
     (d / "metrics" / "steps.jsonl").write_text("\n".join(json.dumps(r) for r in steps) + "\n")
@@ -42,14 +52,43 @@ def record(tmp_path):
     for variant, accs in VALUES.items():
         for seed, acc in enumerate(accs):
             d = _run(runs, f"r-{variant}-{seed}", variant, seed, acc)
-            cells.append({"key": f"{variant}-s{seed}", "variant": variant, "seed": seed, "status": "succeeded",
-                          "run_id": d.name, "run_dir": str(d), "slurm": {"job_id": f"7_{len(cells)}", "state": "COMPLETED"}})
-    cells.append({"key": "aug-s9", "variant": "aug", "seed": 9, "status": "failed", "reason": "exit code 1: <b>boom</b>",
-                  "run_id": None, "run_dir": None})  # fmt: skip
-    return {"sweep_id": "2026-11-25_abl_abc123", "name": "abl", "status": "failed", "metric": "val_acc", "goal": "max",
-            "baseline": "plain", "seeds": [0, 1, 2, 9], "variants": ["plain", "aug"], "cells": cells,
-            "differences": {"plain": [], "aug": [["augment.rotation_degrees", 0.0, 15.0]]},
-            "image_tag": "reproexec-env:abc", "manifest_id": "f4f5", "executor": {"kind": "slurm"}}  # fmt: skip
+            cells.append(
+                {
+                    "key": f"{variant}-s{seed}",
+                    "variant": variant,
+                    "seed": seed,
+                    "status": "succeeded",
+                    "run_id": d.name,
+                    "run_dir": str(d),
+                    "slurm": {"job_id": f"7_{len(cells)}", "state": "COMPLETED"},
+                }
+            )
+    cells.append(
+        {
+            "key": "aug-s9",
+            "variant": "aug",
+            "seed": 9,
+            "status": "failed",
+            "reason": "exit code 1: <b>boom</b>",
+            "run_id": None,
+            "run_dir": None,
+        }
+    )
+    return {
+        "sweep_id": "2026-11-25_abl_abc123",
+        "name": "abl",
+        "status": "failed",
+        "metric": "val_acc",
+        "goal": "max",
+        "baseline": "plain",
+        "seeds": [0, 1, 2, 9],
+        "variants": ["plain", "aug"],
+        "cells": cells,
+        "differences": {"plain": [], "aug": [["augment.rotation_degrees", 0.0, 15.0]]},
+        "image_tag": "reproexec-env:abc",
+        "manifest_id": "f4f5",
+        "executor": {"kind": "slurm"},
+    }
 
 
 def test_report_data_table_and_csv(record):
@@ -58,7 +97,9 @@ def test_report_data_table_and_csv(record):
     assert aug["n"] == 3 and aug["mean"] == pytest.approx(0.94) and aug["paired"]["mean_diff"] == pytest.approx(0.03)
     assert aug["verdict"] == "better"  # diffs .03/.04/.02: t = 5.196, df 2, p = 0.0351; exact p = 2/8 ≤ max(0.05, 2/8)
     md = render_markdown(report)
-    assert "| aug | 3 | 0.9400 ± 0.0100 | [0.9152, 0.9648] | +0.0300 [0.0052, 0.0548] | 0.0351 | 0.2500 | better |" in md
+    assert (
+        "| aug | 3 | 0.9400 ± 0.0100 | [0.9152, 0.9648] | +0.0300 [0.0052, 0.0548] | 0.0351 | 0.2500 | better |" in md
+    )
     assert "| plain | 3 | 0.9100 ± 0.0100 |" in md and "Seed-noise floor (plain's std across 3 seeds): 0.0100" in md
     csv_lines = render_csv(report).splitlines()
     assert csv_lines[0].startswith("metric,variant,n,mean,std,ci95_low,ci95_high,diff_vs_baseline,")
@@ -77,11 +118,24 @@ def test_report_renders_in_headless_chromium(record, tmp_path):
     if browser is None:
         require("chromium (Debian package 'chromium')", "it is not installed")
     dom = subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / '.chromium'}",
-         "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
-        capture_output=True, text=True, timeout=120,
-    ).stdout  # fmt: skip
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / '.chromium'}",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
     assert 'id="verdict-aug">better<' in dom and 'id="verdict-plain">baseline<' in dom
     # 6 seed dots, 3 seed lines; bands and mean lines: 2 variants × (loss per step, val_acc per epoch)
     assert 'data-rendered="6/3/4/4"' in dom
@@ -95,7 +149,8 @@ def test_runs_compare_lists_differing_fields_and_final_metrics(record, tmp_path)
     data = json.loads(r.stdout)
     assert data["runs"] == ["r-plain-0", "r-aug-1"]
     assert data["config_differences"] == [
-        {"field": "augment.rotation_degrees", "values": [0.0, 15.0]}, {"field": "seed", "values": [0, 1]}
+        {"field": "augment.rotation_degrees", "values": [0.0, 15.0]},
+        {"field": "seed", "values": [0, 1]},
     ]
     assert {"metric": "val_acc", "values": [0.9, 0.95]} in data["metrics"]
     r = runner.invoke(app, ["runs", "compare", "r-plain-0", "r-aug-1", "r-aug-2", "--runs-dir", str(runs)])
@@ -108,7 +163,9 @@ def test_runs_compare_lists_differing_fields_and_final_metrics(record, tmp_path)
 
 def test_hostile_run_folders_give_no_numbers_they_cannot_back(tmp_path):
     d = _run(tmp_path, "evil", "plain", 0, 0.9)
-    (d / "run.json").write_text(json.dumps({"run_id": "evil", "status": "succeeded", "metrics": {"val_acc": "NaN", "val_loss": True}}))
+    (d / "run.json").write_text(
+        json.dumps({"run_id": "evil", "status": "succeeded", "metrics": {"val_acc": "NaN", "val_loss": True}})
+    )
     (d / "summary.json").write_text(json.dumps({"weights_sha256": "../../etc/passwd"}))
     (d / "metrics" / "steps.jsonl").write_text('[1]\n{"step": 1, "loss": NaN}\nnot json\n{"step": 2, "loss": 0.5}\n')
     other = _run(tmp_path, "ok", "aug", 1, 0.8)
@@ -130,7 +187,9 @@ def test_a_node_without_the_image_loads_the_saved_one_and_checks_its_content_has
     engine = FakeEngine()
     tar = tmp_path / "img.tar"
     tar.write_bytes(b"image bytes")
-    sweep = {"images": {"reproexec-env:h": {"content_hash": "h", "saved": {"path": str(tar), "sha256": sha256_file(tar)}}}}
+    sweep = {
+        "images": {"reproexec-env:h": {"content_hash": "h", "saved": {"path": str(tar), "sha256": sha256_file(tar)}}}
+    }
     engine.load = lambda path: [engine.add_image("reproexec-env:h", labels={"org.reproexec.content-hash": "h"}).id]
     ensure_image(engine, sweep, "reproexec-env:h")  # loaded, checked
     assert engine.image("reproexec-env:h") is not None
@@ -176,7 +235,9 @@ def test_files_that_are_not_objects_links_or_deep_nestings_are_missing(tmp_path)
     elsewhere.write_text('{"step": 1, "loss": 0.5}\n')
     (d / "metrics" / "steps.jsonl").unlink()
     (d / "metrics" / "steps.jsonl").symlink_to(elsewhere)
-    (d / "metrics" / "epochs.jsonl").write_text('{"epoch": 1, "val_acc": 0.5}\n{"epoch": 2, "val_acc": 1' + "0" * 400 + "}\n")
+    (d / "metrics" / "epochs.jsonl").write_text(
+        '{"epoch": 1, "val_acc": 0.5}\n{"epoch": 2, "val_acc": 1' + "0" * 400 + "}\n"
+    )
     facts = run_facts(d)
     assert facts["weights_sha256"] is None and facts["config"] == {} and facts["metrics"]["val_acc"] == 0.9
     got = curves(d)

@@ -17,8 +17,13 @@ runner = CliRunner()
 
 def _sweep(tmp_path, **fields):
     write_config(tmp_path, tmp_path / "data")
-    doc = {"name": "abl", "base": "config.yaml", "seeds": [0, 1], "baseline": "plain",
-           "variants": {"plain": {}, "rot": {"augment": {"rotation_degrees": 15}}}}  # fmt: skip
+    doc = {
+        "name": "abl",
+        "base": "config.yaml",
+        "seeds": [0, 1],
+        "baseline": "plain",
+        "variants": {"plain": {}, "rot": {"augment": {"rotation_degrees": 15}}},
+    }
     doc.update(fields)
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(doc))
@@ -27,7 +32,9 @@ def _sweep(tmp_path, **fields):
 
 def _refusal(tmp_path, **fields):
     path = _sweep(tmp_path, **fields)
-    r = runner.invoke(app, ["sweep", str(path), "--runs-dir", str(tmp_path / "runs"), "--sweeps-dir", str(tmp_path / "sweeps")])
+    r = runner.invoke(
+        app, ["sweep", str(path), "--runs-dir", str(tmp_path / "runs"), "--sweeps-dir", str(tmp_path / "sweeps")]
+    )
     assert r.exit_code == 2, r.output
     assert not (tmp_path / "sweeps").exists() and not (tmp_path / "runs").exists()  # nothing half-written
     return r.output
@@ -47,7 +54,9 @@ def test_deep_merge_merges_mappings_and_replaces_everything_else():
     base = {"a": {"b": 1, "c": [1, 2]}, "d": {"e": 1}}
     assert deep_merge(base, {"a": {"c": [3]}, "d": None}) == {"a": {"b": 1, "c": [3]}, "d": None}
     assert base == {"a": {"b": 1, "c": [1, 2]}, "d": {"e": 1}}  # the base is not modified
-    assert config_differences({"a": {"b": 1}, "seed": 1}, {"a": {"b": 2}, "seed": 2}, ignore=("seed",)) == [("a.b", 1, 2)]
+    assert config_differences({"a": {"b": 1}, "seed": 1}, {"a": {"b": 2}, "seed": 2}, ignore=("seed",)) == [
+        ("a.b", 1, 2)
+    ]
 
 
 def test_unknown_keys_in_the_sweep_file_and_in_a_variant_are_all_reported(tmp_path):
@@ -86,7 +95,9 @@ def test_a_missing_or_invalid_base_config_is_named(tmp_path):
 def test_slurm_section_is_validated_too(tmp_path):
     out = _refusal(tmp_path, slurm={"mem": "lots", "cpus_per_task": 0, "sbatch": {"Bad Key": 1}, "gpus": 1})
     assert "slurm.mem = 'lots'" in out and "slurm.cpus_per_task = 0" in out
-    assert "slurm.gpus: unknown key; allowed here: cpus_per_task, image_dir, mem, partition, poll_s, sbatch, time" in out
+    assert (
+        "slurm.gpus: unknown key; allowed here: cpus_per_task, image_dir, mem, partition, poll_s, sbatch, time" in out
+    )
     assert "slurm.sbatch.Bad Key" in out
 
 
@@ -106,10 +117,16 @@ def test_a_sweep_file_and_its_base_are_read_as_a_config_is(tmp_path):
     os.mkfifo(tmp_path / "fifo.yaml")
     with pytest.raises(ConfigError) as e:
         load_sweep(tmp_path / "fifo.yaml")
-    assert e.value.message == f"sweep file {tmp_path / 'fifo.yaml'} cannot be read: it is a device, FIFO or socket, not a regular file"
+    assert (
+        e.value.message
+        == f"sweep file {tmp_path / 'fifo.yaml'} cannot be read: it is a device, FIFO or socket, not a regular file"
+    )
     (tmp_path / "folder.yaml").mkdir()
     out = _refusal(tmp_path, base="folder.yaml")
-    assert f"base = 'folder.yaml': config file {tmp_path / 'folder.yaml'} cannot be read: it is a folder, not a regular file" in out
+    assert (
+        f"base = 'folder.yaml': config file {tmp_path / 'folder.yaml'} cannot be read: it is a folder, not a regular file"
+        in out
+    )
 
 
 def test_a_duplicate_key_in_a_sweep_file_is_refused(tmp_path):
@@ -122,6 +139,9 @@ def test_a_duplicate_key_in_a_sweep_file_is_refused(tmp_path):
 
 def test_sweep_numbers_are_strict_as_config_numbers_are(tmp_path):
     out = _refusal(tmp_path, seeds=[True, 1.0], slurm={"cpus_per_task": True, "poll_s": "3"})
-    assert "seeds.0 = True: Input should be a valid integer" in out and "seeds.1 = 1.0: Input should be a valid integer" in out
+    assert (
+        "seeds.0 = True: Input should be a valid integer" in out
+        and "seeds.1 = 1.0: Input should be a valid integer" in out
+    )
     assert "slurm.cpus_per_task = True: Input should be a valid integer" in out
     assert "slurm.poll_s = '3': Input should be a valid number" in out

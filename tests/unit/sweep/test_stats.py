@@ -61,4 +61,6 @@ def test_compare_variants_pairs_by_seed_in_the_metrics_direction():
     assert r["variants"]["base"]["verdict"] == "baseline"
     # a loss: lower is better, so the same upward move is "worse"
     loss = compare_variants({"base": BASE, "up": values["up"]}, "base", "min")
-    assert loss["variants"]["up"]["verdict"] == "worse" and loss["variants"]["up"]["paired"]["mean_diff"] == pytest.approx(0.032)
+    assert loss["variants"]["up"]["verdict"] == "worse" and loss["variants"]["up"]["paired"][
+        "mean_diff"
+    ] == pytest.approx(0.032)
