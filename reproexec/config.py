@@ -33,7 +33,7 @@ from pydantic import (
 from reproexec.errors import ConfigError
 from reproexec.fsutil import UnreadableFile, read_bounded
 
-_NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _SHA256_RE = r"^[0-9a-f]{64}$"
 # Debian package pins: name=version, as `apt-get install` takes them.
 _APT_PIN_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+=[A-Za-z0-9.+:~-]+$")
@@ -369,7 +369,7 @@ class SmokeSection(_Section):
 
 
 class Config(_Section):
-    name: str = Field(..., pattern=_NAME_RE, description="Config name; part of every run id.")
+    name: str = Field(..., pattern=NAME_RE, description="Config name; part of every run id.")
     seed: StrictInt = Field(1337, ge=0, lt=2**32)
     env: EnvSection = EnvSection()
     data: DataSection

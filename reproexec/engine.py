@@ -86,7 +86,6 @@ class ContainerSpec:
 class Exit:
     code: int
     oom_killed: bool = False
-    error: str = ""
 
 
 class RunHandle(Protocol):
@@ -497,12 +496,7 @@ class DockerRun:
     def wait(self) -> Exit:
         status = self._api.wait(self.id)
         state = (self._api.inspect_container(self.id) or {}).get("State", {})
-        error = status.get("Error")
-        return Exit(
-            code=int(status.get("StatusCode", 1)),
-            oom_killed=bool(state.get("OOMKilled")),
-            error=error.get("Message", "") if isinstance(error, dict) else "",
-        )
+        return Exit(code=int(status.get("StatusCode", 1)), oom_killed=bool(state.get("OOMKilled")))
 
     def stop(self, timeout: int = 10) -> None:
         _quietly(self._errors, self._api.stop, self.id, timeout=timeout)  # already gone: nothing to stop

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
 from reproexec import console
+
+if TYPE_CHECKING:
+    from reproexec.runs.prepare import Runtime
 
 RunsDir = Annotated[Path, typer.Option(help="Run store.", envvar="REPROEXEC_RUNS")]
 env_app = typer.Typer(help="Environments: what differs between two runs, images or this host.", no_args_is_help=True)
@@ -43,6 +46,7 @@ def rerun(
             raise ConfigError(f"--tolerance {item!r} is not metric=number", "e.g. --tolerance val_loss=1e-6") from None
     if runtime not in ("docker", "local"):
         raise ConfigError(f"--runtime {runtime!r} is not known", "use --runtime docker or --runtime local")
+    kind = cast("Runtime", runtime)  # checked above
     engine = None
     if runtime == "docker":
         from reproexec.engine import connect
@@ -53,7 +57,7 @@ def rerun(
             ref,
             runs_dir=runs_dir.resolve(),
             engine=engine,
-            runtime=runtime,
+            runtime=kind,
             data=data,
             gpu=gpu,
             cpuset=cpuset,

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
 from reproexec import console
+
+if TYPE_CHECKING:  # the CLI's start imports no core module
+    from reproexec.runs.execute import RunOutcome
+    from reproexec.runs.prepare import Runtime
 
 
 def run(
@@ -42,9 +46,10 @@ def run(
     with clock.phase("config"):
         container_user(user)  # refuses a uid or gid of 0 before anything starts
         loaded = load_config(config)
+        kind = cast("Runtime", runtime)  # checked above
         opts = RunOptions(
-            gpu=gpu, name=name, runtime=runtime, require_clean=require_clean, runs_dir=runs_dir.resolve(), user=user
-        )  # type: ignore[arg-type]
+            gpu=gpu, name=name, runtime=kind, require_clean=require_clean, runs_dir=runs_dir.resolve(), user=user
+        )
         check_options(loaded, opts)
         engine = None
         if runtime == "docker":
@@ -57,15 +62,14 @@ def run(
     raise_for_outcome(outcome)
 
 
-def raise_for_outcome(outcome: object) -> None:
+def raise_for_outcome(outcome: RunOutcome) -> None:
     """An interrupted run exits 128 + the signal, a failed one as a RunError (the one exit-code map)."""
     from reproexec.errors import Interrupted, RunError
 
-    status, reason, run_dir = outcome.status, outcome.reason, outcome.run_dir  # type: ignore[attr-defined]
-    if status == "interrupted":
-        raise Interrupted(outcome.signum or 2, f"run {outcome.run_id} interrupted: {reason}")  # type: ignore[attr-defined]
-    if status != "succeeded":
+    if outcome.status == "interrupted":
+        raise Interrupted(outcome.signum or 2, f"run {outcome.run_id} interrupted: {outcome.reason}")
+    if outcome.status != "succeeded":
         raise RunError(
-            f"run {outcome.run_id} failed: {reason}",
-            f"read {run_dir / 'stdout.log'}; the run folder says the same in run.json",
-        )  # type: ignore[attr-defined]
+            f"run {outcome.run_id} failed: {outcome.reason}",
+            f"read {outcome.run_dir / 'stdout.log'}; the run folder says the same in run.json",
+        )

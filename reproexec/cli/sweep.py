@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from typer.core import TyperGroup
 
 from reproexec import console
+
+if TYPE_CHECKING:
+    from typing import Literal
 
 
 class _RunByDefault(TyperGroup):
@@ -47,9 +50,8 @@ def run(
     from reproexec.sweep.core import SweepOptions, prepare, run_sweep
     from reproexec.sweep.core import dry_run as plan_view
 
-    opts = SweepOptions(
-        executor=executor, parallel=parallel, runs_dir=runs_dir.resolve(), sweeps_dir=sweeps_dir.resolve()
-    )  # type: ignore[arg-type]
+    kind = cast('Literal["local", "slurm"]', executor)  # prepare() refuses any other
+    opts = SweepOptions(executor=kind, parallel=parallel, runs_dir=runs_dir.resolve(), sweeps_dir=sweeps_dir.resolve())
     engine = functools.cache(connect)  # connected only once the sweep file and the executor passed
     plan = prepare(sweep_file, opts, engine, on_log=console.info)
     if dry_run:

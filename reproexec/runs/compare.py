@@ -41,7 +41,7 @@ SCRIPT_METRICS = Path("metrics") / "metrics.jsonl"  # what a bring-your-own scri
 MAX_METRIC_DEPTH = 8
 # What reproexec writes into a bring-your-own run's folder (and the environment it captured, which
 # differs by machine by design); the rest is the entrypoint's. stdout.log is the entrypoint's output.
-_RECORDS = (RECORDS - {"stdout.log"}) | {"environment.json"}
+REPROEXEC_FILES = (RECORDS - {"stdout.log"}) | {"environment.json"}
 
 
 @dataclass(frozen=True)
@@ -276,7 +276,7 @@ def _outputs(folder: Path) -> dict[str, str]:
     return {
         rel: digest
         for rel, digest in artifacts.items()
-        if isinstance(digest, str) and rel.split("/")[0] not in _RECORDS
+        if isinstance(digest, str) and rel.split("/")[0] not in REPROEXEC_FILES
     }
 
 

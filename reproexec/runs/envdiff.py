@@ -30,8 +30,6 @@ NUMERIC_DEBS = re.compile(r"^(libc6|libgomp1)$")
 # CPU features the math libraries pick kernels by (ATen, oneDNN, MKL): a difference in them can change
 # the numbers, unless every library is pinned to a level both CPUs have (then the extra ones go unused).
 DISPATCH_FLAGS = re.compile(r"^(sse\d.*|ssse3|avx.*|fma|f16c|amx.*)$")
-# The environment variables that pin the CPU math libraries (reproexec.runtime.seeding sets them).
-PIN_VARS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR")
 # The capture is a few levels deep; an environment.json nested deeper was not written by it (and
 # walking ~1000 levels json.loads accepts could exhaust Python's stack).
 MAX_DEPTH = 8

@@ -13,7 +13,7 @@ from typing import Any
 
 from reproexec.env.spec import templates_root
 from reproexec.fsutil import read_bounded, read_json_object, read_jsonl_objects
-from reproexec.runs.compare import _RECORDS, SCRIPT_METRICS, classify, metric_value, output_globs
+from reproexec.runs.compare import REPROEXEC_FILES, SCRIPT_METRICS, classify, metric_value, output_globs
 
 IMAGES = (
     ("curves.png", "loss and accuracy"),
@@ -36,7 +36,7 @@ def fmt(v: Any, digits: int = 4) -> str:
     return str(v)
 
 
-def _env() -> Any:
+def jinja_env() -> Any:
     import jinja2
 
     env = jinja2.Environment(
@@ -50,11 +50,11 @@ def _env() -> Any:
 
 def render_comparison(data: dict[str, Any]) -> str:
     """comparison.html: the verdict, where the curves part, final metrics and the env diff."""
-    return _env().get_template("comparison.html.j2").render(d=data, c=data.get("comparison"))
+    return jinja_env().get_template("comparison.html.j2").render(d=data, c=data.get("comparison"))
 
 
 def render_report(run_dir: Path, record: dict[str, Any]) -> str:
-    env = _env()
+    env = jinja_env()
     summary = record.get("summary") if isinstance(record.get("summary"), dict) else None
     final = (summary or {}).get("final")
     best = (summary or {}).get("best")
@@ -108,7 +108,7 @@ def _outputs(run_dir: Path, record: dict[str, Any]) -> list[tuple[str, str, str]
     return [
         (name, classify(name, results, logs), digest)
         for name, digest in sorted(artifacts.items())
-        if name.split("/")[0] not in _RECORDS
+        if name.split("/")[0] not in REPROEXEC_FILES
     ]
 
 

@@ -21,7 +21,7 @@ from reproexec.fsutil import load_json, sha256_file, write_atomic, write_json_at
 from reproexec.runs.compare import Comparison, compare_runs
 from reproexec.runs.envdiff import Difference, diff_env, view_of_run_dir
 from reproexec.runs.execute import EventFn, RunOutcome, execute_run
-from reproexec.runs.prepare import Replay, RunOptions
+from reproexec.runs.prepare import Replay, RunOptions, Runtime
 from reproexec.runs.store import RESOLVED_CONFIG, RUN_JSON, RunRecord, load_run
 
 
@@ -80,7 +80,7 @@ def rerun(
     *,
     runs_dir: Path,
     engine: Engine | None,
-    runtime: str = "docker",
+    runtime: Runtime = "docker",
     data: Path | None = None,
     gpu: bool = False,
     cpuset: str | None = None,
@@ -117,7 +117,7 @@ def rerun(
     environment = randomness.get("environment") if isinstance(randomness, dict) else None
     opts = RunOptions(
         gpu=gpu,
-        runtime=runtime,  # type: ignore[arg-type]
+        runtime=runtime,
         runs_dir=runs_dir,
         replay=Replay(
             image=original.data.get("image") if runtime == "docker" else None,

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         env = environment.capture_environment()
     except ImportError:  # an image without torch: still record what there is
-        env = {"os": environment._os(), "cpu": environment._cpu(), "packages": environment._packages()}
+        env = environment.capture_without_torch()
     artifacts.write_json(args.out / "environment.json", env)
     if os.environ.get("REPROEXEC_SEED_HOOK") == "1":
         hook = str(Path(__file__).resolve().parent / "hook")

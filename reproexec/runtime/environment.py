@@ -147,6 +147,11 @@ def _cuda(torch: Any) -> dict[str, Any]:
     return info
 
 
+def capture_without_torch() -> dict[str, Any]:
+    """What can be recorded in an image without torch (a bring-your-own run's image may lack it)."""
+    return {"os": _os(), "cpu": _cpu(), "packages": _packages()}
+
+
 def capture_environment() -> dict[str, Any]:
     import torch
 

@@ -338,6 +338,10 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 
 def render_html(report: dict[str, Any]) -> str:
-    from reproexec.runs.report import _env
+    from reproexec.runs.report import jinja_env
 
-    return _env().get_template("sweep_report.html.j2").render(r=report, rows=summary_rows(report), fmt=fmt, fmt_p=fmt_p)
+    return (
+        jinja_env()
+        .get_template("sweep_report.html.j2")
+        .render(r=report, rows=summary_rows(report), fmt=fmt, fmt_p=fmt_p)
+    )

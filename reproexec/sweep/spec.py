@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError
 
-from reproexec.config import _NAME_RE, Config, LoadedConfig, read_yaml_file, validate_config
+from reproexec.config import NAME_RE, Config, LoadedConfig, read_yaml_file, validate_config
 from reproexec.errors import ConfigError
 
 # The trainer's final metrics (summary.json "final") and which way is better.
@@ -55,14 +55,14 @@ class SlurmSection(_Strict):
 
 
 class SweepFile(_Strict):
-    name: str = Field(..., pattern=_NAME_RE, description="Sweep name; part of the sweep folder's name.")
+    name: str = Field(..., pattern=NAME_RE, description="Sweep name; part of the sweep folder's name.")
     base: str = Field(..., description="The base config, relative to the sweep file.")
     seeds: list[Annotated[StrictInt, Field(ge=0, lt=2**32)]] = Field(
         ..., min_length=1, description="Every variant runs once per seed."
     )
     baseline: str = Field(..., description="The variant the others are compared against.")
     metric: str = Field("val_acc", description=f"The final metric to compare: {', '.join(METRICS)}.")
-    variants: dict[Annotated[str, Field(pattern=_NAME_RE)], dict[str, Any] | None] = Field(
+    variants: dict[Annotated[str, Field(pattern=NAME_RE)], dict[str, Any] | None] = Field(
         ..., min_length=1, description="variant name → partial config deep-merged over the base ({} = the base)."
     )
     slurm: SlurmSection = SlurmSection()
