@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import pytest
+from snapshots import write_cifar
+from trainkit import make_config
 
-sys.path.insert(0, str(Path(__file__).parent))
-from datasets import write_cifar  # noqa: E402
-from trainkit import make_config  # noqa: E402
+from reproexec.runtime.seeding import cpu_math_environment
 
-from reproexec.runtime.seeding import cpu_math_environment  # noqa: E402
 
-# In-process runs (test_trainer) need this process pinned like a run process: ATen is read when torch
-# is imported, MKL and oneDNN at their first call, so the pins go in before any test module computes.
-os.environ.update(ATEN_CPU_CAPABILITY="avx2", **cpu_math_environment(make_config()))
+@pytest.fixture(autouse=True, scope="session")
+def pinned_like_a_run():
+    """In-process runs (test_trainer) need this process pinned like a run process, for the time the
+    trainer's tests run and no longer: MKL and oneDNN read their variables at their first call (after
+    this); ATen read its own when torch was imported, so in-process configs use the level it runs at
+    (trainkit.current_capability)."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in {"ATEN_CPU_CAPABILITY": "avx2", **cpu_math_environment(make_config())}.items():
+            mp.setenv(name, value)
+        yield
 
 
 @pytest.fixture(scope="session")

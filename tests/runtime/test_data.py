@@ -72,15 +72,17 @@ def test_cifar_batches_load(cifar):
 
 class _Evil:
     def __reduce__(self):
-        return (os.system, ("echo pwned > /tmp/reproexec-pwned",))
+        return (os.system, (f"echo pwned > {_Evil.marker}",))
 
 
 def test_cifar_reader_refuses_a_malicious_pickle(tmp_path):
+    _Evil.marker = tmp_path / "pwned"  # where the payload would write, were it run
     p = tmp_path / "data_batch_1"
     p.write_bytes(pickle.dumps({b"data": _Evil(), b"labels": [0]}, protocol=2))
+    assert not _Evil.marker.exists()
     with pytest.raises(DataError, match=r"refusing to load global (posix|os)\.system"):
         load_cifar_pickle(p)
-    assert not os.path.exists("/tmp/reproexec-pwned")
+    assert not _Evil.marker.exists()
 
 
 def test_cifar_reader_refuses_wrong_array_types(cifar, tmp_path):

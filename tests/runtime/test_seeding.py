@@ -72,12 +72,10 @@ def test_capability_mismatch_in_a_started_process_says_start_fresh(monkeypatch):
 
 
 def test_capability_the_cpu_lacks_is_named(monkeypatch):
-    import torch
 
     if current_capability() == "avx512":
         pytest.skip("this CPU has AVX512; the fallback case needs a CPU without it")
     monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx512")
-    assert torch.backends.cpu.get_cpu_capability() != "AVX512"
     with pytest.raises(RunError, match="this CPU cannot run it"):
         check_cpu_capability(make_config(determinism={"cpu_capability": "avx512"}))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 from needs import require
@@ -190,9 +191,17 @@ def test_a_node_without_the_image_loads_the_saved_one_and_checks_its_content_has
     sweep = {
         "images": {"reproexec-env:h": {"content_hash": "h", "saved": {"path": str(tar), "sha256": sha256_file(tar)}}}
     }
-    engine.load = lambda path: [engine.add_image("reproexec-env:h", labels={"org.reproexec.content-hash": "h"}).id]
-    ensure_image(engine, sweep, "reproexec-env:h")  # loaded, checked
-    assert engine.image("reproexec-env:h") is not None
+    loaded = []
+
+    def load(path):
+        loaded.append(Path(path))
+        return [engine.add_image("reproexec-env:h", labels={"org.reproexec.content-hash": "h"}).id]
+
+    engine.load = load
+    ensure_image(engine, sweep, "reproexec-env:h")  # missing on this node: loaded from the shared folder
+    assert loaded == [tar]
+    ensure_image(engine, sweep, "reproexec-env:h")  # present now, with the sweep's content hash: not loaded again
+    assert loaded == [tar]
 
     engine2 = FakeEngine()
     with pytest.raises(EngineError, match="is not on this node's Docker engine"):
