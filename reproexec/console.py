@@ -238,7 +238,8 @@ def rerun_verdict(result: Any) -> None:
         error(f"the rerun did not succeed: {result.outcome.reason}")
     else:
         colour = {"identical": "green", "within tolerance": "yellow"}.get(c.verdict, "red")
-        out.print(f"[bold {colour}]{c.verdict}[/] (rerun of {result.original.run_id})")
+        signed = f", signed by key {result.signed_by}" if result.signed_by else ""
+        out.print(f"[bold {colour}]{c.verdict}[/] (rerun of {result.original.run_id}){signed}")
         if c.compared_files:
             results = sum(1 for f in c.files if f["kind"] == "result")
             out.print(
@@ -337,3 +338,12 @@ def runs_side_by_side(table_data: dict[str, Any]) -> None:
     rows.append(["weights sha256", *[(w or "")[:16] for w in table_data["weights_sha256"]]])
     n = len(table_data["config_differences"])
     table(f"{len(runs)} runs: {n} config field{'s' if n != 1 else ''} differ", ["", *runs], rows)
+
+
+def verification(result: Any) -> None:
+    """`reproexec verify`: what was checked, each with its outcome, then one line."""
+    rows = [[c.what, "ok" if c.ok else "FAILED", c.detail] for c in result.checks]
+    table(f"run {result.run_id}", ["check", "", "what"], rows)
+    if result.ok:
+        who = f", signed by key {result.signed_by}" if result.signed_by else (", unsigned" if result.attested else "")
+        success(f"run {result.run_id} verifies{who}")

@@ -2,8 +2,8 @@
 
 Every error carries a message (what is wrong, naming the field, file or value) and a hint (how to
 fix it). The CLI's root group (cli/app.py) is the only place that turns them into text and an
-exit code: 2 config, 3 lockfile, 4 data, 5 engine, 6 build, 7 run, 128 + N a signal (130 Ctrl-C,
-143 SIGTERM). `reproexec rerun` ends with its verdict: 0 identical, 10 within tolerance, 11 differs.
+exit code: 2 config, 3 lockfile, 4 data, 5 engine, 6 build, 7 run, 8 attestation (a run that is not
+what it says, or not signed as asked), 128 + N a signal (130 Ctrl-C, 143 SIGTERM). `reproexec rerun` ends with its verdict: 0 identical, 10 within tolerance, 11 differs.
 """
 
 from __future__ import annotations
@@ -57,6 +57,12 @@ class BuildError(ReproexecError):
 
 class RunError(ReproexecError):
     exit_code = 7
+
+
+class AttestationError(ReproexecError):
+    """A run's files, records or signature are not what its attestation says (or not signed as asked)."""
+
+    exit_code = 8
 
 
 class Interrupted(ReproexecError):

@@ -63,7 +63,7 @@ def _root(
 
 def _register() -> None:
     # Each module defines its commands; importing them here keeps this file a table of contents.
-    from reproexec.cli import base, build, bundle, config, data, gc, lock, rerun, run, runs, smoke, sweep
+    from reproexec.cli import base, build, bundle, config, data, gc, keys, lock, rerun, run, runs, smoke, sweep, verify
 
     app.add_typer(base.app, name="base")
     app.add_typer(config.app, name="config")
@@ -79,6 +79,8 @@ def _register() -> None:
     app.command("rerun")(rerun.rerun)
     app.add_typer(rerun.env_app, name="env")
     app.command("gc")(gc.gc)
+    app.command("verify")(verify.verify)
+    app.add_typer(keys.app, name="keys")
 
 
 _register()

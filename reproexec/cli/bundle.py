@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 
 from reproexec import console
-
-RunsDir = Annotated[Path, typer.Option(help="Run store.", envvar="REPROEXEC_RUNS")]
+from reproexec.cli.options import RunsDir, SignedBy
 
 
 def export(
@@ -49,6 +48,7 @@ def export(
 
 def import_(
     bundle: Annotated[Path, typer.Argument(help="Bundle from `reproexec export`.")],
+    signed_by: SignedBy = None,
     runs_dir: RunsDir = Path("runs"),
 ) -> None:
     """Check a bundle (paths, links, sizes, hashes) and add its run to the run store; a saved image is
@@ -56,12 +56,17 @@ def import_(
     from reproexec.engine import connect
     from reproexec.runs.bundle import import_bundle
 
-    result = import_bundle(bundle, runs_dir.resolve(), connect)
+    result = import_bundle(bundle, runs_dir.resolve(), connect, signed_by=signed_by)
     record = result.record
     state = "was already in the store" if result.already_present else f"imported into {record.path}"
     console.success(
         f"run {record.run_id} {state}"
         + (f" (image {result.image[:19]} loaded and checked)" if result.image else "")
         + (f" (base {result.base} imported and checked)" if result.base else "")
+        + (
+            f", signed by key {result.verification.signed_by}"
+            if result.verification and result.verification.signed_by
+            else ""
+        )
     )
     console.data(record.run_id)

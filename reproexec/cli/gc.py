@@ -8,14 +8,13 @@ from typing import Annotated
 import typer
 
 from reproexec import console
+from reproexec.cli.options import RunsDir
 
 
 def gc(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be removed; remove nothing.")] = False,
     keep_last: Annotated[int, typer.Option("--keep-last", min=0, help="Keep the N newest unused run images.")] = 0,
-    runs_dir: Annotated[
-        Path, typer.Option(help="Run store whose runs keep their images.", envvar="REPROEXEC_RUNS")
-    ] = Path("runs"),
+    runs_dir: RunsDir = Path("runs"),
 ) -> None:
     """Remove run images, code images, left-over build stages and cached base rootfs that no run in the store uses."""
     from reproexec.engine import connect

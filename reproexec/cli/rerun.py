@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Annotated, cast
 import typer
 
 from reproexec import console
+from reproexec.cli.options import RunsDir, SignedBy
 
 if TYPE_CHECKING:
     from reproexec.runs.prepare import Runtime
 
-RunsDir = Annotated[Path, typer.Option(help="Run store.", envvar="REPROEXEC_RUNS")]
 env_app = typer.Typer(help="Environments: what differs between two runs, images or this host.", no_args_is_help=True)
 
 
@@ -29,6 +29,7 @@ def rerun(
     tolerance: Annotated[
         list[str] | None, typer.Option(help="metric=absolute tolerance, e.g. val_loss=1e-6 (repeatable).")
     ] = None,
+    signed_by: SignedBy = None,
     runs_dir: RunsDir = Path("runs"),
 ) -> None:
     """Rebuild, rerun and compare: exit 0 identical, 10 within tolerance, 11 differs."""
@@ -62,6 +63,7 @@ def rerun(
             gpu=gpu,
             cpuset=cpuset,
             tolerances=tolerances,
+            signed_by=signed_by,
             on_event=on_event,
             on_log=console.info,
         )

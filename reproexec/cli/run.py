@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, cast
 import typer
 
 from reproexec import console
+from reproexec.cli.options import RunsDir
 
 if TYPE_CHECKING:  # the CLI's start imports no core module
     from reproexec.runs.execute import RunOutcome
@@ -23,7 +24,7 @@ def run(
     require_clean: Annotated[
         bool, typer.Option("--require-clean", help="Refuse to run with uncommitted changes.")
     ] = False,
-    runs_dir: Annotated[Path, typer.Option(help="Run store.", envvar="REPROEXEC_RUNS")] = Path("runs"),
+    runs_dir: RunsDir = Path("runs"),
     user: Annotated[
         str | None,
         typer.Option(help="UID:GID to run as and to own the run folder (when root runs for someone); never 0."),

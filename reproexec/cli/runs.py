@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 
 from reproexec import console
+from reproexec.cli.options import RunsDir
 
 app = typer.Typer(help="The run store: list runs, show one, compare several.", no_args_is_help=True)
-RunsDir = Annotated[Path, typer.Option(help="Run store.", envvar="REPROEXEC_RUNS")]
 
 
 @app.command("list")

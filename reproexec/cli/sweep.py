@@ -11,6 +11,7 @@ import typer
 from typer.core import TyperGroup
 
 from reproexec import console
+from reproexec.cli.options import RunsDir
 
 if TYPE_CHECKING:
     from typing import Literal
@@ -30,7 +31,6 @@ app = typer.Typer(
     help="Ablation sweeps: variants × seeds of one config, each cell an ordinary run, one comparison report.",
     no_args_is_help=True,
 )
-RunsDir = Annotated[Path, typer.Option(help="Run store (where the cells' runs go).", envvar="REPROEXEC_RUNS")]
 SweepsDir = Annotated[Path, typer.Option(help="Where sweep folders go.", envvar="REPROEXEC_SWEEPS")]
 
 

@@ -25,13 +25,14 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, Any
 
 from reproexec.engine import Engine
-from reproexec.errors import RunError
+from reproexec.errors import AttestationError, RunError
 from reproexec.fsutil import is_disk_full, piped, sha256_file
 from reproexec.labels import BUNDLE_REPOSITORY, LABEL_HASH, ROOTFS_REPOSITORY
-from reproexec.runs.store import MAX_RUN_JSON_BYTES, RUN_JSON, RunRecord, load_run, parse_run_json
+from reproexec.runs.attest import Verification, verify_folder
+from reproexec.runs.store import BESIDE_RUN_JSON, MAX_RUN_JSON_BYTES, RUN_JSON, RunRecord, load_run, parse_run_json
 
 IMAGE_MEMBER = "image.tar"
 BASE_MEMBER = "base.tar.gz"  # --with-base: the base's rootfs (tens of MB), not the whole run image
@@ -90,6 +91,11 @@ def export_run(
                 tar.add(p, arcname=f"{record.run_id}/{rel}", recursive=False, filter=_normalize)
                 files += 1
                 total += p.stat().st_size
+            for rel in BESIDE_RUN_JSON:  # the attestation and its signer's public key, when the run has them
+                p = record.path / rel
+                if p.is_file() and not p.is_symlink():
+                    tar.add(p, arcname=f"{record.run_id}/{rel}", recursive=False, filter=_normalize)
+                    files += 1
             if image_file is not None:
                 tar.add(image_file.name, arcname=f"{record.run_id}/{IMAGE_MEMBER}", filter=_normalize)
             elif image:
@@ -235,24 +241,20 @@ def check_members(members: list[tarfile.TarInfo], source: str) -> str:
 
 
 @dataclass(frozen=True)
-class ImportResult:
-    record: RunRecord
-    image: str | None  # the image id loaded (and checked), if the bundle held one
-    already_present: bool  # the same run (byte-identical run.json) was already in the store
-    base: str | None = None  # the base tag imported (or found, with the recorded content), --with-base
+class OpenedBundle:
+    tar: tarfile.TarFile
+    members: list[tarfile.TarInfo]
+    by_name: dict[str, tarfile.TarInfo]
+    run_id: str
+    record: dict[str, Any]  # run.json, validated
+    raw: bytes  # run.json's bytes
 
 
-def import_bundle(bundle: Path, runs_dir: Path, engine: Callable[[], Engine] | None = None) -> ImportResult:
-    """Check a bundle as untrusted input, then add its run to the store (and load its image).
-
-    Before anything is written: every member safe (check_members), the run.json valid (schema,
-    id, paths, types), the files exactly those run.json lists (plus the image), the total size
-    within MAX_BUNDLE_BYTES and the free disk. The files are unpacked into a private folder and
-    their sha256 checked before the folder is moved into place; a run already in the store is
-    never overwritten (the same run is fine; a different run under the same id is refused). A
-    saved image is loaded without any of its own tags, accepted only if it is the image run.json
-    records (image id and content-hash label), and only then tagged `reproexec-env:<hash>`.
-    `engine` connects to Docker; it is called only when the bundle holds an image."""
+@contextlib.contextmanager
+def open_bundle(bundle: Path) -> Iterator[OpenedBundle]:
+    """A bundle from elsewhere, opened as untrusted input (for import, verify and env diff alike):
+    every member checked (check_members), run.json read bounded and validated, its run id the
+    bundle's. A damaged, truncated or non-tar file is a RunError, never a traceback."""
     if not bundle.is_file():
         raise RunError(f"bundle {bundle} does not exist", "pass the .tar.gz written by `reproexec export`")
     try:
@@ -261,10 +263,9 @@ def import_bundle(bundle: Path, runs_dir: Path, engine: Callable[[], Engine] | N
             run_id = check_members(members, str(bundle))
             by_name = {m.name.rstrip("/"): m for m in members}
             meta = by_name.get(f"{run_id}/{RUN_JSON}")
-            if meta is None or not meta.isreg():
+            src = tar.extractfile(meta) if meta is not None and meta.isreg() else None
+            if src is None:
                 raise RunError(f"bundle {bundle} has no {run_id}/{RUN_JSON}", "export the run again")
-            src = tar.extractfile(meta)
-            assert src is not None
             raw = src.read(MAX_RUN_JSON_BYTES + 1)
             record = parse_run_json(raw, f"{bundle}:{run_id}/{RUN_JSON}")
             if record["run_id"] != run_id:
@@ -272,60 +273,106 @@ def import_bundle(bundle: Path, runs_dir: Path, engine: Callable[[], Engine] | N
                     f"bundle {bundle}: run.json says run {record['run_id']!r}, the bundle holds {run_id!r}",
                     "the bundle was altered; do not use it",
                 )
-            if record["status"] == "running":
-                raise RunError(
-                    f"bundle {bundle}: run {run_id} is still running", "export it again when it has finished"
-                )
-            image_member = by_name.get(f"{run_id}/{IMAGE_MEMBER}")
-            base_member = by_name.get(f"{run_id}/{BASE_MEMBER}")
-            base_sha = _recorded_base(record, str(bundle)) if base_member is not None else None
-            _check_listing(
-                members, record, run_id, [m for m in (image_member, base_member) if m is not None], str(bundle)
-            )
-            _check_room(members, runs_dir, str(bundle))
-            dest = runs_dir / run_id
-            present = (dest / RUN_JSON).is_file()
-            if present:
-                if sha256_file(dest / RUN_JSON, follow_symlinks=False) != hashlib.sha256(raw).hexdigest():
-                    raise RunError(
-                        f"a different run {run_id} is already in {runs_dir}; the bundle was not imported",
-                        f"import into another run store (--runs-dir), or remove {dest} if it should be replaced",
-                    )
-            if (image_member is not None or base_member is not None) and engine is None:
-                raise RunError(
-                    f"bundle {bundle} holds an image or a base but no Docker engine was given", "connect to Docker"
-                )
-            with _staged(runs_dir) as staging:
-                if not present:  # unpacked and checked beside the store, moved in only once all else is checked
-                    _unpack(
-                        tar,
-                        [m for m in members if m.isreg() and m not in (image_member, base_member)],
-                        run_id,
-                        staging,
-                        str(bundle),
-                    )
-                loaded = None
-                if image_member is not None:
-                    img = tar.extractfile(image_member)
-                    assert img is not None and engine is not None
-                    loaded = load_image_checked(engine(), img, record.get("image") or {}, str(bundle))
-                base_tag = None
-                if base_member is not None:
-                    assert engine is not None
-                    base_tag = _import_base(engine(), tar, base_member, base_sha or "")
-                if not present:
-                    try:
-                        os.rename(staging / run_id, dest)  # fails if dest appeared meanwhile (never replaced)
-                    except OSError as e:
-                        raise RunError(
-                            f"run {run_id} appeared in {runs_dir} during the import: {e.strerror}", "import it again"
-                        ) from None
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+            yield OpenedBundle(tar, members, by_name, run_id, record, raw)
+    except (tarfile.TarError, EOFError, zlib.error) as e:
         raise RunError(
             f"bundle {bundle} cannot be read: {e or type(e).__name__}",
             "the file is damaged, truncated or not a tar archive",
         ) from None
-    return ImportResult(record=load_run(str(dest)), image=loaded, already_present=present, base=base_tag)
+    except OSError as e:
+        if is_disk_full(e):
+            raise
+        raise RunError(
+            f"bundle {bundle} cannot be read: {e or type(e).__name__}",
+            "the file is damaged, truncated or not a tar archive",
+        ) from None
+
+
+@contextlib.contextmanager
+def unpacked(bundle: Path) -> Iterator[Path]:
+    """A bundle's run folder (its image and base left out) unpacked into a private temporary folder,
+    after the member and listing checks, for `reproexec verify` to read as it reads a run folder."""
+    from reproexec.env.wheels import cache_dir
+
+    with open_bundle(bundle) as b:
+        extras = [
+            m for m in (b.by_name.get(f"{b.run_id}/{IMAGE_MEMBER}"), b.by_name.get(f"{b.run_id}/{BASE_MEMBER}")) if m
+        ]
+        _check_listing(b.members, b.record, b.run_id, extras, str(bundle))
+        (cache_dir() / "tmp").mkdir(parents=True, exist_ok=True)
+        _check_room(b.members, cache_dir() / "tmp", str(bundle))
+        with tempfile.TemporaryDirectory(dir=cache_dir() / "tmp", prefix="verify-") as tmp:
+            _unpack(b.tar, [m for m in b.members if m.isreg() and m not in extras], Path(tmp))
+            yield Path(tmp) / b.run_id
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    record: RunRecord
+    image: str | None  # the image id loaded (and checked), if the bundle held one
+    already_present: bool  # the same run (byte-identical run.json) was already in the store
+    base: str | None = None  # the base tag imported (or found, with the recorded content), --with-base
+    verification: Verification | None = None  # what was checked of the run (and who signed it)
+
+
+def import_bundle(
+    bundle: Path, runs_dir: Path, engine: Callable[[], Engine] | None = None, *, signed_by: str | None = None
+) -> ImportResult:
+    """Check a bundle as untrusted input, then add its run to the store (and load its image).
+
+    Before anything is written: every member safe (check_members), the run.json valid (schema,
+    id, paths, types), the files exactly those run.json lists (plus the image), the total size
+    within MAX_BUNDLE_BYTES and the free disk. The files are unpacked into a private folder and
+    checked as `reproexec verify` checks a run (every sha256, the attestation against the files and
+    run.json, the signature; with `signed_by`, signed by that key) before the folder is moved into
+    place; a run already in the store is never overwritten (the same run is fine; a different run under the same id is refused). A
+    saved image is loaded without any of its own tags, accepted only if it is the image run.json
+    records (image id and content-hash label), and only then tagged `reproexec-bundle:<hash>`.
+    `engine` connects to Docker; it is called only when the bundle holds an image."""
+    with open_bundle(bundle) as b:
+        tar, members, by_name, run_id, record = b.tar, b.members, b.by_name, b.run_id, b.record
+        if record["status"] == "running":
+            raise RunError(f"bundle {bundle}: run {run_id} is still running", "export it again when it has finished")
+        image_member = by_name.get(f"{run_id}/{IMAGE_MEMBER}")
+        base_member = by_name.get(f"{run_id}/{BASE_MEMBER}")
+        base_sha = _recorded_base(record, str(bundle)) if base_member is not None else None
+        _check_listing(members, record, run_id, [m for m in (image_member, base_member) if m is not None], str(bundle))
+        _check_room(members, runs_dir, str(bundle))
+        dest = runs_dir / run_id
+        present = (dest / RUN_JSON).is_file()
+        if present:
+            if sha256_file(dest / RUN_JSON, follow_symlinks=False) != hashlib.sha256(b.raw).hexdigest():
+                raise RunError(
+                    f"a different run {run_id} is already in {runs_dir}; the bundle was not imported",
+                    f"import into another run store (--runs-dir), or remove {dest} if it should be replaced",
+                )
+        if (image_member is not None or base_member is not None) and engine is None:
+            raise RunError(
+                f"bundle {bundle} holds an image or a base but no Docker engine was given", "connect to Docker"
+            )
+        with _staged(runs_dir) as staging:
+            if not present:  # unpacked and checked beside the store, moved in only once all else is checked
+                _unpack(tar, [m for m in members if m.isreg() and m not in (image_member, base_member)], staging)
+            verified = check_run(dest if present else staging / run_id, f"bundle {bundle}", signed_by=signed_by)
+            loaded = None
+            if image_member is not None:
+                img = tar.extractfile(image_member)
+                assert img is not None and engine is not None
+                loaded = load_image_checked(engine(), img, record.get("image") or {}, str(bundle))
+            base_tag = None
+            if base_member is not None:
+                assert engine is not None
+                base_tag = _import_base(engine(), tar, base_member, base_sha or "")
+            if not present:
+                try:
+                    os.rename(staging / run_id, dest)  # fails if dest appeared meanwhile (never replaced)
+                except OSError as e:
+                    raise RunError(
+                        f"run {run_id} appeared in {runs_dir} during the import: {e.strerror}", "import it again"
+                    ) from None
+    return ImportResult(
+        record=load_run(str(dest)), image=loaded, already_present=present, base=base_tag, verification=verified
+    )
 
 
 @contextlib.contextmanager
@@ -378,7 +425,7 @@ def _import_base(engine: Engine, tar: tarfile.TarFile, member: tarfile.TarInfo, 
 def _check_listing(
     members: list[tarfile.TarInfo], record: dict, run_id: str, extras: list[tarfile.TarInfo], source: str
 ) -> None:
-    listed = {f"{run_id}/{rel}" for rel in record.get("artifacts") or {}} | {f"{run_id}/{RUN_JSON}"}
+    listed = {f"{run_id}/{rel}" for rel in [RUN_JSON, *BESIDE_RUN_JSON, *(record.get("artifacts") or {})]}
     listed |= {m.name for m in extras}
     image = next((m for m in extras if m.name.endswith(f"/{IMAGE_MEMBER}")), None)
     files = {m.name for m in members if m.isreg()}
@@ -482,8 +529,8 @@ def load_image_checked(engine: Engine, src: IO[bytes], expected: dict, source: s
     return want_id
 
 
-def _unpack(tar: tarfile.TarFile, members: list[tarfile.TarInfo], run_id: str, staging: Path, source: str) -> None:
-    """Unpack into the private staging folder and check every sha256 against run.json."""
+def _unpack(tar: tarfile.TarFile, members: list[tarfile.TarInfo], staging: Path) -> None:
+    """Unpack into the private staging folder (checked by the caller before anything moves on)."""
     for m in members:
         target = staging / m.name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -491,22 +538,26 @@ def _unpack(tar: tarfile.TarFile, members: list[tarfile.TarInfo], run_id: str, s
         assert src is not None
         with open(target, "xb") as f:  # "x": never through anything already there
             shutil.copyfileobj(src, f, 1 << 20)
-    _check_artifacts(staging / run_id, source)
 
 
-def _check_artifacts(folder: Path, source: str) -> None:
-    record = json.loads((folder / RUN_JSON).read_bytes())
-    expected: dict[str, str] = record.get("artifacts") or {}
-    bad = []
-    for rel, digest in sorted(expected.items()):
-        p = folder / rel
-        if not p.is_file():
-            bad.append(f"{rel}: missing")
-        elif sha256_file(p, follow_symlinks=False) != digest:
-            bad.append(f"{rel}: sha256 differs from run.json")
-    if bad:
+def check_run(folder: Path, source: str, *, signed_by: str | None = None, key: Any = None) -> Verification:
+    """A run folder (a bundle's, unpacked; or one in the store) as `reproexec verify` checks it
+    (files, attestation, records, signature): RunError if its files do not match its run.json,
+    AttestationError if anything else fails. `source` names it in the message ("bundle X")."""
+    result = verify_folder(folder, key=key, signed_by=signed_by)
+    problem = result.first_problem
+    if problem is None:
+        return result
+    if problem.what == "files":
         raise RunError(
-            f"bundle {source} does not match its own run.json",
-            "the bundle was altered; do not use it",
-            details=bad[:20],
+            f"{source} does not match its own run.json",
+            "it was altered; do not use it",
+            details=problem.problems[:20],
         )
+    raise AttestationError(
+        f"{source} is refused: {problem.what}: {problem.detail}",
+        "it was altered, or is not the run it says; do not use it"
+        if problem.what != "signature"
+        else "ask the sender for a run signed with the key you trust",
+        details=problem.problems[:20],
+    )

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reproexec.errors import EngineError, ReproexecError, RunError
+from reproexec.errors import EngineError, ReproexecError
 from reproexec.fsutil import MAX_JSON_BYTES, read_json_object
 
 # Packages whose code computes (or decodes, or dispatches) the tensors a run trains on.
@@ -221,34 +221,19 @@ def view_of_run_dir(path: Path, label: str | None = None) -> EnvView:
 
 
 def view_of_bundle(path: Path) -> EnvView:
-    """A bundle from elsewhere, read as `reproexec import` reads it: every member checked, run.json
-    bounded and validated (RunError naming the problem otherwise), environment.json bounded (one
-    that is too large, not JSON or not an object counts as missing)."""
-    import zlib
+    """A bundle from elsewhere, read as `reproexec import` reads it (bundle.open_bundle: every member
+    checked, run.json bounded and validated); environment.json bounded (one that is too large, not
+    JSON or not an object counts as missing)."""
+    from reproexec.runs.bundle import open_bundle
 
-    from reproexec.runs.bundle import check_members
-    from reproexec.runs.store import MAX_RUN_JSON_BYTES, RUN_JSON, parse_run_json
-
-    try:
-        with tarfile.open(path, "r:*") as tar:
-            members = tar.getmembers()
-            run_id = check_members(members, str(path))
-            by_name = {m.name.rstrip("/"): m for m in members}
-            raw = _member_bytes(tar, by_name.get(f"{run_id}/{RUN_JSON}"), MAX_RUN_JSON_BYTES)
-            if raw is None:
-                raise RunError(f"bundle {path} has no {run_id}/{RUN_JSON}", "export the run again")
-            record = parse_run_json(raw, f"{path}:{run_id}/{RUN_JSON}")
-            env_raw = _member_bytes(tar, by_name.get(f"{run_id}/environment.json"), MAX_JSON_BYTES)
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
-        raise RunError(
-            f"bundle {path} cannot be read: {e or type(e).__name__}",
-            "the file is damaged, truncated or not a tar archive",
-        ) from None
+    with open_bundle(path) as b:
+        env_raw = _member_bytes(b.tar, b.by_name.get(f"{b.run_id}/environment.json"), MAX_JSON_BYTES)
+        record, run_id = b.record, b.run_id
     try:
         environment = json.loads(env_raw) if env_raw is not None and len(env_raw) <= MAX_JSON_BYTES else None
     except (ValueError, RecursionError):
         environment = None
-    return view_from_parts(f"{run_id} (bundle)", environment, record)
+    return view_from_parts(f"{run_id} (bundle)", environment if isinstance(environment, dict) else None, record)
 
 
 def _member_bytes(tar: tarfile.TarFile, member: tarfile.TarInfo | None, limit: int) -> bytes | None:

@@ -18,6 +18,7 @@ from typing import Any
 from reproexec.engine import Exit
 from reproexec.errors import Interrupted, ReproexecError
 from reproexec.fsutil import is_disk_full, read_json_object, sha256_file, write_atomic
+from reproexec.runs.attest import attest
 from reproexec.runs.outputs import Intake, take_outputs
 from reproexec.runs.record import RunJson
 from reproexec.runs.store import RECORDS, RESERVE, artifact_hashes
@@ -157,6 +158,7 @@ def finish(
         ending.report_error = e
         record.status, record.reason = decide(ending, run_dir, byo=byo, manifest_id=prep.manifest_id)
     record.write(run_dir)
+    attest(run_dir, record.to_json(), prep.signer)  # after run.json: it attests run.json's facts and the files
     hand_over(run_dir, owner)
     return record.status, record.reason
 

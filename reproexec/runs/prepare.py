@@ -22,6 +22,7 @@ from reproexec.engine import Engine
 from reproexec.env.context import ContextEntry
 from reproexec.errors import ConfigError, DataError, EngineError, RunError
 from reproexec.fsutil import canonical_sha256, sha256_file
+from reproexec.keys import load_signer
 from reproexec.labels import BUNDLE_REPOSITORY
 from reproexec.runs.launch import RUNTIME_PROTOCOL, SUPPORTED_PROTOCOLS
 from reproexec.runs.timing import Clock
@@ -78,6 +79,7 @@ class Prepared:
     code_rels: list[str] | None = None  # BYO runs in Docker: the work-tree files that go into code.tar
     code_tar: Path | None = None  # ... or (rerun) the code.tar to copy
     clock: Clock = field(default_factory=Clock)
+    signer: Any = None  # (securesystemslib signer, PublicKey) of this user's key, or None: unsigned
 
     @property
     def manifest_id(self) -> str:
@@ -104,6 +106,7 @@ def prepare_run(
     cfg = loaded.config
     check_options(loaded, opts)
     check_store(opts.runs_dir)
+    signer = load_signer()  # a key that cannot be used is refused now, not when the run has finished
     check_cpu_level(cfg)  # the host's CPU is the Docker engine's too: refused before a long build
     with clock.phase("code"):
         code = capture_code(loaded.base_dir, exclude=[opts.runs_dir])
@@ -167,6 +170,7 @@ def prepare_run(
         code_rels=code_rels,
         code_tar=code_tar,
         clock=clock,
+        signer=signer,
     )
 
 

@@ -16,8 +16,10 @@ from reproexec._version import version
 from reproexec.codebox import CODE_TAR
 from reproexec.config import LoadedConfig, validate_config
 from reproexec.engine import Engine
-from reproexec.errors import ConfigError, ReproexecError, RunError
+from reproexec.errors import ConfigError, RunError
 from reproexec.fsutil import load_json, sha256_file, write_atomic, write_json_atomic
+from reproexec.keys import load_signer
+from reproexec.runs.attest import attest
 from reproexec.runs.compare import Comparison, compare_runs
 from reproexec.runs.envdiff import Difference, diff_env, view_of_run_dir
 from reproexec.runs.execute import EventFn, RunOutcome, execute_run
@@ -32,16 +34,21 @@ class RerunResult:
     comparison: Comparison | None
     env_diff: list[Difference]
     hints: list[str]  # why the runs may differ, when nothing in the environment says so
+    signed_by: str | None = None  # the key that signed the original, when its signature verified
 
 
-def locate(ref: str, runs_dir: Path, engine: Engine | None) -> RunRecord:
-    """The original run: from the store, a run folder, or a bundle (imported, its image loaded)."""
-    from reproexec.runs.bundle import import_bundle
+def locate(ref: str, runs_dir: Path, engine: Engine | None, *, signed_by: str | None = None) -> tuple[RunRecord, Any]:
+    """The original run, verified as `reproexec verify` does (files, attestation, records, signature;
+    with `signed_by`, signed by that key) before anything is built or run: from the store, a run
+    folder, or a bundle (imported, its image loaded)."""
+    from reproexec.runs.bundle import check_run, import_bundle
 
     p = Path(ref)
     if p.is_file():
-        return import_bundle(p, runs_dir, (lambda: engine) if engine is not None else None).record
-    return load_run(ref, runs_dir)
+        imported = import_bundle(p, runs_dir, (lambda: engine) if engine is not None else None, signed_by=signed_by)
+        return imported.record, imported.verification
+    record = load_run(ref, runs_dir)
+    return record, check_run(record.path, f"run {record.run_id}", signed_by=signed_by)
 
 
 def replay_config(original: RunRecord, *, data: Path | None, cpuset: str | None) -> tuple[LoadedConfig, dict[str, Any]]:
@@ -85,12 +92,13 @@ def rerun(
     gpu: bool = False,
     cpuset: str | None = None,
     tolerances: dict[str, float] | None = None,
+    signed_by: str | None = None,
     on_event: EventFn = lambda e: None,
     on_log: Callable[[str], None] = lambda s: None,
 ) -> RerunResult:
     if cpuset is not None:
         check_cpuset(cpuset)
-    original = locate(ref, runs_dir, engine)
+    original, verified = locate(ref, runs_dir, engine, signed_by=signed_by)
     if original.data.get("status") != "succeeded":
         raise RunError(f"run {original.run_id} did not succeed ({original.status}); there is nothing to compare with")
     check_tolerances(tolerances or {}, original)
@@ -112,7 +120,6 @@ def rerun(
                 "(runs with --runtime local and runs made by an older reproexec keep none)",
                 "check out the recorded commit, apply code.patch, and `reproexec run` its config",
             )
-    check_record_agrees(original, resolved)
     randomness = original.data.get("randomness")
     environment = randomness.get("environment") if isinstance(randomness, dict) else None
     opts = RunOptions(
@@ -133,7 +140,14 @@ def rerun(
     diffs = diff_env(view_of_run_dir(original.path, original.run_id), view_of_run_dir(outcome.run_dir))
     hints = explain(loaded, comparison, diffs)
     _record(original, outcome, comparison, diffs, hints)
-    return RerunResult(original=original, outcome=outcome, comparison=comparison, env_diff=diffs, hints=hints)
+    return RerunResult(
+        original=original,
+        outcome=outcome,
+        comparison=comparison,
+        env_diff=diffs,
+        hints=hints,
+        signed_by=verified.signed_by,
+    )
 
 
 def check_cpuset(cpuset: str) -> None:
@@ -181,42 +195,6 @@ def logged_metrics(run_dir: Path) -> set[str]:
             names |= {k for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     final = (read_json_object(run_dir / "summary.json") or {}).get("final")
     return names | (set(final) if isinstance(final, dict) else set())
-
-
-def check_record_agrees(original: RunRecord, resolved: dict[str, Any]) -> None:
-    """run.json's seed, determinism and manifest id are what the run's own config and manifest say:
-    a rerun replays the config, so a hand-edited run.json would report a replay of something else."""
-    from reproexec.data.manifest import load_manifest
-
-    problems = []
-    rnd = original.data.get("randomness") if isinstance(original.data.get("randomness"), dict) else {}
-    if "seed" in rnd and rnd["seed"] != resolved.get("seed"):
-        problems.append(f"seed: run.json {rnd['seed']!r}, config.resolved.json {resolved.get('seed')!r}")
-    det, cfg_det = (
-        rnd.get("determinism"),
-        resolved.get("determinism") if isinstance(resolved.get("determinism"), dict) else {},
-    )
-    for key, value in det.items() if isinstance(det, dict) else []:
-        if key in cfg_det and cfg_det[key] != value:
-            problems.append(f"determinism.{key}: run.json {value!r}, config.resolved.json {cfg_det[key]!r}")
-    recorded = (original.data.get("data") or {}).get("manifest_id")
-    try:
-        actual = (
-            load_manifest(original.path / "manifest.json").manifest_id
-            if (original.path / "manifest.json").exists()
-            else recorded
-        )
-    except ReproexecError as e:
-        problems.append(f"manifest.json: {e.message}")
-    else:
-        if recorded != actual:
-            problems.append(f"data.manifest_id: run.json {str(recorded)[:16]}…, manifest.json {actual[:16]}…")
-    if problems:
-        raise RunError(
-            f"run {original.run_id}: run.json disagrees with the run's own files",
-            "the run folder was altered; do not use it",
-            details=problems,
-        )
 
 
 def build_differences(original: RunRecord) -> list[str]:
@@ -284,3 +262,4 @@ def _record(
     for name in ("comparison.json", "comparison.html"):
         record["artifacts"][name] = sha256_file(run_dir / name)
     write_json_atomic(run_dir / RUN_JSON, record)
+    attest(run_dir, record, load_signer())  # again: the comparison is part of what the rerun produced

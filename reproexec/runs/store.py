@@ -23,7 +23,11 @@ from reproexec.fsutil import sha256_file
 from reproexec.labels import owner_is_gone
 
 RUN_JSON = "run.json"
-RESOLVED_CONFIG = "config.resolved.json"  # the config with every default written out: what the run's process read
+RESOLVED_CONFIG = "config.resolved.json"
+# Written after run.json (they attest run.json's facts), so not among its artifacts: they travel beside it.
+ATTESTATION = "attestation.intoto.json"
+SIGNER_KEY = "attestation.pub"
+BESIDE_RUN_JSON = (ATTESTATION, SIGNER_KEY)  # the config with every default written out: what the run's process read
 # The run.json format this reproexec writes; it reads every earlier one too (tests/fixtures/runs/ holds
 # a run folder of each). 1: the first; 2: the image's recipe (recipe/, image.reproexec, image.runtime_protocol).
 RUN_SCHEMA = 2
@@ -48,6 +52,8 @@ RECORDS = frozenset(
         "comparison.html",
         RESERVE,
         "recipe",  # the image's build context (env: recipe.py), a folder
+        ATTESTATION,
+        SIGNER_KEY,
     }
 )
 _ID_PART = re.compile(r"[^A-Za-z0-9.-]+")

@@ -34,9 +34,10 @@ def original(docker_engine, base_image, demo_snapshot, tmp_path_factory):
     return run, bundle
 
 
-def _edit_bundle(src, dst, edit, edit_record=lambda record: None):
+def _edit_bundle(src, dst, edit, edit_record=lambda record: None, keep_attestation=False):
     """Rewrite one file of a bundle (and run.json, with edit_record) and keep run.json's sha256
-    consistent: a deliberate edit, made the way an author of such a run would record it."""
+    consistent: a deliberate edit, made the way an author of such a run would record it, who drops
+    the run's attestation (it attests the run as it was) unless keep_attestation."""
     with tarfile.open(src) as tar:
         members = [(m, tar.extractfile(m).read() if m.isfile() else None) for m in tar.getmembers()]
     run_id = members[0][0].name.split("/")[0]
@@ -47,8 +48,11 @@ def _edit_bundle(src, dst, edit, edit_record=lambda record: None):
     record["artifacts"][name.split("/", 1)[1]] = hashlib.sha256(new).hexdigest()
     edit_record(record)
     files[f"{run_id}/run.json"] = json.dumps(record).encode()
+    dropped = () if keep_attestation else (f"{run_id}/attestation.intoto.json", f"{run_id}/attestation.pub")
     with tarfile.open(dst, "w:gz") as tar:
         for m, _ in members:
+            if m.name in dropped:
+                continue
             data = files[m.name]
             if data is not None:
                 m.size = len(data)
@@ -69,6 +73,9 @@ def test_an_edited_thread_count_differs_and_env_diff_names_it(original, tmp_path
         record["randomness"]["environment"].update(OMP_NUM_THREADS="2", MKL_NUM_THREADS="2")
 
     edited = tmp_path / "edited.tar.gz"
+    _edit_bundle(bundle, edited, threads_2, recorded_as_2_threads, keep_attestation=True)  # not the attested run
+    r = runner.invoke(app, ["rerun", str(edited), "--runs-dir", str(tmp_path / "refused")])
+    assert r.exit_code == 8 and "is refused: attestation: input config.resolved.json" in r.stderr, r.output + r.stderr
     _edit_bundle(bundle, edited, threads_2)  # the config alone: run.json disagrees, refused
     r = runner.invoke(app, ["rerun", str(edited), "--runs-dir", str(tmp_path / "refused")])
     assert r.exit_code == 7 and "determinism.threads: run.json 1, config.resolved.json 2" in r.stderr, (

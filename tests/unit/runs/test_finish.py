@@ -180,5 +180,5 @@ def test_a_hand_edited_run_json_is_refused_naming_the_field(store, edit, expecte
     edit(record)
     (store / OLD / "run.json").write_text(json.dumps(record))
     r = runner.invoke(app, ["rerun", OLD, "--runtime", "local", "--runs-dir", str(store)])
-    assert r.exit_code == 7, r.output
-    assert "run.json disagrees with the run's own files" in r.stderr and expected in r.stderr
+    assert r.exit_code == 8, r.output  # refused by the verification a rerun starts with
+    assert f"run {OLD} is refused: records: " in r.stderr and expected in r.stderr
