@@ -8,7 +8,7 @@ In one command, alternating runtime by runtime each round so machine noise hits 
           command's wall time (measured here) minus the trainer's own `wall_s` (timing.json).
           Per phase: the median of run.json `timing.phases_s` over the rounds.
   build   `reproexec build` on a cache hit vs `docker image ls` (the floor for asking the engine).
-  smoke   `reproexec smoke` on the demo: wall, and the share outside the trainer's own steps.
+  smoke   `reproexec smoke` on the demo, once and twice, as ratios to a full demo run (--only smoke).
   import  `python -c "import torch, torchvision"` in a fresh interpreter: the floor every PyTorch
           run pays before its first step, whatever runs it.
   floors  (`--only floors` runs just these) what no change to reproexec can remove, each the median
@@ -38,6 +38,36 @@ def newest_run(runs: Path, before: set[str]) -> Path:
     if len(new) != 1:
         sys.exit(f"expected one new run in {runs}, found {[p.name for p in new]}")
     return new[0]
+
+
+def smoke(runs: Path, rounds: int) -> dict:
+    """`reproexec smoke` on the demo (in its image): once, twice, and a full demo run, alternating, as
+    ratios to the full run; the share of a smoke run outside the trainer's own steps."""
+    one_run("docker", runs)  # warm-up: the image built or checked
+    full, once, twice, steps = [], [], [], []
+    for _ in range(rounds):
+        full.append(one_run("docker", runs)["wall_s"])
+        for flags, into in (([], twice), (["--once"], once)):
+            folder = Path(tempfile.mkdtemp(prefix="bench-smoke-"))
+            into.append(timed([CLI, "smoke", str(CONFIG), "--out", str(folder), *flags], cwd=REPO).wall_s)
+            doc = json.loads((folder / "smoke.json").read_text())
+            if flags:
+                steps.append(doc["steps_s"])
+    f, o, w = median(full), median(once), median(twice)
+    res = {
+        "demo_run_s": f,
+        "smoke_once_s": o,
+        "smoke_twice_s": w,
+        "once_over_run": o / f,
+        "twice_over_run": w / f,
+        "twice_over_once": w / o,
+        "once_outside_steps_share": 1 - median(steps) / o,
+    }
+    print(
+        f"smoke once {o:.1f} s ({o / f:.2f}× a demo run of {f:.1f} s), twice {w:.1f} s ({w / f:.2f}×, {w / o:.2f}× once); "
+        f"{res['once_outside_steps_share']:.0%} of a smoke run outside its steps"
+    )
+    return res
 
 
 def one_run(runtime: str, runs: Path) -> dict:
@@ -138,10 +168,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--runtimes", default="docker,local")
     ap.add_argument("--json", type=Path)
-    ap.add_argument("--only", choices=["floors"], help="measure only the floors (about a minute)")
+    ap.add_argument(
+        "--only", choices=["floors", "smoke"], help="measure only the floors (about a minute) or the smoke test"
+    )
     args = ap.parse_args()
-    if args.only == "floors":
-        out = {"floors": floors()}
+    if args.only:
+        runs = Path(tempfile.mkdtemp(prefix="bench-overhead-")) / "runs"
+        out = {"floors": floors()} if args.only == "floors" else {"smoke": smoke(runs, args.rounds)}
         if args.json:
             write_json(args.json, out)
         return
@@ -193,21 +226,7 @@ def main() -> None:
     }
     print(f"cache-hit build {median(b):.2f} s vs docker image ls {median(d):.2f} s = {median(b) / median(d):.1f}×")
 
-    # Smoke: wall and the share outside the trainer's own steps.
-    sm = []
-    for _ in range(args.rounds):
-        tmp = Path(tempfile.mkdtemp(prefix="bench-smoke-"))
-        wall = timed([CLI, "smoke", str(CONFIG), "--out", str(tmp)], cwd=REPO).wall_s
-        t = json.loads((tmp / "run" / "timing.json").read_text())
-        sm.append({"wall_s": wall, "trainer_wall_s": t["wall_s"], "train_s": t["train_s"]})
-    sw, st = median(x["wall_s"] for x in sm), median(x["train_s"] for x in sm)
-    out["smoke"] = {
-        "wall_s": sw,
-        "train_s": st,
-        "outside_steps_share": 1 - st / sw,
-        "trainer_wall_s": median(x["trainer_wall_s"] for x in sm),
-    }
-    print(f"smoke wall {sw:.2f} s, 50 steps {st:.2f} s: {1 - st / sw:.0%} of it outside the steps")
+    out["smoke"] = smoke(runs, args.rounds)
 
     imp = [timed([sys.executable, "-c", "import torch, torchvision"], cwd=REPO).wall_s for _ in range(3)]
     nothing = [timed([sys.executable, "-c", "pass"], cwd=REPO).wall_s for _ in range(3)]

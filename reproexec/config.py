@@ -360,8 +360,17 @@ class OutputSection(_Section):
 
 
 class SmokeSection(_Section):
-    steps: PositiveInt = 50
-    subset: PositiveInt = 100
+    steps: PositiveInt = Field(50, description="Optimizer steps of the built-in trainer's smoke run.")
+    subset: PositiveInt = Field(
+        100,
+        description="Training images of the built-in trainer's smoke run; for a bring-your-own script, files "
+        "per split (top-level folder) of the derived snapshot it runs on.",
+    )
+    max_seconds: StrictFloat = Field(
+        600.0,
+        gt=0,
+        description="A smoke run still going after this long is stopped; the invariants use what it logged.",
+    )
     min_loss_drop: StrictFloat = Field(0.05, ge=0.0, lt=1.0, description="Required relative loss decrease.")
     ranges: dict[str, tuple[StrictFloat, StrictFloat]] = Field(
         default_factory=dict, description="metric name → [low, high] the smoke run must land in."

@@ -347,3 +347,30 @@ def verification(result: Any) -> None:
     if result.ok:
         who = f", signed by key {result.signed_by}" if result.signed_by else (", unsigned" if result.attested else "")
         success(f"run {result.run_id} verifies{who}")
+
+
+def smoke_result(result: Any) -> None:
+    """`reproexec smoke`, when it passed: each run's numbers, then one line (a failure is an error)."""
+
+    def num(v: Any, spec: str = ".4f") -> str:
+        return "-" if not isinstance(v, int | float) else format(v, spec)
+
+    rows = [
+        [str(i + 1), r.run_id, r.status, r.measured["steps"], f"{num(r.measured['loss_first_mean'])} → "
+         f"{num(r.measured['loss_last_mean'])} ({num(r.measured['loss_drop'], '.1%')})", repr(r.to_dict()["loss_sum_first5"])]
+        for i, r in enumerate(result.runs)
+    ]  # fmt: skip
+    table(
+        f"smoke {result.name} ({result.runtime})",
+        ["run", "id", "status", "steps", "loss (drop)", "sum of first 5 losses"],
+        rows,
+    )
+    if result.steps_s is not None:
+        outside = result.wall_s - result.steps_s
+        info(
+            f"{result.wall_s:.1f} s in all, {result.steps_s:.1f} s of it the runs' own training, {outside:.1f} s outside it"
+        )
+    else:
+        info(f"{result.wall_s:.1f} s in all")
+    twice = "twice, identical" if len(result.runs) == 2 else "once (no determinism check: --once)"
+    success(f"smoke passed {twice}: the invariants hold; smoke.json in {result.out_dir}")

@@ -3,7 +3,7 @@
 Every error carries a message (what is wrong, naming the field, file or value) and a hint (how to
 fix it). The CLI's root group (cli/app.py) is the only place that turns them into text and an
 exit code: 2 config, 3 lockfile, 4 data, 5 engine, 6 build, 7 run, 8 attestation (a run that is not
-what it says, or not signed as asked), 128 + N a signal (130 Ctrl-C, 143 SIGTERM). `reproexec rerun` ends with its verdict: 0 identical, 10 within tolerance, 11 differs.
+what it says, or not signed as asked), 9 smoke invariants, 128 + N a signal (130 Ctrl-C, 143 SIGTERM). `reproexec rerun` ends with its verdict: 0 identical, 10 within tolerance, 11 differs.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from typing import Any
 
 VERDICT_EXIT_CODES = {"identical": 0, "within tolerance": 10, "differs": 11}
+# `reproexec smoke`: its own exit codes for what a CI tells apart (invariants: SmokeError).
+NOT_DETERMINISTIC_EXIT_CODE = VERDICT_EXIT_CODES["differs"]
 
 
 class ReproexecError(Exception):
@@ -63,6 +65,18 @@ class AttestationError(ReproexecError):
     """A run's files, records or signature are not what its attestation says (or not signed as asked)."""
 
     exit_code = 8
+
+
+class SmokeError(ReproexecError):
+    """A smoke run's invariants failed (the loss did not drop, a value is not finite, a range)."""
+
+    exit_code = 9
+
+
+class NotDeterministic(ReproexecError):
+    """The two runs of a smoke test differ."""
+
+    exit_code = NOT_DETERMINISTIC_EXIT_CODE
 
 
 class Interrupted(ReproexecError):

@@ -26,6 +26,23 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(autouse=True, scope="session")
+def cpu_math_pinned_like_a_run():
+    """This process pinned like a run's process, for the session, and restored after it: the trainer
+    tests run the trainer in-process, and MKL and oneDNN read their variables once, at their first
+    call, whichever test makes it (a checkpoint compared, a tensor built); ATen read its own when torch
+    was imported, so in-process configs use the level it runs at (trainkit.current_capability).
+    Runs in containers and subprocesses get their pins from reproexec, whatever this process has."""
+    from reproexec.config import validate_config
+    from reproexec.runtime.seeding import cpu_math_environment
+
+    pins = cpu_math_environment(validate_config({"name": "pins", "data": {"snapshot": "."}}))
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in {"ATEN_CPU_CAPABILITY": "avx2", **pins}.items():
+            mp.setenv(name, value)
+        yield
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _pinned_terminal():
     # Exact-text assertions must not depend on the terminal the suite runs in.
     os.environ.update(NO_COLOR="1", COLUMNS="200", TERM="dumb")

@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -90,7 +91,7 @@ def run_prepared(
 ) -> RunOutcome:
     """The phases after prepare (see the module docstring)."""
     cfg = prep.loaded.config
-    launcher = launcher_for(opts.runtime, engine, gpu=opts.gpu, user=opts.user)
+    launcher = launcher_for(opts.runtime, engine, gpu=opts.gpu, user=opts.user, smoke=opts.smoke)
     record = new_record(prep, runtime=opts.runtime, gpu=opts.gpu, user=opts.user)
     arch = "custom" if cfg.entrypoint else cfg.model.arch
     run_dir = open_run_folder(opts.runs_dir, make_run_id(arch, opts.name or cfg.name, prep.fingerprint), record)
@@ -99,6 +100,7 @@ def run_prepared(
     handle: RunHandle | None = None
     exit_info: Exit | None = None
     problem: BaseException | None = None
+    timed_out = threading.Event()  # set when the process was stopped at opts.time_limit_s
     try:
         with clock.phase("inputs"):
             make_staging(staging, ids(record.runtime.user), ("metrics",) if cfg.entrypoint else ())
@@ -110,12 +112,13 @@ def run_prepared(
             handle, record.runtime.image = launcher.start(prep, run_dir.name, run_dir, staging)
             record.runtime.handle = handle.id
             record.write(run_dir)
-        with clock.phase("run"):  # the process's life: start-up, training, exit
+        with clock.phase("run"), time_limit(handle, opts.time_limit_s, timed_out):  # the process's life
             record.log = stream(handle, run_dir / LOG_FILE, on_event)
             exit_info = handle.wait()
     except BaseException as e:  # noqa: BLE001 - every way out is recorded, then re-raised or returned
         problem = e
-    status, reason = _wrap_up(prep, record, run_dir, staging, handle, exit_info, problem, on_log)
+    limit = opts.time_limit_s if timed_out.is_set() else None
+    status, reason = _wrap_up(prep, record, run_dir, staging, handle, exit_info, problem, on_log, limit)
     if problem is not None and signum_of(problem) is None and not is_disk_full(problem):
         raise problem  # the run says failed with the reason; the error (or a bug's traceback) says it too
     return RunOutcome(
@@ -137,6 +140,7 @@ def _wrap_up(
     exit_info: Exit | None,
     problem: BaseException | None,
     on_log: LogFn,
+    time_limit_s: float | None,
 ) -> tuple[str, str | None]:
     """Stop and remove the process, then finish; with SIGINT/SIGTERM held, so the run is wrapped up
     whatever arrives. A signal that arrived meanwhile changes nothing: the run ended as recorded."""
@@ -151,7 +155,7 @@ def _wrap_up(
                     if exit_info is None:
                         handle.stop()
                     handle.remove()
-                ending = Ending(problem=problem, exit=exit_info, started=handle is not None)
+                ending = Ending(problem=problem, exit=exit_info, started=handle is not None, time_limit_s=time_limit_s)
                 status, reason = finish(
                     prep, record, ending, run_dir, staging, owner=ids(record.files_owner), clock=prep.clock, since=since
                 )
@@ -234,6 +238,26 @@ def stream(handle: RunHandle, log_path: Path, on_event: EventFn) -> dict[str, An
                     continue
             on_event({"event": "output", "line": line})
     return {"bytes": written, "lines_dropped": dropped, "limit": MAX_LOG_BYTES}
+
+
+@contextmanager
+def time_limit(handle: RunHandle, seconds: float | None, fired: threading.Event) -> Iterator[None]:
+    """Stop the run's process once it has run for `seconds` (a smoke run's smoke.max_seconds),
+    setting `fired`."""
+
+    def stop() -> None:
+        fired.set()
+        handle.stop()
+
+    timer = threading.Timer(seconds, stop) if seconds else None
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
+    try:
+        yield
+    finally:
+        if timer is not None:
+            timer.cancel()
 
 
 @contextmanager

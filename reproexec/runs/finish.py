@@ -40,6 +40,7 @@ class Ending:
     intake_error: OSError | None = None
     data_changes: list[str] = field(default_factory=list)
     report_error: BaseException | None = None
+    time_limit_s: float | None = None  # the process was stopped at this time limit (a smoke run's max_seconds)
 
 
 def signum_of(e: BaseException | None) -> int | None:
@@ -68,6 +69,8 @@ def decide(ending: Ending, run_dir: Path, *, byo: bool, manifest_id: str) -> tup
         return "failed", f"could not start: {what}" if not ending.started else f"reproexec lost the run: {what}"
     if ending.intake_error is not None:
         return "failed", f"the run's outputs could not be taken in: {ending.intake_error}"
+    if ending.time_limit_s is not None:
+        return "interrupted", f"stopped at its time limit (smoke.max_seconds = {ending.time_limit_s:g} s)"
     assert ending.exit is not None
     status, reason = verdict(ending.exit, run_dir, byo=byo)
     if status != "succeeded":

@@ -55,8 +55,8 @@ class DockerLauncher:
 
     kind = "docker"
 
-    def __init__(self, engine: Engine, *, gpu: bool, user: str | None) -> None:
-        self.engine, self.gpu, self.user = engine, gpu, user
+    def __init__(self, engine: Engine, *, gpu: bool, user: str | None, smoke: bool = False) -> None:
+        self.engine, self.gpu, self.user, self.smoke = engine, gpu, user, smoke
 
     def paths(self, prep: Any, run_dir: Path, staging: Path) -> ProcessPaths:
         return ProcessPaths("python", RUN_MOUNT, DATA_MOUNT, CONFIG_MOUNT, WEIGHTS_MOUNT if prep.weights else None)
@@ -64,7 +64,7 @@ class DockerLauncher:
     def start(self, prep: Any, run_id: str, run_dir: Path, staging: Path) -> tuple[RunHandle, str | None]:
         """Start the container; returns it and the image it runs (the run image, or its code image)."""
         cfg = prep.loaded.config
-        command, env = process(prep, self.paths(prep, run_dir, staging), gpu=self.gpu)
+        command, env = process(prep, self.paths(prep, run_dir, staging), gpu=self.gpu, smoke=self.smoke)
         mounts = [
             Mount(str(prep.data_dir), DATA_MOUNT, read_only=True),
             Mount(str(staging), RUN_MOUNT, read_only=False),
@@ -105,8 +105,8 @@ class LocalLauncher:
 
     kind = "local"
 
-    def __init__(self, *, gpu: bool) -> None:
-        self.gpu = gpu
+    def __init__(self, *, gpu: bool, smoke: bool = False) -> None:
+        self.gpu, self.smoke = gpu, smoke
 
     def paths(self, prep: Any, run_dir: Path, staging: Path) -> ProcessPaths:
         weights = str(prep.weights) if prep.weights else None
@@ -116,7 +116,7 @@ class LocalLauncher:
         from reproexec.runs.local import LocalRun
 
         cfg = prep.loaded.config
-        command, env = process(prep, self.paths(prep, run_dir, staging), gpu=self.gpu)
+        command, env = process(prep, self.paths(prep, run_dir, staging), gpu=self.gpu, smoke=self.smoke)
         cwd = Path(prep.code.root) if cfg.entrypoint else staging  # a BYO script runs in its work tree
         return LocalRun(command, {**os.environ, **env}, cwd=cwd, cpuset=cfg.resources.cpuset), None
 
@@ -124,14 +124,14 @@ class LocalLauncher:
 Launcher = DockerLauncher | LocalLauncher
 
 
-def launcher_for(runtime: str, engine: Engine | None, *, gpu: bool, user: str | None) -> Launcher:
+def launcher_for(runtime: str, engine: Engine | None, *, gpu: bool, user: str | None, smoke: bool = False) -> Launcher:
     if runtime == "docker":
         assert engine is not None
-        return DockerLauncher(engine, gpu=gpu, user=user)
-    return LocalLauncher(gpu=gpu)
+        return DockerLauncher(engine, gpu=gpu, user=user, smoke=smoke)
+    return LocalLauncher(gpu=gpu, smoke=smoke)
 
 
-def process(prep: Any, paths: ProcessPaths, *, gpu: bool) -> tuple[list[str], dict[str, str]]:
+def process(prep: Any, paths: ProcessPaths, *, gpu: bool, smoke: bool = False) -> tuple[list[str], dict[str, str]]:
     """The run's command line and environment (runtime protocol 1), one recipe for both runtimes."""
     cfg = prep.loaded.config
     env = dict(prep.env)
@@ -162,6 +162,8 @@ def process(prep: Any, paths: ProcessPaths, *, gpu: bool) -> tuple[list[str], di
     ]
     if paths.weights:
         command += ["--weights", paths.weights]
+    if smoke:
+        command.append("--smoke")
     return command, env
 
 

@@ -59,6 +59,8 @@ class RunOptions:
     user: str | None = None  # uid:gid for the container; default: the invoking user's
     data_dir: Path | None = None  # dataset snapshot; default: the config's data.snapshot
     replay: Replay = Replay()
+    smoke: bool = False  # the built-in trainer's smoke run (smoke.steps on a smoke.subset)
+    time_limit_s: float | None = None  # a process still running after this long is stopped (smoke.max_seconds)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Fixtures for the trainer tests: snapshots written from scratch, and this process pinned like a run."""
+"""Fixtures for the trainer tests: snapshots written from scratch (the process is pinned like a run by
+tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -6,21 +7,6 @@ from pathlib import Path
 
 import pytest
 from snapshots import write_cifar
-from trainkit import make_config
-
-from reproexec.runtime.seeding import cpu_math_environment
-
-
-@pytest.fixture(autouse=True, scope="session")
-def pinned_like_a_run():
-    """In-process runs (test_trainer) need this process pinned like a run process, for the time the
-    trainer's tests run and no longer: MKL and oneDNN read their variables at their first call (after
-    this); ATen read its own when torch was imported, so in-process configs use the level it runs at
-    (trainkit.current_capability)."""
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in {"ATEN_CPU_CAPABILITY": "avx2", **cpu_math_environment(make_config())}.items():
-            mp.setenv(name, value)
-        yield
 
 
 @pytest.fixture(scope="session")

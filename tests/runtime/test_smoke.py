@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -33,17 +36,23 @@ def _write(tmp_path, digits, **over):
     return p
 
 
-def test_smoke_passes_on_digits(digits, tmp_path):
-    res = CliRunner().invoke(app, ["smoke", str(_write(tmp_path, digits)), "--out", str(tmp_path / "s")])
+def test_smoke_passes_twice_identical_on_digits(digits, tmp_path):
+    res = CliRunner().invoke(
+        app, ["smoke", str(_write(tmp_path, digits)), "--runtime", "local", "--out", str(tmp_path / "s")]
+    )
     assert res.exit_code == 0, res.output
-    assert "smoke passed: loss" in res.output
-    assert (tmp_path / "s/run/summary.json").exists() and (tmp_path / "s/smoke.json").exists()
+    assert "smoke passed twice, identical: the invariants hold" in res.output
+    doc = json.loads((tmp_path / "s/smoke.json").read_text())
+    assert doc["verdict"] == "passed" and doc["comparison"]["verdict"] == "identical"
+    a, b = doc["runs"]
+    assert a["steps"] == b["steps"] == 30 and a["loss_sum_first5"] == b["loss_sum_first5"] is not None
+    assert all((Path(r["run_dir"]) / "summary.json").exists() for r in doc["runs"])
 
 
 def test_smoke_fails_when_the_model_cannot_learn(digits, tmp_path):
     path = _write(tmp_path, digits, train={"lr": 1e-9, "optimizer": "sgd"}, smoke={"steps": 12, "min_loss_drop": 0.5})
-    res = CliRunner().invoke(app, ["smoke", str(path), "--out", str(tmp_path / "s")])
-    assert res.exit_code == 7, res.output
+    res = CliRunner().invoke(app, ["smoke", str(path), "--runtime", "local", "--once", "--out", str(tmp_path / "s")])
+    assert res.exit_code == 9, res.output
     assert "smoke invariants failed for digits-smoke" in res.output
     assert "loss did not drop enough: mean of first 5 steps" in res.output
     assert "< smoke.min_loss_drop 50.00%" in res.output
@@ -59,9 +68,9 @@ def test_invariant_rules():
             "smoke": {"min_loss_drop": 0.1, "ranges": {"val_acc": [0.5, 1.0], "nope": [0, 1]}},
         }
     )
-    summary = {"final": {"train_loss": 1.0, "val_loss": float("nan"), "val_acc": 0.4}, "loss_sum_first5": 5.0}
+    final = {"train_loss": 1.0, "val_loss": float("nan"), "val_acc": 0.4, "loss_sum_first5": 5.0}
     losses = [2.0] * 5 + [1.9] * 5
-    measured, problems = check_smoke(summary, losses, cfg)
+    measured, problems = check_smoke(final, losses, cfg)
     assert measured["loss_drop"] == pytest.approx(0.05)
     assert problems == [
         "loss did not drop enough: mean of first 5 steps 2.000000, last 5 steps 1.900000, drop 5.00% < "
@@ -71,5 +80,5 @@ def test_invariant_rules():
         "val_acc = 0.4 is outside smoke.ranges [0.5, 1.0]",
     ]
     good = cfg.model_copy(update={"smoke": cfg.smoke.model_copy(update={"ranges": {"val_acc": (0.5, 1.0)}})})
-    _, ok = check_smoke({"final": {"train_loss": 1.0, "val_loss": 1.0, "val_acc": 0.9}}, [2.0] * 5 + [1.0] * 5, good)
+    _, ok = check_smoke({"train_loss": 1.0, "val_loss": 1.0, "val_acc": 0.9}, [2.0] * 5 + [1.0] * 5, good)
     assert ok == []

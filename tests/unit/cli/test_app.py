@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -101,3 +102,16 @@ def test_a_scripts_hostile_events_and_output_lines_cannot_break_the_progress_dis
     err = capsys.readouterr().err
     assert "step 50/100 loss -" in err and "50%|#### |\n" in err and "\\x1b[31merror\\x1b[0m" in err
     assert "\x1b" not in err and "\r" not in err
+
+
+def test_the_ci_examples_run_the_smoke_test_with_flags_it_has():
+    """examples/ci/: the jobs a user copies call `reproexec smoke` with options that exist."""
+    import yaml
+    from needs import REPO
+
+    help_text = runner.invoke(app, ["smoke", "--help"]).output
+    for name in ("github-actions.yml", "gitlab-ci.yml"):
+        doc = yaml.safe_load((REPO / "examples" / "ci" / name).read_text())
+        text = json.dumps(doc)
+        assert "reproexec smoke config.yaml --out smoke" in text and "smoke/smoke.json" in text
+        assert "--out" in help_text
