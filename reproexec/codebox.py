@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reproexec.errors import RunError
+from reproexec.fsutil import relpath_problem
 
 if TYPE_CHECKING:
     from reproexec.env.context import ContextEntry
@@ -261,10 +262,8 @@ def read_code_tar(path: Path) -> list[ContextEntry]:
 
 
 def _name_problem(name: str) -> str | None:
-    parts = name.split("/")
-    if not name or name.startswith("/") or "\0" in name or any(p in ("", ".", "..") for p in parts):
-        return "not a normalized relative path inside the code folder"
-    return None
+    problem = relpath_problem(name)
+    return f"not a normalized relative path inside the code folder ({problem})" if problem else None
 
 
 def _parents(name: str) -> set[str]:

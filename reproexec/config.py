@@ -31,7 +31,7 @@ from pydantic import (
 )
 
 from reproexec.errors import ConfigError
-from reproexec.fsutil import UnreadableFile, read_bounded
+from reproexec.fsutil import UnreadableFile, read_bounded, relpath_problem
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _SHA256_RE = r"^[0-9a-f]{64}$"
@@ -157,8 +157,7 @@ class DataSection(_Section):
         # Training reads only what was verified: a sub-folder of the snapshot, nothing beside it.
         if v is None:
             return v
-        parts = v.replace("\\", "/").split("/")
-        if v.startswith(("/", "~")) or any(p in ("", ".", "..") for p in parts) or "\0" in v:
+        if v.startswith("~") or relpath_problem(v):
             raise ValueError("must be a plain folder path inside the snapshot (no '..', no absolute path)")
         return v
 

@@ -356,10 +356,17 @@ def smoke_result(result: Any) -> None:
         return "-" if not isinstance(v, int | float) else format(v, spec)
 
     rows = [
-        [str(i + 1), r.run_id, r.status, r.measured["steps"], f"{num(r.measured['loss_first_mean'])} → "
-         f"{num(r.measured['loss_last_mean'])} ({num(r.measured['loss_drop'], '.1%')})", repr(r.to_dict()["loss_sum_first5"])]
+        [
+            str(i + 1),
+            r.run_id,
+            r.status,
+            r.measured["steps"],
+            f"{num(r.measured['loss_first_mean'])} → "
+            f"{num(r.measured['loss_last_mean'])} ({num(r.measured['loss_drop'], '.1%')})",
+            repr(r.to_dict()["loss_sum_first5"]),
+        ]
         for i, r in enumerate(result.runs)
-    ]  # fmt: skip
+    ]
     table(
         f"smoke {result.name} ({result.runtime})",
         ["run", "id", "status", "steps", "loss (drop)", "sum of first 5 losses"],

@@ -185,6 +185,36 @@ def canonical_sha256(obj: Any) -> str:
     ).hexdigest()
 
 
+MAX_PATH_BYTES = 4096  # PATH_MAX on Linux: no longer path can be opened
+
+
+def relpath_problem(rel: str) -> str | None:
+    """Why `rel` cannot be a path inside a folder someone else wrote, or None: the one check of a
+    relative path (a manifest's entries and names found on disk, a run's artifacts, a bundle's
+    members, a recipe's files, a config's folders): relative, normalized, inside the folder, no
+    control character, NUL or lone surrogate, not longer than a path Linux opens. A backslash or
+    'C:' is a legal POSIX name (code may hold one); manifests refuse them for portability."""
+    if not rel:
+        return "is empty"
+    printable = rel.isprintable()  # False for every control character and lone surrogate
+    if not printable and "\x00" in rel:
+        return "holds a NUL character"
+    if rel[0] == "/":
+        return "is absolute; it must be relative to the folder"
+    parts = rel.split("/")
+    if ".." in parts:
+        return "contains '..'; it must stay inside the folder"
+    if "" in parts or "." in parts:
+        return "has an empty or '.' component; write it normalized (a/b.png)"
+    if not printable and any(c < " " or c == "\x7f" for c in rel):
+        return "holds a control character"
+    if not printable and any("\ud800" <= c <= "\udfff" for c in rel):  # JSON can carry them; no file name can
+        return "holds a lone surrogate (\\ud800-\\udfff), which is not a character; file names are UTF-8"
+    if len(rel) > MAX_PATH_BYTES // 4 and len(rel.encode("utf-8")) > MAX_PATH_BYTES:
+        return f"is longer than {MAX_PATH_BYTES:,} bytes, the longest path Linux opens"
+    return None
+
+
 def is_disk_full(e: BaseException) -> bool:
     return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
 

@@ -47,6 +47,17 @@ def smoke(
 
         engine = connect()
     with console.run_progress() as on_event:
-        result = run_smoke(loaded, runtime=cast("Runtime", runtime), engine=engine, once=once, gpu=gpu, steps=steps,
-                           subset=subset, out_dir=out, on_event=on_event, on_log=console.info, clock=clock)  # fmt: skip
+        result = run_smoke(
+            loaded,
+            runtime=cast("Runtime", runtime),
+            engine=engine,
+            once=once,
+            gpu=gpu,
+            steps=steps,
+            subset=subset,
+            out_dir=out,
+            on_event=on_event,
+            on_log=console.info,
+            clock=clock,
+        )
     console.smoke_result(result)

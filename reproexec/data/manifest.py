@@ -56,6 +56,7 @@ from typing import Any, NamedTuple
 from reproexec.data import hashing
 from reproexec.errors import DataError
 from reproexec.fsutil import UnreadableFile, read_bounded, write_atomic
+from reproexec.fsutil import relpath_problem as fsutil_relpath_problem
 
 MANIFEST_NAME = "manifest.json"
 SUMS_NAME = "SHA256SUMS"
@@ -335,35 +336,17 @@ def _entry(i: int, item: Any, seen: dict[str, int], excludes: Sequence[str], err
 
 
 def relpath_problem(rel: Any) -> str | None:
-    """Why `rel` cannot be a file's path in a snapshot, or None.
-
-    The one check of a path, for entries read from a manifest and for names found on disk alike:
-    relative, normalized, inside the folder, and writable in manifest.json and SHA256SUMS as is.
-    """
+    """Why `rel` cannot be a file's path in a snapshot, or None: the one check of a relative path
+    (fsutil.relpath_problem), a name every OS can hold, and no name reproexec writes itself."""
     if not isinstance(rel, str):
         return f"must be a string, not {_jtype(rel)}"
-    if not rel:
-        return "is empty"
-    printable = rel.isprintable()  # False for every control character and lone surrogate
-    if not printable and "\x00" in rel:
-        return "holds a NUL character"
-    if "\\" in rel:
+    if "\\" in rel:  # a snapshot is read on other machines: keep its names portable
         return "holds a backslash; use '/' as the separator"
     if rel[1:2] == ":" and rel[0] in ascii_letters:
         return "starts with a drive letter; it must be relative to the snapshot folder"
-    if rel[0] == "/":
-        return "is absolute; it must be relative to the snapshot folder"
-    parts = rel.split("/")
-    if ".." in parts:
-        return "contains '..'; it must stay inside the snapshot folder"
-    if "" in parts or "." in parts:
-        return "has an empty or '.' component; write it normalized (a/b.png)"
-    if not printable and any(c < " " or c == "\x7f" for c in rel):
-        return "holds a control character"
-    if not printable and any("\ud800" <= c <= "\udfff" for c in rel):  # JSON can carry them; no file name can
-        return "holds a lone surrogate (\\ud800-\\udfff), which is not a character; file names are UTF-8"
-    if len(rel) > MAX_RELPATH_BYTES // 4 and len(rel.encode("utf-8")) > MAX_RELPATH_BYTES:
-        return f"is longer than {MAX_RELPATH_BYTES:,} bytes, the longest path Linux opens"
+    problem = fsutil_relpath_problem(rel)
+    if problem is not None:
+        return problem.replace("the folder", "the snapshot folder")
     if rel in RESERVED_NAMES:
         return f"names {rel}, which reproexec writes itself and is never part of a manifest"
     return None

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from reproexec.engine import Engine
@@ -29,7 +29,7 @@ from reproexec.env.lock import parse_lock
 from reproexec.env.spec import ImageSpec, build_context, content_hash, image_tag
 from reproexec.env.wheels import Wheel, cache_dir
 from reproexec.errors import BuildError, RunError
-from reproexec.fsutil import read_bounded, sha256_file, write_atomic
+from reproexec.fsutil import read_bounded, relpath_problem, sha256_file, write_atomic
 
 RECIPE_DIR = "recipe"
 # The hash schemas whose builds this reproexec can replay: the lockfile's wheels are served to the
@@ -144,9 +144,8 @@ def _recipe_files(recipe: Path, recorded: dict[str, tuple[int, str]], source: st
     files: dict[str, ContextEntry] = {}
     problems = []
     for arcname, (mode, sha) in sorted(recorded.items()):
-        parts = PurePosixPath(arcname).parts
-        if not parts or arcname.startswith("/") or any(p in ("", ".", "..") for p in parts):
-            problems.append(f"{arcname!r}: not a plain relative path")
+        if relpath_problem(arcname):
+            problems.append(f"{arcname!r}: {relpath_problem(arcname)}")
             continue
         try:
             data = read_bounded(recipe / arcname, MAX_RECIPE_FILE, follow_symlinks=False)

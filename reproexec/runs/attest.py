@@ -42,8 +42,9 @@ BUILDER_ID = "https://github.com/reproexec/reproexec"
 MAX_ENVELOPE_BYTES = 16 * 1024**2
 # The files that went into a run (its inputs: dependencies in the statement); every other file of
 # the run folder is something it produced (a subject). recipe/ is the image's build context.
-INPUTS = frozenset({"config.yaml", RESOLVED_CONFIG, "requirements.lock", "Dockerfile", "manifest.json", "code.patch",
-                    "code.tar"})  # fmt: skip
+INPUTS = frozenset(
+    {"config.yaml", RESOLVED_CONFIG, "requirements.lock", "Dockerfile", "manifest.json", "code.patch", "code.tar"}
+)
 INPUT_FOLDERS = ("recipe/",)
 
 
@@ -66,15 +67,35 @@ def statement(record: dict[str, Any]) -> dict[str, Any]:
     if image:
         base = image.get("base") if isinstance(image.get("base"), dict) else {}
         inputs = image.get("hash_inputs") if isinstance(image.get("hash_inputs"), dict) else {}
-        deps.append({"name": "image", "uri": f"docker:{image.get('tag')}", "digest": {"sha256": image.get("content_hash")},
-                     "annotations": {"base_layers": base.get("layers"), "lock_sha256": inputs.get("lock_sha256"),
-                                     "dockerfile_sha256": inputs.get("dockerfile_sha256")}})  # fmt: skip
+        deps.append(
+            {
+                "name": "image",
+                "uri": f"docker:{image.get('tag')}",
+                "digest": {"sha256": image.get("content_hash")},
+                "annotations": {
+                    "base_layers": base.get("layers"),
+                    "lock_sha256": inputs.get("lock_sha256"),
+                    "dockerfile_sha256": inputs.get("dockerfile_sha256"),
+                },
+            }
+        )
         inside = image.get("reproexec") if isinstance(image.get("reproexec"), dict) else None
         if inside:
-            deps.append({"name": "reproexec", "uri": f"pypi:{inside.get('wheel')}", "digest": {"sha256": inside.get("sha256")},
-                         "annotations": {"version": inside.get("version")}})  # fmt: skip
-    deps.append({"name": "dataset", "digest": {"sha256": data.get("manifest_id")},
-                 "annotations": {"files": data.get("files"), "bytes": data.get("bytes")}})  # fmt: skip
+            deps.append(
+                {
+                    "name": "reproexec",
+                    "uri": f"pypi:{inside.get('wheel')}",
+                    "digest": {"sha256": inside.get("sha256")},
+                    "annotations": {"version": inside.get("version")},
+                }
+            )
+    deps.append(
+        {
+            "name": "dataset",
+            "digest": {"sha256": data.get("manifest_id")},
+            "annotations": {"files": data.get("files"), "bytes": data.get("bytes")},
+        }
+    )
     commit = {"gitCommit": code["commit"]} if code.get("commit") else {"sha256": code.get("tree_sha256")}
     deps.append({"name": "code", "digest": commit, "annotations": {"patch_sha256": code.get("patch_sha256")}})
     return {
@@ -106,7 +127,7 @@ def statement(record: dict[str, Any]) -> dict[str, Any]:
                     "invocationId": record.get("run_id"),
                     "startedOn": record.get("started_at"),
                     "finishedOn": record.get("finished_at"),
-                },  # fmt: skip
+                },
             },
         },
     }
@@ -159,7 +180,13 @@ class Verification:
 
     def to_dict(self) -> dict[str, Any]:
         checks = [{"what": c.what, "ok": c.ok, "detail": c.detail} for c in self.checks]
-        return {"run_id": self.run_id, "ok": self.ok, "attested": self.attested, "signed_by": self.signed_by, "checks": checks}  # fmt: skip
+        return {
+            "run_id": self.run_id,
+            "ok": self.ok,
+            "attested": self.attested,
+            "signed_by": self.signed_by,
+            "checks": checks,
+        }
 
 
 def verify_folder(run_dir: Path, *, key: PublicKey | None = None, signed_by: str | None = None) -> Verification:
@@ -186,8 +213,11 @@ def verify_folder(run_dir: Path, *, key: PublicKey | None = None, signed_by: str
 
     envelope = _read_envelope(run_dir)
     if envelope is None:
-        result.add("attestation", [] if not (key or signed_by) else ["the run has no attestation"],
-                   "none (a run made before attestations): unsigned, recorded hashes checked")  # fmt: skip
+        result.add(
+            "attestation",
+            [] if not (key or signed_by) else ["the run has no attestation"],
+            "none (a run made before attestations): unsigned, recorded hashes checked",
+        )
         return result
     result.attested = True
     try:
@@ -196,9 +226,12 @@ def verify_folder(run_dir: Path, *, key: PublicKey | None = None, signed_by: str
     except (ValueError, RecursionError, AttestationError) as e:
         result.add("attestation", [f"{ATTESTATION}: {getattr(e, 'message', e)}"], "")
         return result
-    result.add("attestation", _differences(attested, statement(record)),
-               f"{len(attested['subject'])} results and {len(attested['predicate']['buildDefinition']['resolvedDependencies'])} "
-               "inputs as run.json and the files say")  # fmt: skip
+    result.add(
+        "attestation",
+        _differences(attested, statement(record)),
+        f"{len(attested['subject'])} results and {len(attested['predicate']['buildDefinition']['resolvedDependencies'])} "
+        "inputs as run.json and the files say",
+    )
     _check_signature(result, run_dir, envelope, key=key, signed_by=signed_by)
     return result
 
@@ -271,12 +304,14 @@ def _read_envelope(run_dir: Path) -> Any | None:
         if not isinstance(doc.get("payload"), str):
             problems.append("no payload")
         sigs = doc.get("signatures")
-        if not isinstance(sigs, list) or not all(isinstance(s, dict) and isinstance(s.get("keyid"), str)
-                                                 and isinstance(s.get("sig"), str) for s in sigs):  # fmt: skip
+        if not isinstance(sigs, list) or not all(
+            isinstance(s, dict) and isinstance(s.get("keyid"), str) and isinstance(s.get("sig"), str) for s in sigs
+        ):
             problems.append("signatures are not a list of {keyid, sig}")
     if problems:
-        raise AttestationError(f"{ATTESTATION} is not an attestation reproexec wrote: {'; '.join(problems)}",
-                               "the run folder was altered")  # fmt: skip
+        raise AttestationError(
+            f"{ATTESTATION} is not an attestation reproexec wrote: {'; '.join(problems)}", "the run folder was altered"
+        )
     try:
         return Envelope.from_dict(json.loads(json.dumps(doc)))
     except (KeyError, ValueError, binascii.Error, TypeError) as e:
@@ -310,8 +345,16 @@ def _differences(attested: dict[str, Any], now: dict[str, Any]) -> list[str]:
     for name in sorted(set(a_subjects) | set(n_subjects)):
         a, n = a_subjects.get(name), n_subjects.get(name)
         if a != n:
-            out.append(f"{name}: " + ("not in the attestation" if a is None else "attested but gone" if n is None
-                                      else f"sha256 {str(n)[:12]}…, attested {str(a)[:12]}…"))  # fmt: skip
+            out.append(
+                f"{name}: "
+                + (
+                    "not in the attestation"
+                    if a is None
+                    else "attested but gone"
+                    if n is None
+                    else f"sha256 {str(n)[:12]}…, attested {str(a)[:12]}…"
+                )
+            )
     a_deps = {
         d.get("name"): d
         for d in attested["predicate"]["buildDefinition"]["resolvedDependencies"]

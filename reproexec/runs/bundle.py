@@ -29,7 +29,7 @@ from typing import IO, Any
 
 from reproexec.engine import Engine
 from reproexec.errors import AttestationError, RunError
-from reproexec.fsutil import is_disk_full, piped, sha256_file
+from reproexec.fsutil import is_disk_full, piped, relpath_problem, sha256_file
 from reproexec.labels import BUNDLE_REPOSITORY, LABEL_HASH, ROOTFS_REPOSITORY
 from reproexec.runs.attest import Verification, verify_folder
 from reproexec.runs.store import BESIDE_RUN_JSON, MAX_RUN_JSON_BYTES, RUN_JSON, RunRecord, load_run, parse_run_json
@@ -207,14 +207,9 @@ def check_members(members: list[tarfile.TarInfo], source: str) -> str:
     for m in members:
         name = m.name
         p = PurePosixPath(name)
-        if name.startswith("/") or (len(name) > 1 and name[1] == ":") or "\\" in name:
-            problems.append(f"{name!r}: absolute path")
-            continue
-        if ".." in p.parts:
-            problems.append(f"{name!r}: '..' leaves the run folder")
-            continue
-        if "\0" in name or not p.parts:
-            problems.append(f"{name!r}: empty or invalid name")
+        problem = relpath_problem(name.removesuffix("/") if m.isdir() else name)
+        if problem is not None:
+            problems.append(f"{name!r}: {problem}")
             continue
         if not (m.isreg() or m.isdir()):
             kind = "link" if (m.issym() or m.islnk()) else "device, fifo or special file"

@@ -87,9 +87,15 @@ def execute_run(
 
 
 def run_prepared(
-    prep: Prepared, opts: RunOptions, engine: Engine | None, on_event: EventFn, on_log: LogFn
+    prep: Prepared,
+    opts: RunOptions,
+    engine: Engine | None,
+    on_event: EventFn,
+    on_log: LogFn,
+    stop: threading.Event | None = None,
 ) -> RunOutcome:
-    """The phases after prepare (see the module docstring)."""
+    """The phases after prepare (see the module docstring). `stop`, when set from another thread,
+    stops the run as Ctrl-C would (a smoke test's other run was interrupted)."""
     cfg = prep.loaded.config
     launcher = launcher_for(opts.runtime, engine, gpu=opts.gpu, user=opts.user, smoke=opts.smoke)
     record = new_record(prep, runtime=opts.runtime, gpu=opts.gpu, user=opts.user)
@@ -100,8 +106,10 @@ def run_prepared(
     handle: RunHandle | None = None
     exit_info: Exit | None = None
     problem: BaseException | None = None
-    timed_out = threading.Event()  # set when the process was stopped at opts.time_limit_s
+    watch = Watch(stop or threading.Event())
     try:
+        if watch.stop.is_set():
+            raise Interrupted(signal.SIGINT)
         with clock.phase("inputs"):
             make_staging(staging, ids(record.runtime.user), ("metrics",) if cfg.entrypoint else ())
             if cfg.entrypoint:  # the command as its process sees it, ${VAR}s expanded
@@ -112,12 +120,14 @@ def run_prepared(
             handle, record.runtime.image = launcher.start(prep, run_dir.name, run_dir, staging)
             record.runtime.handle = handle.id
             record.write(run_dir)
-        with clock.phase("run"), time_limit(handle, opts.time_limit_s, timed_out):  # the process's life
+        with clock.phase("run"), watch.watching(handle, opts.time_limit_s):  # the process's life
             record.log = stream(handle, run_dir / LOG_FILE, on_event)
             exit_info = handle.wait()
+        if watch.stopped:
+            exit_info, problem = None, Interrupted(signal.SIGINT)  # stopped from outside: as Ctrl-C
     except BaseException as e:  # noqa: BLE001 - every way out is recorded, then re-raised or returned
         problem = e
-    limit = opts.time_limit_s if timed_out.is_set() else None
+    limit = opts.time_limit_s if watch.timed_out else None
     status, reason = _wrap_up(prep, record, run_dir, staging, handle, exit_info, problem, on_log, limit)
     if problem is not None and signum_of(problem) is None and not is_disk_full(problem):
         raise problem  # the run says failed with the reason; the error (or a bug's traceback) says it too
@@ -240,24 +250,35 @@ def stream(handle: RunHandle, log_path: Path, on_event: EventFn) -> dict[str, An
     return {"bytes": written, "lines_dropped": dropped, "limit": MAX_LOG_BYTES}
 
 
-@contextmanager
-def time_limit(handle: RunHandle, seconds: float | None, fired: threading.Event) -> Iterator[None]:
-    """Stop the run's process once it has run for `seconds` (a smoke run's smoke.max_seconds),
-    setting `fired`."""
+class Watch:
+    """Stops a run's process from outside: at its time limit (a smoke run's smoke.max_seconds), or
+    when `stop` is set by another thread. Says which it did."""
 
-    def stop() -> None:
-        fired.set()
-        handle.stop()
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.timed_out = False
+        self.stopped = False
 
-    timer = threading.Timer(seconds, stop) if seconds else None
-    if timer is not None:
-        timer.daemon = True
-        timer.start()
-    try:
-        yield
-    finally:
-        if timer is not None:
-            timer.cancel()
+    @contextmanager
+    def watching(self, handle: RunHandle, seconds: float | None) -> Iterator[None]:
+        done = threading.Event()
+        deadline = time.monotonic() + seconds if seconds else None
+
+        def watch() -> None:
+            while not done.wait(0.2):
+                if self.stop.is_set() or (deadline is not None and time.monotonic() >= deadline):
+                    self.stopped = self.stop.is_set()
+                    self.timed_out = not self.stopped
+                    handle.stop()
+                    return
+
+        watcher = threading.Thread(target=watch, name="run-watch", daemon=True)
+        watcher.start()
+        try:
+            yield
+        finally:
+            done.set()
+            watcher.join()
 
 
 @contextmanager

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,10 +32,10 @@ from typing import Any
 
 from reproexec.config import Config, LoadedConfig
 from reproexec.engine import Engine
-from reproexec.errors import NotDeterministic, RunError, SmokeError
+from reproexec.errors import Interrupted, NotDeterministic, RunError, SmokeError
 from reproexec.fsutil import read_json_object, read_jsonl_objects, write_json_atomic
 from reproexec.runs.execute import EventFn, RunOutcome, run_prepared
-from reproexec.runs.prepare import RunOptions, Runtime, prepare_run
+from reproexec.runs.prepare import Prepared, RunOptions, Runtime, prepare_run
 from reproexec.runs.timing import Clock
 
 LogFn = Callable[[str], None]
@@ -80,14 +81,20 @@ class SmokeResult:
     first_difference: str | None = None
     hints: list[str] = field(default_factory=list)
     wall_s: float = 0.0
-    steps_s: float | None = None  # the built-in trainer's own time, both runs (a script's is not known)
+    steps_s: float | None = None  # the built-in trainer's own time, the longer run's (a script's is not known)
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "config": self.name, "runtime": self.runtime, "verdict": self.verdict, "runs": [r.to_dict() for r in self.runs],
-            "comparison": self.comparison, "first_difference": self.first_difference, "hints": self.hints,
-            "wall_s": round(self.wall_s, 3), "steps_s": None if self.steps_s is None else round(self.steps_s, 3),
-        }  # fmt: skip
+            "config": self.name,
+            "runtime": self.runtime,
+            "verdict": self.verdict,
+            "runs": [r.to_dict() for r in self.runs],
+            "comparison": self.comparison,
+            "first_difference": self.first_difference,
+            "hints": self.hints,
+            "wall_s": round(self.wall_s, 3),
+            "steps_s": None if self.steps_s is None else round(self.steps_s, 3),
+        }
 
 
 def run_smoke(
@@ -110,19 +117,24 @@ def run_smoke(
     config = smoke_config(loaded.config, steps=steps, subset=subset)
     smoke = LoadedConfig(config=config, path=loaded.path)
     out = out_dir or Path(tempfile.mkdtemp(prefix=f"reproexec-smoke-{config.name}-"))
-    opts = RunOptions(gpu=gpu, name=f"smoke-{config.name}", runtime=runtime, runs_dir=out.resolve() / "runs",
-                      smoke=not config.entrypoint, time_limit_s=config.smoke.max_seconds,
-                      data_dir=_byo_subset(smoke, on_log) if config.entrypoint else None)  # fmt: skip
+    opts = RunOptions(
+        gpu=gpu,
+        name=f"smoke-{config.name}",
+        runtime=runtime,
+        runs_dir=out.resolve() / "runs",
+        smoke=not config.entrypoint,
+        time_limit_s=config.smoke.max_seconds,
+        data_dir=_byo_subset(smoke, on_log) if config.entrypoint else None,
+    )
     prep = prepare_run(smoke, opts, engine, on_log, clock)
-    runs = []
-    for i in range(1 if once else 2):
-        if not once:
-            on_log(f"smoke run {i + 1} of 2")
-        outcome = run_prepared(dataclasses.replace(prep, clock=Clock()), opts, engine, on_event, on_log)
-        runs.append(_checked(outcome, config))
+    outcomes = _run(prep, opts, engine, 1 if once else 2, on_event, on_log)
+    signum = next((o.signum for o in outcomes if o.signum), None)
+    if signum is not None:
+        raise Interrupted(signum, f"smoke test of {config.name} interrupted; its runs say so in {opts.runs_dir}")
+    runs = [_checked(outcome, config) for outcome in outcomes]
     result = SmokeResult(config.name, runtime, runs, "passed", out)
     result.wall_s = clock.wall()
-    result.steps_s = None if config.entrypoint else sum(_trainer_wall(r.run_dir) for r in runs)
+    result.steps_s = None if config.entrypoint else max(_trainer_wall(r.run_dir) for r in runs)  # side by side
     failed = [r for r in runs if r.status != "succeeded" and not r.stopped_at_limit]
     if failed:
         result.verdict = "failed"
@@ -133,6 +145,51 @@ def run_smoke(
     write_json_atomic(out / SMOKE_JSON, result.to_dict())
     _raise_for(result)
     return result
+
+
+def _run(
+    prep: Prepared, opts: RunOptions, engine: Engine | None, n: int, on_event: EventFn, on_log: LogFn
+) -> list[RunOutcome]:
+    """The smoke runs, each from the same preparation in a fresh process. Two run at the same time:
+    their thread counts are pinned, so where each runs does not change its numbers, and twice costs
+    about what once does. If either is stopped (Ctrl-C, SIGTERM, an error), so is the other."""
+    if n == 1:
+        return [run_prepared(dataclasses.replace(prep, clock=Clock()), opts, engine, on_event, on_log)]
+    stop: threading.Event = threading.Event()
+    second: list[RunOutcome] = []
+    failure: list[BaseException] = []
+
+    def run_second() -> None:
+        try:
+            second.append(
+                run_prepared(
+                    dataclasses.replace(prep, clock=Clock()),
+                    opts,
+                    engine,
+                    lambda e: None,
+                    lambda s: on_log(f"run 2: {s}"),
+                    stop,
+                )
+            )
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread
+            failure.append(e)
+            stop.set()
+
+    on_log("smoke runs 1 and 2 at the same time (progress: run 1)")
+    worker = threading.Thread(target=run_second, name="smoke-run-2", daemon=True)
+    worker.start()
+    try:
+        first = run_prepared(dataclasses.replace(prep, clock=Clock()), opts, engine, on_event, on_log, stop)
+        if first.status == "interrupted":
+            stop.set()
+        worker.join()
+    except BaseException:
+        stop.set()
+        worker.join()
+        raise
+    if failure:
+        raise failure[0]
+    return [first, second[0]]
 
 
 def _byo_subset(loaded: LoadedConfig, on_log: LogFn) -> Path:
@@ -251,8 +308,11 @@ def _compare(result: SmokeResult, loaded: LoadedConfig) -> None:
     if a.stopped_at_limit or b.stopped_at_limit:
         n = min(len(a.losses), len(b.losses))
         step = next((i for i in range(n) if a.losses[i] != b.losses[i]), None)
-        result.comparison = {"verdict": "identical" if step is None else "differs", "compared_steps": n, "files": "not compared: "
-                             "a run was stopped at smoke.max_seconds"}  # fmt: skip
+        result.comparison = {
+            "verdict": "identical" if step is None else "differs",
+            "compared_steps": n,
+            "files": "not compared: a run was stopped at smoke.max_seconds",
+        }
         if step is not None:
             result.first_difference = f"step {step + 1}, loss: {a.losses[step]!r} (run 1) vs {b.losses[step]!r} (run 2)"
         comparison = None
@@ -268,8 +328,10 @@ def _compare(result: SmokeResult, loaded: LoadedConfig) -> None:
         if comparison is not None:
             result.hints = explain(loaded, comparison, diffs)
         if not result.hints:
-            result.hints = ["the first difference above is where to look: an unseeded random generator, time in a logged "
-                            "value, or an op without a deterministic implementation"]  # fmt: skip
+            result.hints = [
+                "the first difference above is where to look: an unseeded random generator, time in a logged "
+                "value, or an op without a deterministic implementation"
+            ]
 
 
 def _trainer_wall(run_dir: Path) -> float:

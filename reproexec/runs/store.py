@@ -19,7 +19,7 @@ from typing import Any
 
 from reproexec._version import version
 from reproexec.errors import RunError
-from reproexec.fsutil import sha256_file
+from reproexec.fsutil import relpath_problem, sha256_file
 from reproexec.labels import owner_is_gone
 
 RUN_JSON = "run.json"
@@ -199,21 +199,12 @@ def _run_json_model() -> Any:
         @field_validator("artifacts")
         @classmethod
         def _safe(cls, v: dict[str, str]) -> dict[str, str]:
-            bad = [k for k, d in v.items() if _relpath_problem(k) or not re.fullmatch(r"[0-9a-f]{64}", d)]
+            bad = [k for k, d in v.items() if relpath_problem(k) or not re.fullmatch(r"[0-9a-f]{64}", d)]
             if bad:
                 raise ValueError(f"unsafe path or malformed sha256: {', '.join(repr(b) for b in bad[:5])}")
             return v
 
     return RunJson
-
-
-def _relpath_problem(rel: str) -> str | None:
-    parts = rel.split("/")
-    if not rel or rel.startswith("/") or "\\" in rel or "\0" in rel or any(p in ("", ".", "..") for p in parts):
-        return "not a plain relative path"
-    if any(ord(c) < 32 for c in rel):
-        return "control characters"
-    return None
 
 
 def read_run_json(path: Path) -> dict[str, Any]:

@@ -80,14 +80,29 @@ def _member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile
 @pytest.mark.parametrize(
     ("member", "message"),
     [
-        (_member("../evil.py"), "'../evil.py': not a normalized relative path inside the code folder"),
-        (_member("/etc/cron.d/x"), "'/etc/cron.d/x': not a normalized relative path inside the code folder"),
-        (_member("a/../../x"), "'a/../../x': not a normalized relative path inside the code folder"),
+        (
+            _member("../evil.py"),
+            "'../evil.py': not a normalized relative path inside the code folder (contains '..'; it must stay inside the folder)",
+        ),
+        (
+            _member("/etc/cron.d/x"),
+            "'/etc/cron.d/x': not a normalized relative path inside the code folder (is absolute; it must be relative to the folder)",
+        ),
+        (
+            _member("a/../../x"),
+            "'a/../../x': not a normalized relative path inside the code folder (contains '..'; it must stay inside the folder)",
+        ),
         (_member("ln.py", tarfile.SYMTYPE, "/etc/passwd"), "'ln.py': links, sparse and special files are not code"),
         (_member("dev", tarfile.CHRTYPE), "'dev': links, sparse and special files are not code"),
         (_member("hard.py", tarfile.LNKTYPE, "ok.py"), "'hard.py': links, sparse and special files are not code"),
-        (_member("./ok2.py"), "'./ok2.py': not a normalized relative path inside the code folder"),
-        (_member("a//b.py"), "'a//b.py': not a normalized relative path inside the code folder"),
+        (
+            _member("./ok2.py"),
+            "'./ok2.py': not a normalized relative path inside the code folder (has an empty or '.' component; write it normalized (a/b.png))",
+        ),
+        (
+            _member("a//b.py"),
+            "'a//b.py': not a normalized relative path inside the code folder (has an empty or '.' component; write it normalized (a/b.png))",
+        ),
         (_member("ok.py"), "'ok.py': listed twice"),
         (_member("ok.py/inner.py"), "'ok.py': both a file and a folder"),
     ],
