@@ -188,6 +188,16 @@ def canonical_sha256(obj: Any) -> str:
 MAX_PATH_BYTES = 4096  # PATH_MAX on Linux: no longer path can be opened
 
 
+def cache_dir() -> Path:
+    """reproexec's cache on this machine (wheels, base rootfs, its own wheels, smoke snapshots):
+    $REPROEXEC_CACHE, else $XDG_CACHE_HOME/reproexec, else ~/.cache/reproexec."""
+    env = os.environ.get("REPROEXEC_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(base) / "reproexec"
+
+
 def relpath_problem(rel: str) -> str | None:
     """Why `rel` cannot be a path inside a folder someone else wrote, or None: the one check of a
     relative path (a manifest's entries and names found on disk, a run's artifacts, a bundle's

@@ -47,9 +47,8 @@ from typing import IO, Any
 
 from reproexec.engine import Engine, ImageInfo
 from reproexec.env.spec import BaseImage
-from reproexec.env.wheels import cache_dir
 from reproexec.errors import EngineError, ReproexecError
-from reproexec.fsutil import sha256_file, write_atomic
+from reproexec.fsutil import cache_dir, sha256_file, write_atomic
 from reproexec.labels import (
     DEFAULT_BASE,
     LABEL_EPOCH,

@@ -27,9 +27,9 @@ from reproexec.env.build import BuildPlan, probe_target
 from reproexec.env.context import ContextEntry
 from reproexec.env.lock import parse_lock
 from reproexec.env.spec import ImageSpec, build_context, content_hash, image_tag
-from reproexec.env.wheels import Wheel, cache_dir
-from reproexec.errors import BuildError, RunError
-from reproexec.fsutil import read_bounded, relpath_problem, sha256_file, write_atomic
+from reproexec.env.wheels import Wheel
+from reproexec.errors import BuildError, LockError, RunError
+from reproexec.fsutil import cache_dir, read_bounded, relpath_problem, sha256_file, write_atomic
 
 RECIPE_DIR = "recipe"
 # The hash schemas whose builds this reproexec can replay: the lockfile's wheels are served to the
@@ -105,7 +105,15 @@ def plan_from_recipe(
         _text(files, "requirements.lock", folder, inputs["lock_sha256"], source), recipe / "requirements.lock"
     )
     base = find_base(engine, inputs, source=source, packages=_recorded_packages(folder))
-    wheels = ensure_wheels(lock, probe_target(engine, base.image_id), on_log=on_log)
+    try:
+        wheels = ensure_wheels(lock, probe_target(engine, base.image_id), on_log=on_log)
+    except (LockError, BuildError) as e:  # its own hint is for someone locking, not rebuilding a run
+        raise BuildError(
+            f"{source}: the recorded wheels cannot be had on this machine ({e.message})",
+            "let pip reach an index or --find-links folder that serves the locked files (PIP_INDEX_URL, "
+            "PIP_FIND_LINKS), or bring the image with the run (`reproexec export RUN --with-image` where it exists)",
+            details=e.details,
+        ) from e
     got = sorted([w.filename, w.sha256] for w in wheels)
     if got != sorted(inputs["wheels"]):
         raise BuildError(

@@ -17,9 +17,9 @@ import tempfile
 from pathlib import Path
 
 from reproexec._version import checkout_root, source_hash, version_of_checkout
-from reproexec.env.wheels import Wheel, cache_dir
+from reproexec.env.wheels import Wheel
 from reproexec.errors import BuildError
-from reproexec.fsutil import sha256_file
+from reproexec.fsutil import cache_dir, sha256_file
 
 
 def wheel_of(path: Path, sha256: str | None = None) -> Wheel:

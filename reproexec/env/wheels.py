@@ -28,15 +28,7 @@ from pathlib import Path
 
 from reproexec.env.lock import LockedRequirement, Lockfile
 from reproexec.errors import BuildError, LockError
-from reproexec.fsutil import sha256_file, write_atomic
-
-
-def cache_dir() -> Path:
-    env = os.environ.get("REPROEXEC_CACHE")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return Path(base) / "reproexec"
+from reproexec.fsutil import cache_dir, sha256_file, write_atomic
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from typing import IO, Any
 
 from reproexec.engine import Engine
 from reproexec.errors import AttestationError, RunError
-from reproexec.fsutil import is_disk_full, piped, relpath_problem, sha256_file
+from reproexec.fsutil import cache_dir, is_disk_full, piped, relpath_problem, sha256_file
 from reproexec.labels import BUNDLE_REPOSITORY, LABEL_HASH, ROOTFS_REPOSITORY
 from reproexec.runs.attest import Verification, verify_folder
 from reproexec.runs.store import BESIDE_RUN_JSON, MAX_RUN_JSON_BYTES, RUN_JSON, RunRecord, load_run, parse_run_json
@@ -287,7 +287,6 @@ def open_bundle(bundle: Path) -> Iterator[OpenedBundle]:
 def unpacked(bundle: Path) -> Iterator[Path]:
     """A bundle's run folder (its image and base left out) unpacked into a private temporary folder,
     after the member and listing checks, for `reproexec verify` to read as it reads a run folder."""
-    from reproexec.env.wheels import cache_dir
 
     with open_bundle(bundle) as b:
         extras = [
@@ -406,7 +405,6 @@ def _import_base(engine: Engine, tar: tarfile.TarFile, member: tarfile.TarInfo, 
     checks its sha256 and every member), and tagged reproexec-base-rootfs:<sha256>: a name derived from
     what was checked, never one the bundle chose. A rebuild finds it by its layer (base.find_base)."""
     from reproexec.env.base import import_base_rootfs
-    from reproexec.env.wheels import cache_dir
 
     src = tar.extractfile(member)
     assert src is not None

@@ -33,7 +33,7 @@ from typing import Any
 from reproexec.config import Config, LoadedConfig
 from reproexec.engine import Engine
 from reproexec.errors import Interrupted, NotDeterministic, RunError, SmokeError
-from reproexec.fsutil import read_json_object, read_jsonl_objects, write_json_atomic
+from reproexec.fsutil import cache_dir, read_json_object, read_jsonl_objects, write_json_atomic
 from reproexec.runs.execute import EventFn, RunOutcome, run_prepared
 from reproexec.runs.prepare import Prepared, RunOptions, Runtime, prepare_run
 from reproexec.runs.timing import Clock
@@ -196,7 +196,6 @@ def _byo_subset(loaded: LoadedConfig, on_log: LogFn) -> Path:
     """The derived snapshot a bring-your-own script's smoke runs read (verified, then cut down)."""
     from reproexec.data.manifest import verify_snapshot
     from reproexec.data.subset import smoke_subset
-    from reproexec.env.wheels import cache_dir
 
     cfg = loaded.config
     root = loaded.resolve(cfg.data.snapshot).resolve()

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from reproexec.cli.app import app
 from reproexec.config import LoadedConfig, load_config
 from reproexec.env.build import build_image, plan_build
-from reproexec.env.wheels import cache_dir
 from reproexec.errors import BuildError
+from reproexec.fsutil import cache_dir
 from reproexec.labels import LABEL_FREEZE, LABEL_HASH
 
 DEMO = "examples/digits/config.yaml"

@@ -170,3 +170,15 @@ def test_a_tag_not_built_by_reproexec_is_not_a_cache_hit(project):
     engine.add_image(plan.tag, labels={"org.reproexec.content-hash": plan.content_hash})
     with pytest.raises(BuildError, match="does not carry the labels reproexec's build of it gives"):
         build_image(plan, engine)
+
+
+def test_wheels_that_cannot_be_had_say_how_to_rebuild_anyway(recorded_run, isolated_cache, monkeypatch):
+    tmp, engine, run_dir, image = recorded_run
+    shutil.rmtree(isolated_cache / "resolved")  # machine B: no wheel cache, and pip reaches no index
+    shutil.rmtree(isolated_cache / "wheels")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    with pytest.raises(BuildError) as e:
+        plan_from_recipe(image, run_dir, machine_b(engine), source="run r1")
+    assert e.value.message.startswith("run r1: the recorded wheels cannot be had on this machine (pip could not")
+    assert "PIP_FIND_LINKS" in e.value.hint and "--with-image" in e.value.hint
+    assert "re-lock" not in e.value.hint  # the locking hint is wrong for someone rebuilding a recorded run
