@@ -78,7 +78,7 @@ def test_an_edited_thread_count_differs_and_env_diff_names_it(original, tmp_path
     assert r.exit_code == 8 and "is refused: attestation: input config.resolved.json" in r.stderr, r.output + r.stderr
     _edit_bundle(bundle, edited, threads_2)  # the config alone: run.json disagrees, refused
     r = runner.invoke(app, ["rerun", str(edited), "--runs-dir", str(tmp_path / "refused")])
-    assert r.exit_code == 7 and "determinism.threads: run.json 1, config.resolved.json 2" in r.stderr, (
+    assert r.exit_code == 8 and "records: determinism.threads: run.json 1, config.resolved.json 2" in r.stderr, (
         r.output + r.stderr
     )
     _edit_bundle(bundle, edited, threads_2, recorded_as_2_threads)  # consistently: replayed with 2 threads

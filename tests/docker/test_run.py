@@ -57,9 +57,11 @@ def test_demo_run_succeeds_with_a_complete_run_folder(demo_runs):
     record = json.loads((run.run_dir / "run.json").read_text())
     for rel in EXPECTED_FILES:
         assert (run.run_dir / rel).is_file(), rel
-    # every file of the folder but run.json is listed, with the sha256 of its bytes (hashed here, independently)
+    # every file of the folder is listed, with the sha256 of its bytes (hashed here, independently), but
+    # run.json and the attestation written after it (which attests run.json's list)
     on_disk = {p.relative_to(run.run_dir).as_posix(): p for p in run.run_dir.rglob("*") if p.is_file()}
-    assert set(record["artifacts"]) == set(on_disk) - {"run.json"}
+    assert "attestation.intoto.json" in on_disk
+    assert set(record["artifacts"]) == set(on_disk) - {"run.json", "attestation.intoto.json", "attestation.pub"}
     assert all(
         record["artifacts"][rel] == hashlib.sha256(on_disk[rel].read_bytes()).hexdigest() for rel in record["artifacts"]
     )

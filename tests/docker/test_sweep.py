@@ -136,6 +136,18 @@ def test_the_same_sweep_run_locally_in_parallel_gives_the_same_results(slurm_swe
     assert resolved["resources"]["cpuset"] == local["cells"][0]["cpuset"]
 
 
+def test_a_cells_run_keeps_the_recipe_that_rebuilds_its_image(local_sweep, docker_engine):
+    from reproexec.env.recipe import plan_from_recipe
+
+    r, sweeps = local_sweep
+    cell = _record(sweeps)["cells"][0]
+    run_dir = Path(cell["run_dir"])
+    image = json.loads((run_dir / "run.json").read_text())["image"]
+    assert (run_dir / "recipe" / "Dockerfile").is_file()  # the cell's run is a whole recipe, as any run's
+    plan = plan_from_recipe(image, run_dir, docker_engine, source=cell["key"])  # what rerun rebuilds from
+    assert plan.tag == image["tag"] and plan.inputs == image["hash_inputs"]
+
+
 def test_a_resumed_sweep_reruns_only_what_is_missing(workspace, local_sweep):
     root, sweep = workspace
     before = _record(local_sweep[1])
