@@ -389,6 +389,10 @@ class DockerEngine:
         runtimes = self.info().get("Runtimes") or {}
         return "nvidia" in runtimes
 
+    def architecture(self) -> str:
+        """The Docker host's machine as `uname -m` names it (x86_64, aarch64): where containers run."""
+        return str(self.info().get("Architecture") or "")
+
     def cpu_count(self) -> int:
         """CPUs of the Docker host (what --cpuset-cpus may name: 0..N-1)."""
         return int(self.info().get("NCPU") or 0)

@@ -25,6 +25,7 @@ class FakeEngine:
         self.fail_build: str | None = None
         self.removed: list[str] = []
         self.imports: list[dict] = []
+        self.machine = "x86_64"  # `docker info`'s Architecture
 
     def add_image(
         self,
@@ -127,6 +128,9 @@ class FakeEngine:
         if tag:
             self.images[tag] = info
         return image_id
+
+    def architecture(self) -> str:
+        return self.machine
 
     def cpu_count(self) -> int:
         return 2

@@ -91,6 +91,7 @@ def plan_build(loaded: LoadedConfig, engine: Engine, *, gpu: bool = False, on_lo
             f"--gpu needs a CUDA image, but {loaded.path} has env.flavour = {cfg.env.flavour!r}",
             "set env.flavour: cuda (with a lockfile whose torch is a CUDA build), or drop --gpu",
         )
+    check_engine_machine(engine)
     lock = read_lock(loaded.resolve(cfg.env.lockfile))
     check_lock_fits(lock, needs=WRAPPER_PACKAGES if cfg.entrypoint else TRAINER_PACKAGES, flavour=cfg.env.flavour)
     base = resolve_base(cfg.env.base_image, engine)
@@ -106,6 +107,13 @@ def plan_build(loaded: LoadedConfig, engine: Engine, *, gpu: bool = False, on_lo
         cublas_workspace_config=cfg.determinism.cublas_workspace_config,
     )
     return plan_from_spec(spec)
+
+
+def check_engine_machine(engine: Engine) -> None:
+    """RunError unless the Docker engine runs on x86-64 (Docker Desktop on Apple silicon is aarch64)."""
+    from reproexec.runtime.seeding import check_machine
+
+    check_machine(engine.architecture(), "the Docker engine's machine")
 
 
 def plan_from_spec(spec: ImageSpec) -> BuildPlan:

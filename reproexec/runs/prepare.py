@@ -9,6 +9,7 @@ behind.
 from __future__ import annotations
 
 import os
+import platform
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -102,13 +103,18 @@ def prepare_run(
     loaded: LoadedConfig, opts: RunOptions, engine: Engine | None, on_log: LogFn, clock: Clock | None = None
 ) -> Prepared:
     from reproexec.data.manifest import snapshot_state, verify_snapshot
-    from reproexec.runtime.seeding import check_cpu_level, pinned_environment
+    from reproexec.env.build import check_engine_machine
+    from reproexec.runtime.seeding import check_cpu_level, check_machine, pinned_environment
 
     clock = clock or Clock()
     cfg = loaded.config
     check_options(loaded, opts)
     check_store(opts.runs_dir)
     signer = load_signer()  # a key that cannot be used is refused now, not when the run has finished
+    if opts.runtime == "docker" and engine is not None:
+        check_engine_machine(engine)
+    else:
+        check_machine(platform.machine(), "this machine")
     check_cpu_level(cfg)  # the host's CPU is the Docker engine's too: refused before a long build
     with clock.phase("code"):
         code = capture_code(loaded.base_dir, exclude=[opts.runs_dir])

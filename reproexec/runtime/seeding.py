@@ -125,6 +125,24 @@ def cpu_flags() -> set[str] | None:
     return set(m.group(1).split()) if m else None
 
 
+# `uname -m` of the machines reproexec's images and CPU pins are for: linux/amd64 only, so far.
+X86_64_MACHINES = ("x86_64", "amd64")
+
+
+def check_machine(machine: str, where: str) -> None:
+    """RunError unless `machine` (`uname -m` of where the training runs) is x86-64. The levels of
+    determinism.cpu_capability, oneDNN's ISA cap and MKL's CBWR are x86-64's: on arm64 /proc/cpuinfo
+    has no x86 flags, so nothing else would refuse before a long build that cannot give the numbers."""
+    if machine and machine.lower() not in X86_64_MACHINES:
+        raise RunError(
+            f"{where} is {machine}, but reproexec builds linux/amd64 images and pins the CPU math of "
+            "x86-64 (determinism.cpu_capability, oneDNN's ISA, MKL): an arm64 flavour with its own "
+            "pinned numbers does not exist yet",
+            "run on an x86-64 machine with AVX2 and FMA (a Linux server, cloud VM or CI runner); an "
+            "x86-64 image emulated on Apple silicon does not help: Rosetta does not execute AVX2",
+        )
+
+
 def check_cpu_level(config: Config) -> None:
     """RunError unless this CPU has the features the configured level needs. No torch: the host can
     call it before building or starting anything; the trainer calls it again where it runs."""

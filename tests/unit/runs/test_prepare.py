@@ -210,3 +210,32 @@ def test_config_show_of_an_entrypoint_config_shows_only_what_applies(tmp_path, d
     shown = yaml.safe_load(r.stdout)
     assert not {"model", "augment", "train", "smoke"} & set(shown)
     assert shown["determinism"]["seed_entrypoint"] is True and "results" in shown["output"]
+
+
+def test_an_arm64_machine_is_refused_before_anything_is_built(tmp_path, demo_snapshot, monkeypatch):
+    """A Mac's Docker Desktop (aarch64 engine) or a Graviton host: /proc/cpuinfo there has no x86
+    flags, so without this check a run would go on to a long build that cannot give the numbers."""
+    import platform
+
+    from fakes import FakeEngine
+
+    import reproexec.engine as engine_module
+
+    cfg = write_config(tmp_path, demo_snapshot)
+    runs = tmp_path / "runs"
+    engine = FakeEngine()
+    engine.machine = "aarch64"
+    monkeypatch.setattr(engine_module, "connect", lambda: engine)
+    for args in (["run", str(cfg), "--runs-dir", str(runs)], ["build", str(cfg)]):
+        r = runner.invoke(app, args)
+        assert r.exit_code == 7, r.output
+        assert "the Docker engine's machine is aarch64, but reproexec builds linux/amd64 images" in r.stderr
+        assert "Rosetta does not execute AVX2" in r.stderr
+    assert engine.builds == [] and engine.imports == [] and engine.runs == []
+    assert not runs.exists() or list(runs.iterdir()) == []
+
+    monkeypatch.setattr(platform, "machine", lambda: "arm64")  # macOS names it so
+    r = runner.invoke(app, ["run", str(cfg), "--runtime", "local", "--runs-dir", str(runs)])
+    assert r.exit_code == 7, r.output
+    assert "this machine is arm64" in r.stderr and "an arm64 flavour" in r.stderr
+    assert not runs.exists() or list(runs.iterdir()) == []
