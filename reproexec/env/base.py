@@ -299,13 +299,36 @@ def base_rootfs(engine: Engine, reference: str) -> tuple[Path, str]:
         )
     digest = info.layers[0].removeprefix("sha256:")
     path = rootfs_store() / f"{digest}.tar.gz"
-    if not path.is_file():
+    if not path.is_file() and _rootfs_from_engine(engine, reference, digest) is None:
         raise EngineError(
             f"the rootfs of base image {reference} (sha256 {digest[:12]}) is not in reproexec's cache ({rootfs_store()})",
             "make the base on this machine with `reproexec base bootstrap --force`, or import its tar with "
             "`reproexec base bootstrap --from-tar FILE`",
         )
     return path, digest
+
+
+def _rootfs_from_engine(engine: Engine, reference: str, digest: str) -> Path | None:
+    """The base's one layer read back from the engine (`docker save`) into the cache, when its bytes
+    hash to the layer's diff_id: a lost cache (a cleaned home, another REPROEXEC_CACHE) is not a lost
+    base. None when the engine gives no such layer."""
+    with _workdir() as tmp:
+        saved = tmp / "image.tar"
+        with open(saved, "wb") as out:
+            engine.save(reference, out)
+        with tarfile.open(saved) as tar:
+            for m in tar:
+                # Docker 20.10 names the layer <id>/layer.tar; the OCI layout of newer engines, by digest
+                if not m.isfile() or not (m.name.endswith("/layer.tar") or m.name == f"blobs/sha256/{digest}"):
+                    continue
+                src = tar.extractfile(m)
+                assert src is not None  # a regular file
+                layer = tmp / "layer.tar"
+                with open(layer, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1024 * 1024)
+                if sha256_file(layer) == digest:
+                    return _store_rootfs(layer, digest)
+    return None
 
 
 def import_base_rootfs(engine: Engine, path: Path, expected_sha256: str, tag: str) -> BaseResult:

@@ -246,3 +246,20 @@ def test_a_base_that_does_not_match_its_record_is_refused_and_nothing_is_importe
     with pytest.raises(ReproexecError, match="does not match its recorded id"):
         import_bundle(path, tmp_path / "store", lambda: b)
     assert b.image("reproexec-test-base:b") is None
+
+
+def test_a_base_whose_cached_rootfs_is_gone_still_travels_read_back_from_the_engine(
+    docker_engine, base_image, isolated_cache
+):
+    """The base is in the engine but reproexec's cache lost its rootfs (a cleaned home, another
+    REPROEXEC_CACHE): `export --with-base` still has it, read back by `docker save` and checked."""
+    import gzip
+    import hashlib
+
+    from reproexec.env.base import base_rootfs
+
+    assert not (isolated_cache / "rootfs").exists()
+    path, digest = base_rootfs(docker_engine, base_image.tag)
+    assert path.parent == isolated_cache / "rootfs" and path.name == f"{digest}.tar.gz"
+    assert docker_engine.image(base_image.tag).layers == (f"sha256:{digest}",)
+    assert hashlib.sha256(gzip.decompress(path.read_bytes())).hexdigest() == digest
