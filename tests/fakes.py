@@ -26,6 +26,7 @@ class FakeEngine:
         self.removed: list[str] = []
         self.imports: list[dict] = []
         self.machine = "x86_64"  # `docker info`'s Architecture
+        self.saved: dict[str, bytes] = {}  # reference -> the layer tar `save` gives
 
     def add_image(
         self,
@@ -128,6 +129,16 @@ class FakeEngine:
         if tag:
             self.images[tag] = info
         return image_id
+
+    def save(self, reference: str, out: IO[bytes]) -> None:
+        """`docker save` as Docker 20.10 writes it: each layer as <id>/layer.tar (bytes from `saved`)."""
+        import io
+
+        layer = self.saved.get(reference, b"the bytes of some other layer")
+        with tarfile.open(fileobj=out, mode="w") as tar:
+            info = tarfile.TarInfo("0123abcd/layer.tar")
+            info.size = len(layer)
+            tar.addfile(info, io.BytesIO(layer))
 
     def architecture(self) -> str:
         return self.machine

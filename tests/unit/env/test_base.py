@@ -171,11 +171,23 @@ def test_from_tar_rootfs_is_checked_and_kept(tmp_path, isolated_cache):
     assert base_rootfs(engine, "wt10-base:from-tar")[1] == digest
 
 
-def test_a_base_without_its_rootfs_in_the_cache_cannot_travel(isolated_cache):
+def test_a_base_without_its_rootfs_in_the_cache_travels_only_if_the_engine_gives_that_layer(isolated_cache):
+    import gzip
+    import hashlib
+
     engine = FakeEngine()
-    engine.add_image("old-base:1", layers=["sha256:" + "7" * 64])
+    engine.add_image("old-base:1", layers=["sha256:" + "7" * 64])  # `docker save` gives other bytes
     with pytest.raises(EngineError, match=r"rootfs of base image old-base:1 \(sha256 777777777777\) is not in"):
         base_rootfs(engine, "old-base:1")
+    assert not list((isolated_cache / "rootfs").glob("*"))  # nothing unchecked kept
+
+    rootfs = b"a rootfs tar's bytes"
+    digest = hashlib.sha256(rootfs).hexdigest()
+    engine.add_image("kept:1", layers=[f"sha256:{digest}"])
+    engine.saved["kept:1"] = rootfs
+    path, got = base_rootfs(engine, "kept:1")  # read back from the engine, checked, cached
+    assert got == digest and path == isolated_cache / "rootfs" / f"{digest}.tar.gz"
+    assert gzip.decompress(path.read_bytes()) == rootfs
     engine.add_image("layered:1", layers=["sha256:" + "7" * 64, "sha256:" + "8" * 64])
     with pytest.raises(EngineError, match="has 2 layers; only a base made from one rootfs tar can travel"):
         base_rootfs(engine, "layered:1")
