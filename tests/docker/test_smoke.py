@@ -1,9 +1,12 @@
 """`reproexec smoke` in the run's own image (the default): the demo config and the bring-your-own
 example pass twice, identical, in the pinned environment a CI job would check; a script that is
-not deterministic fails there with the first differing number named."""
+not deterministic fails there with the first differing number named: time in the loss, an unseeded
+NumPy generator, the clock in a result file, a torch seed from the clock; one that cannot learn
+(lr 0) fails its invariants."""
 
 import json
 
+import pytest
 from needs import REPO
 from runfixtures import write_config
 from typer.testing import CliRunner
@@ -57,3 +60,54 @@ def test_a_script_that_reseeds_from_the_clock_is_not_deterministic(docker_engine
     assert r.exit_code == 11, r.output + r.stderr
     assert doc["verdict"] == "not deterministic" and doc["comparison"]["verdict"] == "differs"
     assert "two smoke runs differ, first at epoch 0, train_loss" in r.stderr  # the first logged number named
+
+
+LOSS = "            loss = criterion(model(images), target)\n"
+SAVE = '               os.path.join(args.output_dir, "checkpoint.pth"))\n'
+
+
+@pytest.mark.parametrize(
+    "old, new, first",
+    [
+        (LOSS, LOSS.rstrip() + " + (time.time() % 1) * 1e-3\n", "epoch 0, train_loss"),
+        (
+            LOSS,
+            LOSS.rstrip() + " + float(__import__('numpy').random.default_rng().normal()) * 1e-3\n",
+            "epoch 0, train_loss",
+        ),
+        (
+            SAVE,
+            SAVE
+            + '    json.dump({"finished": time.time()}, open(os.path.join(args.output_dir, "result.json"), "w"))\n',
+            "file result.json",
+        ),
+    ],
+    ids=["time in the loss", "an unseeded numpy generator", "the clock in a result file"],
+)
+def test_what_is_not_deterministic_is_named_in_the_image(
+    docker_engine, base_image, demo_snapshot, tmp_path, old, new, first
+):
+    def change(script: str) -> str:
+        assert old in script
+        return script.replace(old, new)
+
+    r, doc = byo_smoke(tmp_path, demo_snapshot, change)
+    assert r.exit_code == 11, r.output + r.stderr
+    assert doc["verdict"] == "not deterministic" and doc["comparison"]["verdict"] == "differs"
+    assert f"two smoke runs differ, first at {first}" in r.stderr
+    assert "time-dependent values" in r.stderr  # rerun's hint: the pinned environment explains nothing
+
+
+def test_a_script_that_cannot_learn_fails_its_invariants_in_the_image(
+    docker_engine, base_image, demo_snapshot, tmp_path
+):
+    lr = '    p.add_argument("--lr", type=float, default=0.05)\n'
+
+    def frozen(script: str) -> str:  # lr 0: the weights never move, the loss does not drop
+        assert lr in script
+        return script.replace(lr, lr.replace("0.05", "0.0"))
+
+    r, doc = byo_smoke(tmp_path, demo_snapshot, frozen)
+    assert r.exit_code == 9, r.output + r.stderr
+    assert doc["verdict"] == "invariants"
+    assert "smoke invariants failed" in r.stderr and "loss did not drop enough" in r.stderr
