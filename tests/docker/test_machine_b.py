@@ -40,8 +40,12 @@ def cache_b(tmp_path_factory):
 def other_release(tmp_path_factory):
     """Another build of reproexec: a git worktree of this checkout (its committed state, plus any
     uncommitted change to tracked files) with one more commit that changes reproexec's source, so its
-    version and its wheel differ, as the next release's would. Run with its own source first on the
-    path (`python -m` of the worktree's CLI); the host side needs no torch."""
+    version and its wheel differ, as the next release's would. Installed as a user installs a
+    release: its wheel, by pip, into its own venv (offline: its dependencies are this venv's, reached
+    by a .pth after its own site-packages), with REPROEXEC_WHEEL naming that wheel for the image;
+    the host side needs no torch."""
+    import sysconfig
+
     where = tmp_path_factory.mktemp("release") / "other"
     git = ["git", "-C", str(REPO)]
     state = subprocess.run([*git, "stash", "create"], capture_output=True, text=True, check=True).stdout.strip()
@@ -52,15 +56,28 @@ def other_release(tmp_path_factory):
         ["git", "-C", str(where), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "another release"],
         check=True,
     )
+    venv = where.parent / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    (site,) = (venv / "lib").glob("python3*/site-packages")
+    (site / "zz_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "-q", "--no-input"]
+    dist = where.parent / "dist"
+    subprocess.run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(dist), str(where)], check=True
+    )
+    (wheel,) = dist.glob("reproexec-*.whl")
+    subprocess.run([*pip, "install", "--no-deps", "--no-index", str(wheel)], check=True)
     yield where
     subprocess.run([*git, "worktree", "remove", "--force", str(where)], capture_output=True)
 
 
 def reproexec_of(release, *args, env=None):
-    """The CLI of another build of reproexec, in a fresh process."""
-    environ = {**os.environ, **(env or {}), "PYTHONPATH": str(release)}
+    """The CLI of another build of reproexec (the `reproexec` of its own venv), in a fresh process."""
+    (wheel,) = (release.parent / "dist").glob("reproexec-*.whl")
+    environ = {k: v for k, v in {**os.environ, **(env or {})}.items() if k != "PYTHONPATH"}
+    environ["REPROEXEC_WHEEL"] = str(wheel)
     return subprocess.run(
-        [sys.executable, "-c", "from reproexec.cli import main; main()", *args],
+        [str(release.parent / "venv" / "bin" / "reproexec"), *args],
         capture_output=True,
         text=True,
         env=environ,
@@ -130,6 +147,8 @@ def test_a_run_made_by_another_release_reruns_identical_with_this_one_and_the_re
 
     theirs = version_of_checkout(other_release)
     assert theirs != version()  # two builds never share a version string
+    r = reproexec_of(other_release, "--version")
+    assert r.returncode == 0 and theirs in r.stdout, r.stdout + r.stderr  # its own venv runs its own build
     cfg = write_config(tmp_path, demo_snapshot, train={"epochs": 1, "max_steps": 6})
 
     # the other release makes a run on machine A and exports it with its base
