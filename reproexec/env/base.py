@@ -321,6 +321,8 @@ def _rootfs_from_engine(engine: Engine, reference: str, digest: str) -> Path | N
                 # Docker 20.10 names the layer <id>/layer.tar; the OCI layout of newer engines, by digest
                 if not m.isfile() or not (m.name.endswith("/layer.tar") or m.name == f"blobs/sha256/{digest}"):
                     continue
+                if m.size > MAX_ROOTFS_BYTES:  # the bound every rootfs read has (REPROEXEC_MAX_ROOTFS)
+                    continue
                 src = tar.extractfile(m)
                 assert src is not None  # a regular file
                 layer = tmp / "layer.tar"

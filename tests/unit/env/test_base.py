@@ -191,3 +191,20 @@ def test_a_base_without_its_rootfs_in_the_cache_travels_only_if_the_engine_gives
     engine.add_image("layered:1", layers=["sha256:" + "7" * 64, "sha256:" + "8" * 64])
     with pytest.raises(EngineError, match="has 2 layers; only a base made from one rootfs tar can travel"):
         base_rootfs(engine, "layered:1")
+
+
+def test_a_layer_read_back_from_the_engine_is_bounded_like_any_rootfs(isolated_cache, monkeypatch):
+    import hashlib
+
+    from reproexec.env import base
+
+    rootfs = b"x" * 64
+    digest = hashlib.sha256(rootfs).hexdigest()
+    engine = FakeEngine()
+    engine.add_image("big:1", layers=[f"sha256:{digest}"])
+    engine.saved["big:1"] = rootfs
+    monkeypatch.setattr(base, "MAX_ROOTFS_BYTES", 63)
+    with pytest.raises(EngineError, match="is not in reproexec's cache"):
+        base_rootfs(engine, "big:1")
+    monkeypatch.setattr(base, "MAX_ROOTFS_BYTES", 64)
+    assert base_rootfs(engine, "big:1")[1] == digest
