@@ -104,7 +104,16 @@ class EnvSection(_Section):
         description="Base image: a registry reference pinned by digest (name@sha256:...), or a local "
         "image made by `reproexec base bootstrap`, which the build pins by its image id.",
     )
-    lockfile: str = Field("requirements.lock", description="Hashed lockfile from `reproexec lock`.")
+    arch: Literal["amd64", "arm64"] | None = Field(
+        None,
+        description="The run image's platform, linux/amd64 or linux/arm64; null: the Docker engine's (with "
+        "--runtime local, this machine's). arm64 on an amd64 engine runs emulated (qemu-user, binfmt), and "
+        "is recorded as such; amd64 on an arm64 engine is refused.",
+    )
+    lockfile: str = Field(
+        "requirements.lock",
+        description="Hashed lockfile from `reproexec lock` (for arm64: `reproexec lock --platform linux/arm64`).",
+    )
     apt_packages: list[str] = Field(
         default_factory=list,
         description="Extra Debian packages pinned as name=version. They need the base image's apt "

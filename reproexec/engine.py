@@ -8,7 +8,10 @@ imported lazily, inside `DockerEngine`, so `reproexec --help` never pays for it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import json
+import tarfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -43,6 +46,7 @@ class ImageInfo:
     created: int = 0  # seconds since the epoch
     layers: tuple[str, ...] = ()  # RootFS.Layers: the diff_ids, the same wherever the same files are
     config: Mapping[str, Any] = field(default_factory=dict)  # what a build inherits: BUILD_CONFIG_KEYS
+    architecture: str = "amd64"  # the image's platform as Docker names it (amd64, arm64)
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,9 @@ class Engine(Protocol):
     def ping(self) -> None: ...
     def image(self, reference: str) -> ImageInfo | None: ...
     def pull(self, reference: str) -> ImageInfo: ...
-    def import_rootfs(self, tar_path: Path, repository: str, tag: str, changes: Sequence[str]) -> str: ...
+    def import_rootfs(
+        self, tar_path: Path, repository: str, tag: str, changes: Sequence[str], *, architecture: str = "amd64"
+    ) -> str: ...
     def load(self, source: Path | IO[bytes] | Iterable[bytes]) -> list[str]: ...
     def tag(self, image_id: str, repository: str, tag: str) -> None: ...
     def remove_image(self, reference: str, *, force: bool = True) -> None: ...
@@ -125,7 +131,9 @@ class Engine(Protocol):
     def serve_folder(
         self, image: str, folder: Path, *, port: int, outside: bool, labels: Mapping[str, str]
     ) -> AbstractContextManager[str]: ...
-    def run_capture(self, image: str, command: Sequence[str], *, network: bool = False) -> ContainerResult: ...
+    def run_capture(
+        self, image: str, command: Sequence[str], *, network: bool = False, environment: Mapping[str, str] | None = None
+    ) -> ContainerResult: ...
     def start(self, spec: ContainerSpec) -> RunHandle: ...
     def containers(self, label: str) -> list[ContainerInfo]: ...
     def remove_container(self, ref: str) -> None: ...
@@ -197,14 +205,53 @@ class DockerEngine:
             raise EngineError(f"Docker pulled {reference} but does not have it", hint)
         return info
 
-    def import_rootfs(self, tar_path: Path, repository: str, tag: str, changes: Sequence[str]) -> str:
+    def import_rootfs(
+        self, tar_path: Path, repository: str, tag: str, changes: Sequence[str], *, architecture: str = "amd64"
+    ) -> str:
+        """`docker import` as an image for `architecture`. Docker 20.10 ignores import's platform and
+        labels every import with its own; then the image's config is rewritten (save, edit, load):
+        the layer is the same, only the config (and so the id) changes."""
         with self._failing(f"import {tar_path}"):
             out = self._api.import_image_from_file(str(tar_path), repository=repository, tag=tag, changes=list(changes))
         status = out if isinstance(out, str) else json.dumps(out)
         info = self.image(f"{repository}:{tag}")
         if info is None:
             raise EngineError(f"Docker did not create {repository}:{tag} from {tar_path}: {status[-300:]}")
+        if info.architecture != architecture:
+            info = self._set_architecture(f"{repository}:{tag}", architecture)
         return info.id
+
+    def _set_architecture(self, reference: str, architecture: str) -> ImageInfo:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="reproexec-arch-") as tmp:
+            saved, edited = Path(tmp) / "saved.tar", Path(tmp) / "edited.tar"
+            with open(saved, "wb") as out:
+                self.save(reference, out)
+            with tarfile.open(saved) as src, tarfile.open(edited, "w") as dst:
+                manifest = json.loads(src.extractfile("manifest.json").read())  # type: ignore[union-attr]
+                config_name = manifest[0]["Config"]
+                config = json.loads(src.extractfile(config_name).read())  # type: ignore[union-attr]
+                config["architecture"] = architecture
+                if architecture == "arm64":
+                    config["variant"] = "v8"
+                data = json.dumps(config, separators=(",", ":")).encode()
+                new_name = hashlib.sha256(data).hexdigest() + ".json"
+                manifest[0]["Config"] = new_name
+                manifest[0]["RepoTags"] = [reference]
+                for m in src:
+                    if m.name in ("manifest.json", config_name, "repositories"):
+                        continue
+                    dst.addfile(m, src.extractfile(m) if m.isfile() else None)
+                for name, payload in ((new_name, data), ("manifest.json", json.dumps(manifest).encode())):
+                    member = tarfile.TarInfo(name)
+                    member.size = len(payload)
+                    dst.addfile(member, io.BytesIO(payload))
+            self.load(edited)
+        info = self.image(reference)
+        if info is None or info.architecture != architecture:
+            raise EngineError(f"Docker did not take {reference} as a linux/{architecture} image")
+        return info
 
     def load(self, source: Path | IO[bytes] | Iterable[bytes]) -> list[str]:
         """`docker load` from a file path, a readable stream or an iterator of chunks (streamed);
@@ -368,7 +415,9 @@ class DockerEngine:
             self._remove_quietly(container)
 
     # -- containers ----------------------------------------------------------------------------
-    def run_capture(self, image: str, command: Sequence[str], *, network: bool = False) -> ContainerResult:
+    def run_capture(
+        self, image: str, command: Sequence[str], *, network: bool = False, environment: Mapping[str, str] | None = None
+    ) -> ContainerResult:
         """Run a short command with no network and no capabilities; return its exit code and output.
         A command the image cannot start (no such program) is an EngineError naming the image."""
         container = None
@@ -377,7 +426,9 @@ class DockerEngine:
                 host_config = self._api.create_host_config(
                     network_mode=None if network else "none", cap_drop=["ALL"], security_opt=["no-new-privileges"]
                 )
-                container = self._api.create_container(image, command=list(command), host_config=host_config)["Id"]
+                container = self._api.create_container(
+                    image, command=list(command), environment=dict(environment or {}), host_config=host_config
+                )["Id"]
                 self._api.start(container)
                 rc = int(self._api.wait(container).get("StatusCode", 1))
                 output = self._api.logs(container, stdout=True, stderr=True).decode("utf-8", "replace")
@@ -429,6 +480,9 @@ class DockerEngine:
             pids_limit=spec.pids_limit,
             shm_size=spec.shm_size,
             device_requests=device_requests,
+            # no core files: the root filesystem is read-only anyway, and qemu-user (an emulated run)
+            # would otherwise hang writing one for a crashed process
+            ulimits=[docker.types.Ulimit(name="core", soft=0, hard=0)],
             **limits,
         )
         created: str | None = None
@@ -531,6 +585,7 @@ def _image_info(data: Mapping[str, Any]) -> ImageInfo:
         size=int(data.get("Size") or 0),
         layers=tuple((data.get("RootFS") or {}).get("Layers") or ()),
         config={k: config[k] for k in BUILD_CONFIG_KEYS if config.get(k) not in (None, "", [])},
+        architecture=str(data.get("Architecture") or "amd64"),
     )
 
 

@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/arm64.sh --prepare-in-background  # tests/emulated wait for it; the rest runs meanwhile
 # Lint and format (pyproject.toml [tool.ruff]) before the suite: style is never argued.
 .venv/bin/ruff check reproexec tests benchmarks
 .venv/bin/ruff format --check reproexec tests benchmarks

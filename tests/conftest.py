@@ -14,7 +14,13 @@ import pytest
 from needs import require
 
 # The markers a test gets from the first folder under tests/ (what it needs), set here once.
-FOLDER_MARKS = {"unit": ("unit",), "docker": ("docker", "slow"), "runtime": ("runtime",), "integration": ("slow",)}
+FOLDER_MARKS = {
+    "unit": ("unit",),
+    "docker": ("docker", "slow"),
+    "runtime": ("runtime",),
+    "integration": ("slow",),
+    "emulated": ("docker", "slow", "emulated"),
+}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -23,6 +29,8 @@ def pytest_collection_modifyitems(config, items):
         folder = Path(item.path).resolve().relative_to(tests).parts[0]
         for mark in FOLDER_MARKS.get(folder, ()):
             item.add_marker(mark)
+    # last: they wait for the arm64 image that scripts/test.sh has made in the background meanwhile
+    items.sort(key=lambda item: item.get_closest_marker("emulated") is not None)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -26,6 +26,7 @@ class FakeEngine:
         self.removed: list[str] = []
         self.imports: list[dict] = []
         self.machine = "x86_64"  # `docker info`'s Architecture
+        self.numerics_probe = "x86_64 0"  # what seeding.NUMERICS_PROBE prints in a container
         self.saved: dict[str, bytes] = {}  # reference -> the layer tar `save` gives
 
     def add_image(
@@ -34,6 +35,7 @@ class FakeEngine:
         image_id: str | None = None,
         labels: Mapping[str, str] | None = None,
         layers: Sequence[str] | None = None,
+        architecture: str = "amd64",
     ) -> ImageInfo:
         image_id = image_id or "sha256:" + hashlib.sha256(ref.encode()).hexdigest()
         layers = (
@@ -41,7 +43,14 @@ class FakeEngine:
             if layers is not None
             else ("sha256:" + hashlib.sha256(f"layer of {ref}".encode()).hexdigest(),)
         )
-        info = ImageInfo(id=image_id, tags=(ref,), repo_digests=(), labels=dict(labels or {}), layers=layers)
+        info = ImageInfo(
+            id=image_id,
+            tags=(ref,),
+            repo_digests=(),
+            labels=dict(labels or {}),
+            layers=layers,
+            architecture=architecture,
+        )
         self.images[ref] = info
         self.images[image_id] = info
         return info
@@ -57,12 +66,18 @@ class FakeEngine:
 
         raise EngineError(f"base image {reference} is not on this machine and could not be pulled: no registry")
 
-    def import_rootfs(self, tar_path: Path, repository: str, tag: str, changes: Sequence[str]) -> str:
-        self.imports.append({"path": tar_path, "tag": f"{repository}:{tag}", "changes": list(changes)})
+    def import_rootfs(
+        self, tar_path: Path, repository: str, tag: str, changes: Sequence[str], *, architecture: str = "amd64"
+    ) -> str:
+        self.imports.append(
+            {"path": tar_path, "tag": f"{repository}:{tag}", "changes": list(changes), "architecture": architecture}
+        )
         # Like `docker import`: one layer whose diff_id is the tar's sha256, a new image id each time.
         digest = hashlib.sha256(Path(tar_path).read_bytes()).hexdigest()
         image_id = "sha256:" + hashlib.sha256(f"{digest} {len(self.imports)}".encode()).hexdigest()
-        return self.add_image(f"{repository}:{tag}", image_id=image_id, layers=[f"sha256:{digest}"]).id
+        return self.add_image(
+            f"{repository}:{tag}", image_id=image_id, layers=[f"sha256:{digest}"], architecture=architecture
+        ).id
 
     def load(self, tar_path: Path) -> list[str]:
         return [self.add_image(str(tar_path)).id]
@@ -155,8 +170,12 @@ class FakeEngine:
     def has_nvidia_runtime(self) -> bool:
         return False
 
-    def run_capture(self, image: str, command: Sequence[str], *, network: bool = False) -> ContainerResult:
+    def run_capture(
+        self, image: str, command: Sequence[str], *, network: bool = False, environment: Mapping[str, str] | None = None
+    ) -> ContainerResult:
         self.runs.append((image, list(command)))
+        if "python3" in command and any("getauxval" in c for c in command):  # the numerics probe
+            return ContainerResult(0, self.numerics_probe + "\n")
         if "pip" in command and "freeze" in command:
             return ContainerResult(0, self.freeze)
         return ContainerResult(0, PROBE_311 + "\n")

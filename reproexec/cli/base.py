@@ -21,8 +21,19 @@ _EPOCH_HELP = (
 def bootstrap(
     suite: Annotated[str, typer.Option(help="Debian suite for mmdebstrap.")] = "bookworm",
     tag: Annotated[
-        str, typer.Option(help="Tag of the base image (what env.base_image names).")
-    ] = "reproexec-base:bookworm",
+        str | None,
+        typer.Option(
+            help="Tag of the base image (what env.base_image names). Default: reproexec-base:bookworm, "
+            "or reproexec-base:bookworm-arm64 for --arch arm64."
+        ),
+    ] = None,
+    arch: Annotated[
+        str | None,
+        typer.Option(
+            help="Debian architecture of the base: amd64 or arm64. Default: the Docker engine's. arm64 on an "
+            "amd64 machine runs the packages' scripts under qemu-user (apt-get install qemu-user-static)."
+        ),
+    ] = None,
     mirror: Annotated[
         str | None, typer.Option(help="Debian mirror to fetch from; default: the one this host's apt uses.")
     ] = None,
@@ -39,11 +50,17 @@ def bootstrap(
     """Make the base image offline (mmdebstrap + docker import), reproducibly, and print its image id. Idempotent."""
     from reproexec.engine import connect
     from reproexec.env.base import DEFAULT_SOURCE_DATE_EPOCH, bootstrap_base
+    from reproexec.errors import ConfigError
+    from reproexec.runtime.seeding import MACHINES, check_machine
 
     epoch = DEFAULT_SOURCE_DATE_EPOCH if source_date_epoch is None else source_date_epoch
+    engine = connect()
+    if arch is not None and arch not in MACHINES:
+        raise ConfigError(f"--arch {arch!r} is not a platform reproexec builds", "pass --arch amd64 or --arch arm64")
     result = bootstrap_base(
-        connect(),
+        engine,
         tag=tag,
+        arch=arch or check_machine(engine.architecture(), "the Docker engine's machine"),
         suite=suite,
         mirror=mirror,
         include=tuple(include or ()),

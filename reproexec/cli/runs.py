@@ -71,6 +71,7 @@ def show(
         ("code", f"{code.get('commit') or code.get('tree_sha256')}{' + patch' if code.get('dirty') else ''}"),
         ("data manifest id", (d.get("data") or {}).get("manifest_id")),
         ("image", (d.get("image") or {}).get("tag", "local runtime")),
+        *([("platform", _platform(d["platform"]))] if isinstance(d.get("platform"), dict) else []),
         ("seed / threads / cpu", _rand(d)),
     ]
     for k, v in sorted((d.get("metrics") or {}).items()):
@@ -104,6 +105,13 @@ def show(
         if timing.get("outside_trainer_s") is not None:
             pairs.append(("outside the trainer (s)", timing["outside_trainer_s"]))
     console.key_values(pairs)
+
+
+def _platform(p: dict) -> str:
+    emulated = p.get("emulated") if isinstance(p.get("emulated"), dict) else None
+    return f"linux/{p.get('arch')}, numerics class {p.get('numerics_class')}" + (
+        f", emulated ({emulated.get('by')}, CPU {emulated.get('cpu')})" if emulated else ""
+    )
 
 
 @app.command("compare")

@@ -88,6 +88,8 @@ def resolve_base(reference: str, engine: Engine) -> BaseImage:
         hint = (
             "make it offline with `reproexec base bootstrap`"
             if reference == DEFAULT_BASE
+            else "make it offline with `reproexec base bootstrap --arch arm64`"
+            if reference == default_base("arm64")
             else f"make it with `reproexec base bootstrap --tag {shlex.quote(reference)}`, load it with `docker load -i FILE`, "
             "or pin a registry image by digest (name@sha256:...)"
         )
@@ -171,10 +173,16 @@ class BaseResult:
     rootfs_sha256: str | None = None  # = the image's one layer diff_id, for bases made from a rootfs tar
 
 
+def default_base(arch: str = "amd64") -> str:
+    """The tag `reproexec base bootstrap` gives the base it makes for `arch`."""
+    return DEFAULT_BASE if arch == "amd64" else f"{DEFAULT_BASE}-{arch}"
+
+
 def bootstrap_base(
     engine: Engine,
     *,
-    tag: str = DEFAULT_BASE,
+    tag: str | None = None,
+    arch: str = "amd64",
     suite: str = "bookworm",
     mirror: str | None = None,
     include: tuple[str, ...] = (),
@@ -183,6 +191,7 @@ def bootstrap_base(
     source_date_epoch: int = DEFAULT_SOURCE_DATE_EPOCH,
     on_log: LogFn | None = None,
 ) -> BaseResult:
+    tag = tag or default_base(arch)
     repository, version = split_tag(tag)
     existing = engine.image(tag)
     if existing and not force:
@@ -201,7 +210,13 @@ def bootstrap_base(
     with _workdir() as tmp:
         archive = tmp / "rootfs.tar"
         rootfs_tar(
-            archive, suite=suite, mirror=mirror, packages=packages, source_date_epoch=source_date_epoch, on_log=on_log
+            archive,
+            suite=suite,
+            mirror=mirror,
+            packages=packages,
+            source_date_epoch=source_date_epoch,
+            arch=arch,
+            on_log=on_log,
         )
         digest = sha256_file(archive)
         labels = {LABEL_SUITE: suite, LABEL_MIRROR: mirror, LABEL_EPOCH: str(source_date_epoch)}
@@ -212,14 +227,22 @@ def bootstrap_base(
         image_id=image_id,
         created=True,
         rootfs_sha256=digest,
-        source=f"mmdebstrap {suite} ({', '.join(packages)}) from {mirror}, SOURCE_DATE_EPOCH={source_date_epoch}",
+        source=f"mmdebstrap {suite} {arch} ({', '.join(packages)}) from {mirror}, SOURCE_DATE_EPOCH={source_date_epoch}",
     )
 
 
 def rootfs_tar(
-    out: Path, *, suite: str, mirror: str, packages: Iterable[str], source_date_epoch: int, on_log: LogFn | None = None
+    out: Path,
+    *,
+    suite: str,
+    mirror: str,
+    packages: Iterable[str],
+    source_date_epoch: int,
+    arch: str = "amd64",
+    on_log: LogFn | None = None,
 ) -> None:
-    """A minimal Debian root filesystem as a tar, bit-identical for the same packages and epoch."""
+    """A minimal Debian root filesystem as a tar, bit-identical for the same packages and epoch.
+    Another architecture's (arm64 on amd64) runs its packages' scripts under qemu-user (binfmt_misc)."""
     if shutil.which("mmdebstrap") is None:
         raise EngineError("mmdebstrap is not installed", "apt-get install mmdebstrap (Debian's package)")
     if os.geteuid() != 0:
@@ -233,6 +256,7 @@ def rootfs_tar(
         "--variant=minbase",
         "--mode=root",
         "--format=tar",
+        f"--architectures={arch}",
         f"--include={','.join(sorted(packages))}",
         "--dpkgopt=force-unsafe-io",  # no fsync per file: the tar is written once at the end anyway
         "--skip=essential/unlink",
@@ -251,9 +275,13 @@ def rootfs_tar(
     env = {**os.environ, "SOURCE_DATE_EPOCH": str(source_date_epoch), "LC_ALL": "C.UTF-8"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
+        foreign = "arch-test" in proc.stderr or "binfmt" in proc.stderr or "qemu" in proc.stderr
         raise EngineError(
-            f"mmdebstrap of {suite} from {mirror} failed",
-            "check that the mirror answers (`apt-get update`) and the suite exists; pass --mirror URL",
+            f"mmdebstrap of {suite} {arch} from {mirror} failed",
+            "another architecture's rootfs needs qemu-user: apt-get install qemu-user-static binfmt-support "
+            "arch-test (scripts/setup.sh does this)"
+            if foreign
+            else "check that the mirror answers (`apt-get update`) and the suite exists; pass --mirror URL",
             details=[ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()][-12:],
         )
 
@@ -372,14 +400,14 @@ def _import_checked(
     engine: Engine, archive: Path, digest: str, repository: str, version: str, labels: dict[str, str]
 ) -> str:
     """Check the tar's members, import it, and make sure Docker made exactly the layer we checked."""
-    packages = check_rootfs_members(archive)
+    packages, arch = _checked_rootfs(archive)
     labels = {**labels, LABEL_ROOTFS: digest, LABEL_PACKAGES: " ".join(f"{n}={v}" for n, v in packages)}
     changes = [
         f"ENV {BASE_ENV}",
         'CMD ["python3"]',
         "LABEL " + " ".join(f"{k}={json.dumps(v)}" for k, v in sorted(labels.items())),
     ]
-    image_id = engine.import_rootfs(archive, repository, version, changes)
+    image_id = engine.import_rootfs(archive, repository, version, changes, architecture=arch)
     info = engine.image(image_id)
     layers = tuple(info.layers) if info else ()
     if layers != (f"sha256:{digest}",):
@@ -448,6 +476,12 @@ SETID_DIRS = ("usr/bin/", "usr/sbin/", "usr/lib/", "usr/libexec/", "bin/", "sbin
 def check_rootfs_members(archive: Path) -> list[tuple[str, str]]:
     """Refuse a rootfs tar that breaks a rule (see the module docstring); return its Debian packages
     as sorted (name, version) pairs, read from var/lib/dpkg/status (empty if it has none)."""
+    return _checked_rootfs(archive)[0]
+
+
+def _checked_rootfs(archive: Path) -> tuple[list[tuple[str, str]], str]:
+    """check_rootfs_members, and the platform the rootfs is for (amd64, arm64): its C library's
+    Debian architecture (amd64 where the tar has no dpkg status to say)."""
     problems: list[str] = []
     seen: set[str] = set()
     status: bytes | None = None
@@ -472,7 +506,10 @@ def check_rootfs_members(archive: Path) -> list[tuple[str, str]]:
             "a base must be a plain root filesystem (see `reproexec base bootstrap --help`); do not use this file",
             details=problems,
         )
-    return sorted(parse_dpkg_status(status.decode("utf-8", "replace")).items()) if status else []
+    text = status.decode("utf-8", "replace") if status else ""
+    packages = sorted(parse_dpkg_status(text).items())
+    libc = re.search(r"^Package: libc6\n(?:[^\n]+\n)*?Architecture: ([\w-]+)$", text, re.M)
+    return packages, libc.group(1) if libc else "amd64"
 
 
 def _check_member(m: tarfile.TarInfo, seen: set[str]) -> tuple[str, str | None]:

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reproexec.config import LoadedConfig
+from reproexec.config import Config, LoadedConfig
 from reproexec.engine import Engine, ImageInfo
-from reproexec.env.base import resolve_base
+from reproexec.env.base import default_base, resolve_base
 from reproexec.env.context import ContextEntry, streamed_context
 from reproexec.env.lock import Lockfile, read_lock
 from reproexec.env.selfwheel import reproexec_wheel
@@ -41,7 +41,7 @@ from reproexec.env.wheels import (
     ensure_wheels,
     verify_wheels,
 )
-from reproexec.errors import BuildError, ConfigError, LockError
+from reproexec.errors import BuildError, ConfigError, LockError, RunError
 from reproexec.labels import (
     CODE_REPOSITORY,
     LABEL_BUILD_SERVER,
@@ -91,10 +91,11 @@ def plan_build(loaded: LoadedConfig, engine: Engine, *, gpu: bool = False, on_lo
             f"--gpu needs a CUDA image, but {loaded.path} has env.flavour = {cfg.env.flavour!r}",
             "set env.flavour: cuda (with a lockfile whose torch is a CUDA build), or drop --gpu",
         )
-    check_engine_machine(engine)
+    arch, _ = target_arch(cfg, engine)
     lock = read_lock(loaded.resolve(cfg.env.lockfile))
     check_lock_fits(lock, needs=WRAPPER_PACKAGES if cfg.entrypoint else TRAINER_PACKAGES, flavour=cfg.env.flavour)
     base = resolve_base(cfg.env.base_image, engine)
+    check_base_arch(engine, base.image_id, cfg.env.base_image, arch)
     target = probe_target(engine, base.image_id)
     wheels = ensure_wheels(lock, target, on_log=on_log)
     spec = ImageSpec(
@@ -105,15 +106,46 @@ def plan_build(loaded: LoadedConfig, engine: Engine, *, gpu: bool = False, on_lo
         self_wheel=reproexec_wheel(),
         apt_packages=tuple(cfg.env.apt_packages),
         cublas_workspace_config=cfg.determinism.cublas_workspace_config,
+        arch=arch,
     )
     return plan_from_spec(spec)
 
 
-def check_engine_machine(engine: Engine) -> None:
-    """RunError unless the Docker engine runs on x86-64 (Docker Desktop on Apple silicon is aarch64)."""
-    from reproexec.runtime.seeding import check_machine
+def target_arch(cfg: Config, engine: Engine) -> tuple[str, bool]:
+    """(the run image's platform, whether the engine runs it emulated): env.arch, else the engine's.
 
-    check_machine(engine.architecture(), "the Docker engine's machine")
+    arm64 on an amd64 engine runs under qemu-user (binfmt_misc); amd64 on an arm64 engine (Docker
+    Desktop on Apple silicon, Graviton) is refused: the amd64 pins need AVX2, which neither Rosetta
+    nor qemu-user executes bit for bit like a real x86-64 CPU, and emulated training is slow anyway."""
+    from reproexec.runtime.seeding import check_arch_config, check_machine
+
+    engine_arch = check_machine(engine.architecture(), "the Docker engine's machine")
+    arch = cfg.env.arch or engine_arch
+    if arch == "amd64" and engine_arch != "amd64":
+        refuse_amd64_on(engine_arch, "env.arch is amd64")
+    check_arch_config(cfg, arch, f"env.arch {arch}" if cfg.env.arch else f"this Docker engine ({arch})")
+    return arch, arch != engine_arch
+
+
+def refuse_amd64_on(engine_arch: str, what: str) -> None:
+    raise RunError(
+        f"{what}, but the Docker engine's machine is {engine_arch}: an amd64 image would run emulated there "
+        "(Rosetta, qemu), and the amd64 CPU pins (AVX2, FMA) are not emulated bit for bit",
+        "run linux/arm64 here (env.arch: arm64, or leave it out: the engine's platform; README: Apple silicon), "
+        "or run on an x86-64 machine",
+    )
+
+
+def check_base_arch(engine: Engine, image_id: str, reference: str, arch: str) -> None:
+    """ConfigError unless the base image is for `arch` (a linux/amd64 base under an arm64 run would
+    build, then fail on the first wheel)."""
+    info = engine.image(image_id)
+    if info is not None and info.architecture != arch:
+        raise ConfigError(
+            f"env.base_image {reference} is a linux/{info.architecture} image, but the run is linux/{arch}",
+            f"make an {arch} base with `reproexec base bootstrap --arch {arch}` (it is tagged "
+            f"{default_base(arch)}) and set env.base_image to it",
+        )
 
 
 def plan_from_spec(spec: ImageSpec) -> BuildPlan:

@@ -255,6 +255,87 @@ def compile_lock(requirements_in: str | Path, output: str | Path, *, upgrade: bo
     return LockResult(lockfile=read_lock(output), resolver=_piptools_version())
 
 
+# `--platform` values and the machine their wheels are tagged for; the image's Python is this one's
+# (pip-compile assumes that too), its glibc Debian bookworm's (the base's).
+LOCK_PLATFORMS = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
+TARGET_GLIBC = "2.36"
+
+
+def compile_lock_for(
+    requirements_in: str | Path, output: str | Path, platform: str, *, upgrade: bool = False
+) -> LockResult:
+    """Resolve `requirements_in` for another platform's image (linux/arm64 from an amd64 machine, or
+    linux/amd64 from a Mac): pip's resolver with that platform's wheel tags (`pip install --dry-run
+    --report --platform ... --only-binary=:all:`), since pip-tools resolves only for the machine it
+    runs on. Each pin gets the sha256 of the wheel chosen for that platform. Without --upgrade, the
+    versions an existing `output` pins are kept (as constraints), as pip-compile keeps them."""
+    import json
+    import tempfile
+
+    from packaging.utils import canonicalize_name
+
+    from reproexec.env.wheels import TargetPlatform
+
+    requirements_in, output = Path(requirements_in), Path(output)
+    if platform not in LOCK_PLATFORMS:
+        raise LockError(
+            f"--platform {platform!r} is not one reproexec builds images for",
+            f"pass one of {', '.join(LOCK_PLATFORMS)}",
+        )
+    if not requirements_in.is_file():
+        raise LockError(f"requirements file {requirements_in} does not exist", "pass a requirements.in file")
+    py = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    target = TargetPlatform(py, f"cp{py.replace('.', '')}", LOCK_PLATFORMS[platform], TARGET_GLIBC)
+    with tempfile.TemporaryDirectory(prefix="reproexec-lock-") as tmp:
+        report = Path(tmp) / "report.json"
+        cmd = [
+            sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+            "--report", str(report), "--target", str(Path(tmp) / "none"), "--only-binary=:all:",
+            "--implementation", "cp", "--python-version", py, "--abi", target.abi, "--abi", "abi3", "--abi", "none",
+        ]  # fmt: skip
+        for tag in target.platforms:
+            cmd += ["--platform", tag]
+        if output.is_file() and not upgrade:
+            kept = Path(tmp) / "constraints.txt"
+            kept.write_text("".join(f"{r.pin}\n" for r in read_lock(output).requirements), encoding="utf-8")
+            cmd += ["-c", str(kept)]
+        cmd += ["-r", str(requirements_in)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = [ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip() and "is ignored" not in ln]
+            raise LockError(
+                f"pip could not resolve {requirements_in} for {platform} ({target.key})",
+                "every requirement needs a wheel for that platform; fix the requirements named above"
+                + ("" if upgrade else ", or pass --upgrade to move off the versions the existing lock pins"),
+                details=tail[-15:],
+            )
+        chosen = json.loads(report.read_text(encoding="utf-8")).get("install") or []
+    lines = [
+        f"# Locked for {platform} (Python {py}, {target.platforms[0]}) by `reproexec lock {requirements_in} "
+        f"--platform {platform} -o {output}`: one wheel per pin, the one that platform installs.\n"
+    ]
+    for item in sorted(chosen, key=lambda i: canonicalize_name(i["metadata"]["name"])):
+        name, ver = canonicalize_name(item["metadata"]["name"]), item["metadata"]["version"]
+        digest = ((item.get("download_info") or {}).get("archive_info") or {}).get("hashes", {}).get("sha256")
+        if not digest:
+            raise LockError(
+                f"pip gave no sha256 for {name}=={ver} on {platform}", "lock from an index that serves hashes"
+            )
+        lines.append(f"{name}=={ver} \\\n    --hash=sha256:{digest}\n")
+    text = "".join(lines)
+    lock = parse_lock(text, output)  # what is written is what reproexec reads: strict, before it lands
+    from reproexec.fsutil import write_atomic
+
+    write_atomic(output, text)
+    return LockResult(lockfile=lock, resolver=f"pip {_pip_version()} --dry-run --report ({platform})")
+
+
+def _pip_version() -> str:
+    from importlib.metadata import version
+
+    return version("pip")
+
+
 def _short(text: str) -> str:
     """A piece of a lockfile for an error line: its repr, at most 60 characters."""
     shown = repr(text)

@@ -34,9 +34,10 @@ from reproexec.fsutil import cache_dir, read_bounded, relpath_problem, sha256_fi
 RECIPE_DIR = "recipe"
 # The hash schemas whose builds this reproexec can replay: the lockfile's wheels are served to the
 # build's steps at spec.WHEEL_URL (3), and the large ones get a layer of their own (4, visible
-# only in the recorded Dockerfile, which is replayed as it is). Schemas 1-2 copied the wheels into
+# only in the recorded Dockerfile, which is replayed as it is), and the platform is named (5; the
+# schemas before built amd64 only). Schemas 1-2 copied the wheels into
 # the build context; no run of theirs kept a recipe.
-REPLAYABLE_SCHEMAS = (3, 4)
+REPLAYABLE_SCHEMAS = (3, 4, 5)
 MAX_RECIPE_FILE = 64 * 1024**2  # one file of a recipe (the lockfile is ~90 KB, the wheel ~220 KB)
 
 LogFn = Callable[[str], None]
@@ -130,6 +131,7 @@ def plan_from_recipe(
         self_wheel=self_wheel,
         apt_packages=(),
         cublas_workspace_config="",
+        arch=str(inputs.get("arch", "amd64")),  # schemas before 5 built amd64 only
     )
     context = [files[a] for a in sorted(files)] if files is not None else build_context(spec, dockerfile)
     have = {e.arcname: (e.mode, e.sha256) for e in context}

@@ -22,8 +22,9 @@ from reproexec.fsutil import canonical_sha256
 from reproexec.labels import BASE_CONTENT_REPOSITORY, ENV_REPOSITORY
 
 # bump when the meaning of the hash inputs changes (2: the base by its layers, not its id; 3: wheels
-# served to the build, not copied into a stage; 4: the large wheels in a layer of their own)
-HASH_SCHEMA = 4
+# served to the build, not copied into a stage; 4: the large wheels in a layer of their own; 5: the
+# image's platform, amd64 or arm64, named)
+HASH_SCHEMA = 5
 # Where the build's install step finds the wheels: a server that exists only while the image builds,
 # in whose network namespace (loopback only) the build's steps run (build.py). Fixed, so the
 # Dockerfile (and Docker's layer cache key for the install step) is the same in every build.
@@ -75,6 +76,7 @@ class ImageSpec:
     self_wheel: Wheel
     apt_packages: tuple[str, ...]
     cublas_workspace_config: str
+    arch: str = "amd64"  # linux/amd64 or linux/arm64: the base's platform and the wheels'
 
     @property
     def template(self) -> str:
@@ -164,6 +166,7 @@ def hash_inputs(spec: ImageSpec, dockerfile: str, context: list[ContextEntry]) -
     """Everything that went into the image, canonical (sorted, no paths, no timestamps)."""
     return {
         "schema": HASH_SCHEMA,
+        "arch": spec.arch,
         "flavour": spec.flavour,
         "base_image": {"reference": spec.base.reference, "pinned_by": spec.base.pinned_by},
         "base_layers": list(spec.base.layers),

@@ -36,6 +36,14 @@ MAX_DEPTH = 8
 
 # (key pattern, can change numerics, why) — first match wins.
 RULES: list[tuple[str, bool, str]] = [
+    (r"^run\.arch$", True, "another instruction set: other kernels, other rounding"),
+    (
+        r"^(run|cpu_math)\.numerics_class$",
+        True,
+        "arm64: the SVE vector length picks other kernels in oneDNN/ACL and the BLAS (no SVE, SVE 128, "
+        "SVE 256 and SVE 512 each train different weights)",
+    ),
+    (r"^run\.emulated$", False, "qemu-user executes the same instructions; the numerics class is what counts"),
     (r"^python\.version$", True, "another interpreter takes other wheels and C extensions"),
     (r"^torch\.(intra_op_threads|interop_threads)$", True, "reductions are split differently across threads"),
     (r"^torch\.cpu_capability$", True, "CPU kernels dispatch on this SIMD level (avx2 vs avx512 round differently)"),
@@ -180,6 +188,13 @@ def view_from_parts(label: str, environment: dict[str, Any] | None, record: dict
         values["image.id"] = _scalar(image["id"])
     if image.get("content_hash"):
         values["image.content_hash"] = _scalar(image["content_hash"])
+    run_platform = _dict(rec.get("platform"))
+    for key in ("arch", "numerics_class"):
+        if run_platform.get(key):
+            values[f"run.{key}"] = _scalar(run_platform[key])
+    if run_platform:
+        emulated = _dict(run_platform.get("emulated"))
+        values["run.emulated"] = f"{emulated.get('by')} {emulated.get('cpu')}" if emulated else "no"
     host = _dict(rec.get("owner")).get("host")
     if host:
         values["host.name"] = _scalar(host)

@@ -73,6 +73,11 @@ class DockerLauncher:
             mounts.append(Mount(str(run_dir / RESOLVED_CONFIG), CONFIG_MOUNT, read_only=True))
             if prep.weights:
                 mounts.append(Mount(str(prep.weights), WEIGHTS_MOUNT, read_only=True))
+        environment = {**env, **prep.platform.container_env()}
+        if prep.platform.emulated_cpu:  # qemu-user 7.2 shows the host's x86 text, on which torch's cpuinfo crashes
+            from reproexec.runs.arch import CPUINFO_MOUNT, cpuinfo_file
+
+            mounts.append(Mount(str(cpuinfo_file()), CPUINFO_MOUNT, read_only=True))
         run_image = prep.image.get("runtime_image") or prep.image["tag"]
         if cfg.entrypoint:
             from reproexec.env.build import build_code_image
@@ -83,7 +88,7 @@ class DockerLauncher:
             image=run_image,
             command=("python", "-m", "reproexec.runtime.guard", "--", *command),
             mounts=tuple(mounts),
-            environment=env,
+            environment=environment,
             user=container_user(self.user),
             workdir=CODE_DIR if cfg.entrypoint else None,
             network=False,

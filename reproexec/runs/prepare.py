@@ -9,7 +9,6 @@ behind.
 from __future__ import annotations
 
 import os
-import platform
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from reproexec.errors import ConfigError, DataError, EngineError, RunError
 from reproexec.fsutil import canonical_sha256, sha256_file
 from reproexec.keys import load_signer
 from reproexec.labels import BUNDLE_REPOSITORY
+from reproexec.runs.arch import RunPlatform, check_same_class, probe_platform, run_arch
 from reproexec.runs.launch import RUNTIME_PROTOCOL, SUPPORTED_PROTOCOLS
 from reproexec.runs.timing import Clock
 
@@ -42,6 +42,7 @@ class Replay:
     """What a run must reuse instead of deciding afresh (a rerun; a sweep's cells share an image)."""
 
     image: dict[str, Any] | None = None  # the recorded image (tag, content hash, hash inputs): reused or rebuilt to it
+    platform: dict[str, Any] | None = None  # the recorded platform (arch, numerics class): checked up front
     source: Path | None = None  # the folder that holds its recipe/ (a run folder; a sweep's image folder)
     code_tar: Path | None = None  # a bring-your-own run's code.tar, instead of the work tree
     config: dict[str, Any] | None = (
@@ -78,6 +79,7 @@ class Prepared:
     resolved: dict[str, Any]  # config.resolved.json: what the run's process reads
     env: dict[str, str]  # the pinned variables the process starts with
     fingerprint: str
+    platform: RunPlatform = RunPlatform("amd64", "amd64")  # arch, numerics class, emulation
     weights: Path | None = None  # the pinned weights file, verified on the host
     code_rels: list[str] | None = None  # BYO runs in Docker: the work-tree files that go into code.tar
     code_tar: Path | None = None  # ... or (rerun) the code.tar to copy
@@ -103,19 +105,17 @@ def prepare_run(
     loaded: LoadedConfig, opts: RunOptions, engine: Engine | None, on_log: LogFn, clock: Clock | None = None
 ) -> Prepared:
     from reproexec.data.manifest import snapshot_state, verify_snapshot
-    from reproexec.env.build import check_engine_machine
-    from reproexec.runtime.seeding import check_cpu_level, check_machine, pinned_environment
+    from reproexec.runtime.seeding import check_cpu_level, pinned_environment
 
     clock = clock or Clock()
     cfg = loaded.config
     check_options(loaded, opts)
     check_store(opts.runs_dir)
     signer = load_signer()  # a key that cannot be used is refused now, not when the run has finished
-    if opts.runtime == "docker" and engine is not None:
-        check_engine_machine(engine)
-    else:
-        check_machine(platform.machine(), "this machine")
-    check_cpu_level(cfg)  # the host's CPU is the Docker engine's too: refused before a long build
+    docker = opts.runtime == "docker" and engine is not None
+    arch, emulated = run_arch(cfg, engine if docker else None, opts.replay.image if docker else None)
+    if not emulated:
+        check_cpu_level(cfg)  # the host's CPU is the Docker engine's too: refused before a long build
     with clock.phase("code"):
         code = capture_code(loaded.base_dir, exclude=[opts.runs_dir])
         if opts.require_clean:
@@ -151,7 +151,11 @@ def prepare_run(
         with clock.phase("image"):
             image, recipe = _ensure_image(loaded, opts, engine, on_log)
 
-    env = replayed_environment(opts.replay.environment) if opts.replay.environment else pinned_environment(cfg)
+    run_platform = probe_platform(
+        engine, (image or {}).get("runtime_image") or (image or {}).get("tag"), arch, emulated
+    )
+    check_same_class(opts.replay.platform, run_platform)
+    env = replayed_environment(opts.replay.environment) if opts.replay.environment else pinned_environment(cfg, arch)
     resolved = opts.replay.config if opts.replay.config is not None else cfg.resolved()
     fingerprint = canonical_sha256(
         {
@@ -161,6 +165,8 @@ def prepare_run(
             "commit": code.commit or code.tree_sha256,
             "patch": code.patch_sha256 if code.patch else None,
             "env": env,
+            # amd64's class is its pinned level (in env): its fingerprints stay what they were
+            **({"numerics_class": run_platform.numerics_class} if arch != "amd64" else {}),
         }
     )
     return Prepared(
@@ -174,6 +180,7 @@ def prepare_run(
         resolved=resolved,
         env=env,
         fingerprint=fingerprint,
+        platform=run_platform,
         weights=weights,
         code_rels=code_rels,
         code_tar=code_tar,

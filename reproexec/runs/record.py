@@ -65,6 +65,7 @@ class RunJson:
     environment: dict[str, Any] | None = None
     artifacts: dict[str, str] = field(default_factory=dict)
     report_error: str | None = None
+    platform: dict[str, Any] | None = None  # arch, numerics class, emulation (runs/arch.py)
 
     # written only once they are set, as before this was a type
     _OPTIONAL = ("command", "metrics_problem", "environment", "report_error")
@@ -107,4 +108,5 @@ def new_record(prep: Any, *, runtime: str, gpu: bool, user: str | None) -> RunJs
         weights={"path": str(prep.weights), "sha256": cfg.model.weights.sha256} if prep.weights else None,
         entrypoint=cfg.entrypoint,
         fingerprint=prep.fingerprint,
+        platform=prep.platform.record(),
     )

@@ -128,6 +128,7 @@ def rerun(
         runs_dir=runs_dir,
         replay=Replay(
             image=original.data.get("image") if runtime == "docker" else None,
+            platform=original.data.get("platform") if isinstance(original.data.get("platform"), dict) else None,
             source=original.path,
             code_tar=code_tar,
             config=resolved,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import random
 import re
 import sys
@@ -51,39 +52,50 @@ LEVEL_CPU_FLAGS = {
 }
 
 
-def pinned_environment(config: Config) -> dict[str, str]:
+def pinned_environment(config: Config, arch: str | None = None) -> dict[str, str]:
     """Environment variables a run process needs *before* Python and torch start.
 
     The host passes these to the container (and `reproexec smoke` to its subprocess). They cannot
     be fixed later: PYTHONHASHSEED is read at interpreter start, ATEN_CPU_CAPABILITY when torch is
-    imported, CUBLAS_WORKSPACE_CONFIG when the CUDA context is created.
+    imported, CUBLAS_WORKSPACE_CONFIG when the CUDA context is created. `arch` is where the run
+    runs (amd64, arm64); None: this machine.
     """
     d = config.determinism
     return {
         "ATEN_CPU_CAPABILITY": d.cpu_capability,
         "CUBLAS_WORKSPACE_CONFIG": d.cublas_workspace_config,
         "PYTHONHASHSEED": python_hash_seed(config.seed),
-        **cpu_math_environment(config),
+        **cpu_math_environment(config, arch),
     }
 
 
-def cpu_math_environment(config: Config) -> dict[str, str]:
+def cpu_math_environment(config: Config, arch: str | None = None) -> dict[str, str]:
     """The variables that pin the CPU math libraries below ATen, each to a value (never "unset"), so
     whatever the host exported is overridden by the caller's `{**host, **pinned}`.
 
     Read when each library first runs (MKL at its first call, oneDNN at its first primitive), so they
     can still be applied in a process that imported torch but has not computed yet.
+
+    On arm64 torch has no MKL, and oneDNN (with the Arm Compute Library) takes no ISA cap that
+    changes its kernels (measured: ONEDNN_MAX_CPU_ISA=ASIMD trains the same weights as none): what
+    is pinned there is the threads and oneDNN's strict f32 math; what cannot be pinned (the SVE
+    vector length) is recorded as the run's numerics class (`numerics_class`).
     """
     d = config.determinism
+    common = {
+        "OMP_DYNAMIC": "FALSE",
+        "OMP_NUM_THREADS": str(d.threads),
+        "ONEDNN_DEFAULT_FPMATH_MODE": "STRICT",  # no implicit down-conversion (bf16/tf32) of f32 math
+    }
+    if (arch or machine_arch()) == "arm64":
+        return common
     return {
+        **common,
         "DNNL_MAX_CPU_ISA": ONEDNN_MAX_CPU_ISA[d.cpu_capability],  # oneDNN's older name for the same
         "MKL_CBWR": MKL_CBWR,
         "MKL_DYNAMIC": "FALSE",  # MKL's CNR conditions: a fixed thread count, no dynamic adjustment
         "MKL_NUM_THREADS": str(d.threads),
-        "OMP_DYNAMIC": "FALSE",
-        "OMP_NUM_THREADS": str(d.threads),
         "ONEDNN_CPU_ISA_HINTS": "NO_HINTS",  # PREFER_YMM would pick other AVX-512 kernels
-        "ONEDNN_DEFAULT_FPMATH_MODE": "STRICT",  # no implicit down-conversion (bf16/tf32) of f32 math
         "ONEDNN_MAX_CPU_ISA": ONEDNN_MAX_CPU_ISA[d.cpu_capability],
     }
 
@@ -125,28 +137,109 @@ def cpu_flags() -> set[str] | None:
     return set(m.group(1).split()) if m else None
 
 
-# `uname -m` of the machines reproexec's images and CPU pins are for: linux/amd64 only, so far.
-X86_64_MACHINES = ("x86_64", "amd64")
+# `uname -m` names of the machines reproexec builds images and pins CPU math for, by Docker's name.
+MACHINES = {"amd64": ("x86_64", "amd64"), "arm64": ("aarch64", "arm64")}
 
 
-def check_machine(machine: str, where: str) -> None:
-    """RunError unless `machine` (`uname -m` of where the training runs) is x86-64. The levels of
-    determinism.cpu_capability, oneDNN's ISA cap and MKL's CBWR are x86-64's: on arm64 /proc/cpuinfo
-    has no x86 flags, so nothing else would refuse before a long build that cannot give the numbers."""
-    if machine and machine.lower() not in X86_64_MACHINES:
+def arch_of(machine: str) -> str | None:
+    """Docker's name (amd64, arm64) for a `uname -m` (x86_64, aarch64); None for any other."""
+    return next((arch for arch, names in MACHINES.items() if machine.lower() in names), None)
+
+
+def machine_arch() -> str:
+    """This machine's arch (amd64 where it is neither: the checks refuse such a machine first)."""
+    return arch_of(platform.machine()) or "amd64"
+
+
+def check_machine(machine: str, where: str) -> str:
+    """The arch (amd64, arm64) of `machine` (`uname -m` of where the training runs); RunError for
+    any other, whose CPU math reproexec has no pins for."""
+    arch = arch_of(machine) if machine else "amd64"
+    if arch is None:
         raise RunError(
-            f"{where} is {machine}, but reproexec builds linux/amd64 images and pins the CPU math of "
-            "x86-64 (determinism.cpu_capability, oneDNN's ISA, MKL): an arm64 flavour with its own "
-            "pinned numbers does not exist yet",
-            "run on an x86-64 machine with AVX2 and FMA (a Linux server, cloud VM or CI runner); an "
-            "x86-64 image emulated on Apple silicon does not help: Rosetta does not execute AVX2",
+            f"{where} is {machine}, but reproexec builds linux/amd64 and linux/arm64 images and pins the CPU "
+            "math of those two only",
+            "run on an x86-64 or arm64 (aarch64) machine",
         )
+    return arch
+
+
+def check_arch_config(config: Config, arch: str, where: str) -> None:
+    """ConfigError unless the config can run on `arch`: on arm64 ATen's level is `default`, the one
+    level every arm64 CPU runs (its x86 levels do not exist there, and ATen's SVE256 level would
+    make SVE 256 machines a class of their own twice over)."""
+    from reproexec.errors import ConfigError
+
+    level = config.determinism.cpu_capability
+    if arch == "arm64" and level != "default":
+        raise ConfigError(
+            f"determinism.cpu_capability = {level!r} is an x86-64 level, but {where} runs linux/arm64",
+            "set determinism.cpu_capability: default (ATen's one level every arm64 CPU runs; what still "
+            "differs between arm64 CPUs is recorded as the run's numerics class)",
+        )
+
+
+# arm64 numerics classes (torch 2.14.1, 1 thread, deterministic; measured under qemu-user with each
+# emulated CPU, tests/golden/arm64_weights.json): the SVE vector length picks other kernels in
+# oneDNN/ACL and the BLAS. CPUs without SVE train alike (Apple silicon, Neoverse-N1/Graviton2,
+# Cortex-A); SVE 128 (Neoverse-V2: Graviton4, Grace), SVE 256 (Graviton3) and SVE 512 (A64FX) each
+# train their own weights.
+_AT_HWCAP = 16
+_HWCAP_SVE = 1 << 22
+_PR_SVE_GET_VL = 51
+
+
+def sve_vector_length() -> int | None:
+    """This process's SVE vector length in bits; None without SVE (or off arm64 Linux)."""
+    if arch_of(platform.machine()) != "arm64":
+        return None
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.getauxval.restype = ctypes.c_ulong
+        libc.getauxval.argtypes = [ctypes.c_ulong]
+        if not libc.getauxval(_AT_HWCAP) & _HWCAP_SVE:
+            return None
+        vl = libc.prctl(_PR_SVE_GET_VL, 0, 0, 0, 0)
+    except (OSError, AttributeError):
+        return None
+    return (vl & 0xFFFF) * 8 if vl > 0 else None
+
+
+def numerics_class(arch: str | None = None, sve_bits: int | None = None) -> str:
+    """The class of CPUs that train the same weights as this one, with the pins reproexec sets:
+    on amd64 the pinned level decides (recorded elsewhere), so `amd64`; on arm64 `arm64-neon` (no
+    SVE) or `arm64-sve<vector length in bits>`."""
+    arch = arch or machine_arch()
+    if arch != "arm64":
+        return arch
+    bits = sve_bits if sve_bits is not None else sve_vector_length()
+    return f"arm64-sve{bits}" if bits else "arm64-neon"
+
+
+# Run by a container's python3 (a base image has no reproexec; under the engine's emulation if any):
+# prints `uname -m` and the SVE vector length in bits (0: none), for `numerics_class` on the host.
+NUMERICS_PROBE = """
+import ctypes, platform
+bits = 0
+if platform.machine() == "aarch64":
+    libc = ctypes.CDLL(None)
+    libc.getauxval.restype = ctypes.c_ulong
+    libc.getauxval.argtypes = [ctypes.c_ulong]
+    if libc.getauxval(%d) & %d:
+        vl = libc.prctl(%d, 0, 0, 0, 0)
+        bits = (vl & 0xFFFF) * 8 if vl > 0 else 0
+print(platform.machine(), bits)
+""" % (_AT_HWCAP, _HWCAP_SVE, _PR_SVE_GET_VL)
 
 
 def check_cpu_level(config: Config) -> None:
     """RunError unless this CPU has the features the configured level needs. No torch: the host can
     call it before building or starting anything; the trainer calls it again where it runs."""
     level = config.determinism.cpu_capability
+    if machine_arch() != "amd64":
+        return  # arm64 has no x86 levels; check_arch_config asks for `default` there
     flags = cpu_flags()
     missing = [f for f in LEVEL_CPU_FLAGS[level] if flags is not None and f not in flags]
     if missing:
@@ -201,6 +294,8 @@ def cpu_math_mismatches(config: Config, state: dict[str, Any]) -> list[str]:
     if mkl.get("available") and mkl.get("cnr_branch") != env["MKL_CBWR"]:
         out.append(f"MKL runs CNR branch {mkl.get('cnr_branch')}, pinned {env['MKL_CBWR']} (MKL_CBWR)")
     onednn = state.get("onednn") or {}
+    if "ONEDNN_MAX_CPU_ISA" not in env:  # arm64: no cap is pinned; the numerics class is recorded
+        return out
     wanted_isa = ONEDNN_ISA_NAMES[env["ONEDNN_MAX_CPU_ISA"]]
     if onednn.get("available") and onednn.get("isa") != wanted_isa:
         out.append(
@@ -222,6 +317,7 @@ def cpu_math_state() -> dict[str, Any]:
     blas = re.search(r"BLAS_INFO=(\w+)", torch.__config__.show())
     state: dict[str, Any] = {
         "aten": {"capability": torch.backends.cpu.get_cpu_capability()},
+        **({"numerics_class": numerics_class()} if machine_arch() == "arm64" else {}),
         "blas": blas.group(1) if blas else None,
         "mkl": {"available": torch.backends.mkl.is_available(), "cnr_branch": None},
         "onednn": {

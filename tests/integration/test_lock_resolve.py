@@ -29,3 +29,24 @@ def test_unresolvable_requirements_are_a_clear_error(tmp_path):
     assert r.exit_code == 3
     assert f"pip-tools could not resolve {req}" in r.stderr
     assert not (tmp_path / "out.lock").exists()
+
+
+def test_a_lock_for_another_platform_pins_that_platforms_wheels_and_keeps_the_locked_versions(tmp_path):
+    """`--platform linux/arm64` from this amd64 machine: pip's resolver with aarch64 wheel tags (what
+    pip-tools cannot do), one sha256 per pin, the wheel an arm64 image installs; an existing lock's
+    versions are kept (as the amd64 lock's are for examples/digits/requirements.arm64.lock)."""
+    req = tmp_path / "requirements.in"
+    req.write_text("pyyaml\njinja2>=3.1,<4\n")
+    out = tmp_path / "requirements.arm64.lock"
+    out.write_text("pyyaml==6.0.1 --hash=sha256:" + "0" * 64 + "\n")  # an older pin, to be kept
+    r = CliRunner().invoke(app, ["lock", str(req), "--platform", "linux/arm64", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    lock = read_lock(out)
+    assert {x.name for x in lock.requirements} == {"pyyaml", "jinja2", "markupsafe"}
+    assert lock.get("pyyaml").version == "6.0.1" and all(len(x.hashes) == 1 for x in lock.requirements)
+    assert out.read_text().startswith("# Locked for linux/arm64 (Python 3.11, manylinux_2_36_aarch64)")
+    assert "(linux/arm64)" in r.stderr
+
+    r = CliRunner().invoke(app, ["lock", str(req), "--platform", "linux/s390x", "-o", str(out)])
+    assert r.exit_code == 3 and "--platform 'linux/s390x' is not one reproexec builds images for" in r.stderr
+    assert read_lock(out).get("pyyaml").version == "6.0.1"  # the lock is left as it was

@@ -208,3 +208,22 @@ def test_a_layer_read_back_from_the_engine_is_bounded_like_any_rootfs(isolated_c
         base_rootfs(engine, "big:1")
     monkeypatch.setattr(base, "MAX_ROOTFS_BYTES", 64)
     assert base_rootfs(engine, "big:1")[1] == digest
+
+
+def test_an_arm64_rootfs_is_imported_as_an_arm64_image_whatever_the_engine_is(tmp_path, isolated_cache):
+    """Docker 20.10 labels every `docker import` with its own platform; the rootfs's C library says
+    which it is (Debian's Architecture of libc6), and that is what the base is imported as."""
+    arm = DPKG_STATUS.replace(b"Version: 2.36-9+deb12u10\n", b"Version: 2.36-9+deb12u10\nArchitecture: arm64\n")
+    tar = a_rootfs(tmp_path / "arm.tar")
+    with tarfile.open(tar) as src, tarfile.open(tmp_path / "arm64.tar", "w", format=tarfile.GNU_FORMAT) as dst:
+        for m in src:
+            if m.name == "./var/lib/dpkg/status":
+                m.size = len(arm)
+                dst.addfile(m, io.BytesIO(arm))
+            else:
+                dst.addfile(m, src.extractfile(m) if m.isfile() else None)
+    engine = FakeEngine()
+    bootstrap_base(engine, tag="arm-base:1", from_tar=tmp_path / "arm64.tar")
+    bootstrap_base(engine, tag="amd-base:1", from_tar=tar)
+    assert [i["architecture"] for i in engine.imports] == ["arm64", "amd64"]
+    assert engine.image("arm-base:1").architecture == "arm64"

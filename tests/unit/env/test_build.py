@@ -134,3 +134,25 @@ def test_wheels_cached_under_a_strict_umask_are_served_readable(project):
     build_image(plan, engine)
     (served,) = engine.served
     assert served["files"] and all(mode & 0o004 for mode in served["modes"].values()), served["modes"]
+
+
+def test_arm64_is_named_in_the_hash_inputs_and_gives_its_own_tag(project, isolated_cache):
+    """env.arch is part of the content hash: the same lockfile on an arm64 base is another image,
+    and says so in its hash inputs; an amd64 base under env.arch arm64 is refused up front."""
+    from reproexec.config import LoadedConfig, validate_config
+
+    tmp, engine = project
+
+    def config(**env):
+        raw = {"name": "t", "data": {"snapshot": "d"}, "env": env, "determinism": {"cpu_capability": "default"}}
+        return LoadedConfig(config=validate_config(raw), path=tmp / "config.yaml")
+
+    amd = plan_build(config(), engine)
+    assert amd.inputs["arch"] == "amd64" and amd.inputs["schema"] == 5
+    with pytest.raises(ConfigError, match="reproexec-base:bookworm is a linux/amd64 image, but the run is linux/arm64"):
+        plan_build(config(arch="arm64"), engine)
+    base = engine.images["reproexec-base:bookworm"]
+    engine.add_image("reproexec-base:bookworm-arm64", layers=base.layers, architecture="arm64")
+    arm = plan_build(config(arch="arm64", base_image="reproexec-base:bookworm-arm64"), engine)
+    assert arm.inputs["arch"] == "arm64" and arm.tag != amd.tag
+    assert arm.inputs["wheels"] == amd.inputs["wheels"] and arm.inputs["base_layers"] == amd.inputs["base_layers"]

@@ -212,30 +212,66 @@ def test_config_show_of_an_entrypoint_config_shows_only_what_applies(tmp_path, d
     assert shown["determinism"]["seed_entrypoint"] is True and "results" in shown["output"]
 
 
-def test_an_arm64_machine_is_refused_before_anything_is_built(tmp_path, demo_snapshot, monkeypatch):
-    """A Mac's Docker Desktop (aarch64 engine) or a Graviton host: /proc/cpuinfo there has no x86
-    flags, so without this check a run would go on to a long build that cannot give the numbers."""
-    import platform
-
+def _arm64_engine(monkeypatch, machine="aarch64"):
     from fakes import FakeEngine
 
     import reproexec.engine as engine_module
 
-    cfg = write_config(tmp_path, demo_snapshot)
-    runs = tmp_path / "runs"
     engine = FakeEngine()
-    engine.machine = "aarch64"
+    engine.machine = machine
+    engine.add_image("reproexec-base:bookworm")  # an amd64 base, as on every x86 machine
     monkeypatch.setattr(engine_module, "connect", lambda: engine)
+    return engine
+
+
+def test_an_arm64_engine_runs_arm64_but_an_amd64_level_is_refused_naming_the_field(
+    tmp_path, demo_snapshot, monkeypatch
+):
+    """A Mac's Docker Desktop (aarch64 engine) or a Graviton host: the config's x86 level cannot run
+    there; refused before anything is built, naming determinism.cpu_capability and the fix."""
+    engine = _arm64_engine(monkeypatch)
+    cfg = write_config(tmp_path, demo_snapshot)  # the demo's: cpu_capability avx2
+    runs = tmp_path / "runs"
     for args in (["run", str(cfg), "--runs-dir", str(runs)], ["build", str(cfg)]):
         r = runner.invoke(app, args)
-        assert r.exit_code == 7, r.output
-        assert "the Docker engine's machine is aarch64, but reproexec builds linux/amd64 images" in r.stderr
-        assert "Rosetta does not execute AVX2" in r.stderr
+        assert r.exit_code == 2, r.output
+        assert "determinism.cpu_capability = 'avx2' is an x86-64 level, but this Docker engine (arm64)" in r.stderr
+        assert "set determinism.cpu_capability: default" in r.stderr
     assert engine.builds == [] and engine.imports == [] and engine.runs == []
     assert not runs.exists() or list(runs.iterdir()) == []
 
-    monkeypatch.setattr(platform, "machine", lambda: "arm64")  # macOS names it so
-    r = runner.invoke(app, ["run", str(cfg), "--runtime", "local", "--runs-dir", str(runs)])
+
+def test_an_amd64_base_under_an_arm64_run_is_refused_with_the_bootstrap_to_run(tmp_path, demo_snapshot, monkeypatch):
+    engine = _arm64_engine(monkeypatch)
+    cfg = write_config(tmp_path, demo_snapshot, determinism={"cpu_capability": "default"})
+    r = runner.invoke(app, ["build", str(cfg)])
+    assert r.exit_code == 2, r.output
+    assert "env.base_image reproexec-base:bookworm is a linux/amd64 image, but the run is linux/arm64" in r.stderr
+    assert "reproexec base bootstrap --arch arm64" in r.stderr and "reproexec-base:bookworm-arm64" in r.stderr
+    assert engine.builds == []
+
+
+def test_amd64_on_an_arm64_engine_and_other_machines_are_refused(tmp_path, demo_snapshot, monkeypatch):
+    import platform
+
+    engine = _arm64_engine(monkeypatch)
+    runs = tmp_path / "runs"
+    cfg = write_config(tmp_path, demo_snapshot, env={"arch": "amd64"})
+    r = runner.invoke(app, ["run", str(cfg), "--runs-dir", str(runs)])
     assert r.exit_code == 7, r.output
-    assert "this machine is arm64" in r.stderr and "an arm64 flavour" in r.stderr
+    assert "env.arch is amd64, but the Docker engine's machine is arm64" in r.stderr
+    assert "AVX2, FMA" in r.stderr and "env.arch: arm64" in r.stderr
+
+    engine.machine = "ppc64le"
+    cfg = write_config(tmp_path, demo_snapshot)
+    r = runner.invoke(app, ["run", str(cfg), "--runs-dir", str(runs)])
+    assert r.exit_code == 7, r.output
+    assert "the Docker engine's machine is ppc64le, but reproexec builds linux/amd64 and linux/arm64" in r.stderr
+    assert engine.builds == [] and engine.runs == []
+
+    monkeypatch.setattr(platform, "machine", lambda: "arm64")  # macOS names it so
+    cfg = write_config(tmp_path, demo_snapshot, env={"arch": "amd64"}, determinism={"cpu_capability": "default"})
+    r = runner.invoke(app, ["run", str(cfg), "--runtime", "local", "--runs-dir", str(runs)])
+    assert r.exit_code == 2, r.output
+    assert "env.arch is amd64, but --runtime local runs on this machine, which is arm64" in r.stderr
     assert not runs.exists() or list(runs.iterdir()) == []
