@@ -101,18 +101,22 @@ def run_on(tiny: Path, cpus: list[str]) -> dict[str, dict]:
     return out
 
 
-def test_each_class_trains_its_golden_weights_and_a_rerun_on_another_cpu_of_the_class_is_identical(arm64_image, tiny):
-    """Every class's golden weights, from a run on the first CPU the golden file names for it (two
-    at a time); the arm64-neon run is then rerun on another CPU of its class: `identical`."""
-    classes = GOLDEN["classes"]
-    cpus = {c["emulated_cpus"][0]: name for name, c in classes.items()}
+@pytest.fixture(scope="module")
+def class_runs(arm64_image, tiny) -> dict[str, dict]:
+    """One run per numerics class, on the first CPU the golden file names for it (two at a time):
+    {class: run.json + its folder}."""
+    cpus = {c["emulated_cpus"][0]: name for name, c in GOLDEN["classes"].items()}
     runs: dict[str, dict] = {}
     pending = list(cpus)
     while pending:
         runs.update(run_on(tiny, pending[:2]))
         pending = pending[2:]
-    for cpu, run in runs.items():
-        name = cpus[cpu]
+    return {cpus[cpu]: run for cpu, run in runs.items()}
+
+
+def test_each_class_trains_its_golden_weights_recorded_as_that_class_and_emulated(class_runs):
+    for name, run in class_runs.items():
+        cpu = GOLDEN["classes"][name]["emulated_cpus"][0]
         assert run["platform"] == {"arch": "arm64", "numerics_class": name, "emulated": {"by": "qemu-user", "cpu": cpu}}
         assert run["image"]["hash_inputs"]["arch"] == "arm64"
         det = json.loads((run["folder"] / "determinism.json").read_text())
@@ -124,19 +128,23 @@ def test_each_class_trains_its_golden_weights_and_a_rerun_on_another_cpu_of_the_
         }
         report = (run["folder"] / "report.html").read_text()
         assert f'<strong id="emulated">emulated</strong> (qemu-user, CPU {cpu})' in report
-        assert run["summary"]["weights_sha256"] == classes[name]["weights_sha256"], (
-            f"{name}, QEMU_CPU={cpu}: weights {run['summary']['weights_sha256']}, golden "
-            f"{classes[name]['weights_sha256']} (measured on {GOLDEN['measured_on']})"
+        golden = GOLDEN["classes"][name]["weights_sha256"]
+        assert run["summary"]["weights_sha256"] == golden, (
+            f"{name}, QEMU_CPU={cpu}: weights {run['summary']['weights_sha256']}, golden {golden} "
+            f"(measured on {GOLDEN['measured_on']})"
         )
-    assert len({run["summary"]["weights_sha256"] for run in runs.values()}) == len(classes)
+    assert len({run["summary"]["weights_sha256"] for run in class_runs.values()}) == len(GOLDEN["classes"])
 
-    neon = classes["arm64-neon"]["emulated_cpus"]
-    first = runs[neon[0]]
-    r = finish(reproexec("rerun", first["run_id"], "--runs-dir", "runs", cpu=neon[1], cwd=tiny))
+
+def test_a_rerun_on_another_cpu_of_the_same_class_is_identical(class_runs, tiny):
+    neon = GOLDEN["classes"]["arm64-neon"]["emulated_cpus"]
+    r = finish(reproexec("rerun", class_runs["arm64-neon"]["run_id"], "--runs-dir", "runs", cpu=neon[1], cwd=tiny))
     assert r.returncode == 0 and "identical" in r.stdout, r.stdout[-2000:] + r.stderr[-3000:]
 
-    by_class = {cpus[cpu]: run["folder"] for cpu, run in runs.items()}
-    r = finish(reproexec("env", "diff", str(by_class["arm64-neon"]), str(by_class["arm64-sve256"]), "--json"))
+
+def test_env_diff_names_the_numerics_class_as_what_changed_the_numbers(class_runs):
+    a, b = class_runs["arm64-neon"]["folder"], class_runs["arm64-sve256"]["folder"]
+    r = finish(reproexec("env", "diff", str(a), str(b), "--json"))
     assert r.returncode == 0, r.stderr
     diffs = {d["key"]: d for d in json.loads(r.stdout)["differences"]}
     assert diffs["run.numerics_class"]["numerics"] is True and "SVE vector length" in diffs["run.numerics_class"]["why"]
@@ -144,14 +152,14 @@ def test_each_class_trains_its_golden_weights_and_a_rerun_on_another_cpu_of_the_
     assert diffs["run.emulated"]["numerics"] is False
 
 
-def test_a_rerun_on_a_cpu_of_another_class_is_refused_before_it_trains(arm64_image, tiny):
-    runs = sorted((tiny / "runs").iterdir())
-    neon = next(
-        p for p in runs if json.loads((p / "run.json").read_text())["platform"]["numerics_class"] == "arm64-neon"
-    )
+def test_a_rerun_on_a_cpu_of_another_class_is_refused_before_it_trains(class_runs, tiny):
+    def folders() -> list[Path]:
+        return sorted(p for p in (tiny / "runs").iterdir() if not p.name.startswith("."))  # not .staging
+
+    before = folders()
     sve256 = GOLDEN["classes"]["arm64-sve256"]["emulated_cpus"][0]
-    r = finish(reproexec("rerun", neon.name, "--runs-dir", "runs", cpu=sve256, cwd=tiny))
+    r = finish(reproexec("rerun", class_runs["arm64-neon"]["run_id"], "--runs-dir", "runs", cpu=sve256, cwd=tiny))
     assert r.returncode == 7, r.stdout + r.stderr
     assert "numerics class arm64-neon; this machine's is arm64-sve256" in r.stderr
     assert "rerun on a machine of class arm64-neon" in r.stderr
-    assert sorted((tiny / "runs").iterdir()) == runs  # no run folder: refused before anything ran
+    assert folders() == before  # refused before a run folder was made
