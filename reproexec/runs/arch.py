@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,7 +98,9 @@ def probe_platform(engine: Engine | None, image: str | None, arch: str, emulated
     if arch == "amd64":
         return RunPlatform("amd64", "amd64")
     if engine is None or image is None:  # the local runtime on an arm64 machine: this process's CPU
-        return RunPlatform(arch, numerics_class(arch, sve_vector_length()))
+        here = numerics_class(arch, sve_vector_length())
+        # torch for macOS computes with Apple's Accelerate, not the Linux image's libraries
+        return RunPlatform(arch, f"{here}-macos" if sys.platform == "darwin" else here)
     cpu = qemu_cpu() if emulated else None
     env = {"QEMU_CPU": cpu} if cpu else None
     result = engine.run_capture(image, ["python3", "-c", NUMERICS_PROBE], environment=env)

@@ -83,3 +83,11 @@ def test_an_arm64_config_must_run_at_atens_default_level():
     with pytest.raises(ConfigError, match="'avx2' is an x86-64 level, but env.arch arm64 runs linux/arm64"):
         check_arch_config(cfg, "arm64", "env.arch arm64")
     check_arch_config(cfg, "amd64", "env.arch amd64")
+
+
+def test_the_local_runtime_on_macos_is_a_class_of_its_own(monkeypatch):
+    import sys
+
+    monkeypatch.setattr(sys, "platform", "darwin")
+    # (sve_vector_length is None off arm64 Linux: this machine, like macOS)
+    assert probe_platform(None, None, "arm64", emulated=False) == RunPlatform("arm64", "arm64-neon-macos")
