@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import io
 import json
+import os
 import tarfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -332,6 +333,9 @@ class DockerEngine:
         log's last lines if any step fails. `network_mode` is "none" or what `serve_folder` gives."""
         log: list[str] = []
         image_id: str | None = None
+        # REPROEXEC_BUILD_CPU_SHARES: the build's steps get this CPU weight (Docker's default 1024), so
+        # a build in the background (scripts/arm64.sh) takes only what other work leaves idle
+        shares = os.environ.get("REPROEXEC_BUILD_CPU_SHARES", "")
         try:
             stream = self._api.build(
                 fileobj=context,
@@ -343,6 +347,7 @@ class DockerEngine:
                 forcerm=True,
                 pull=False,
                 decode=True,
+                container_limits={"cpushares": int(shares)} if shares.isdigit() and int(shares) >= 2 else None,
             )
             for chunk in stream:
                 if "stream" in chunk:

@@ -189,6 +189,8 @@ def view_from_parts(label: str, environment: dict[str, Any] | None, record: dict
     if image.get("content_hash"):
         values["image.content_hash"] = _scalar(image["content_hash"])
     run_platform = _dict(rec.get("platform"))
+    if rec and not run_platform:  # run.json from before the platform was recorded: amd64, not emulated
+        run_platform = {"arch": "amd64", "numerics_class": "amd64", "emulated": None}
     for key in ("arch", "numerics_class"):
         if run_platform.get(key):
             values[f"run.{key}"] = _scalar(run_platform[key])

@@ -91,3 +91,11 @@ def test_the_local_runtime_on_macos_is_a_class_of_its_own(monkeypatch):
     monkeypatch.setattr(sys, "platform", "darwin")
     # (sve_vector_length is None off arm64 Linux: this machine, like macOS)
     assert probe_platform(None, None, "arm64", emulated=False) == RunPlatform("arm64", "arm64-neon-macos")
+
+
+def test_a_run_recorded_before_platforms_were_is_amd64_for_env_diff():
+    from reproexec.runs.envdiff import view_from_parts
+
+    old = view_from_parts("old", None, {"image": {"tag": "t"}})  # run.json of reproexec before arm64
+    new = view_from_parts("new", None, {"image": {"tag": "t"}, "platform": RunPlatform("amd64", "amd64").record()})
+    assert diff_env(old, new) == []
