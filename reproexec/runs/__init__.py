@@ -1,6 +1,7 @@
 """A run's life, from prepare to report, and what comes after it.
 
 prepare.py   everything checked and decided before a run folder exists
+arch.py      the run's platform (amd64, arm64), its CPU's numerics class, qemu-user emulation
 launch.py    one launcher per runtime (Docker, local): paths, mounts, the process
 execute.py   the phases: open the folder, write the inputs, start, stream, wait
 finish.py    take in the outputs, decide the status (one place), write the last run.json

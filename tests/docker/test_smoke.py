@@ -78,7 +78,7 @@ SAVE = '               os.path.join(args.output_dir, "checkpoint.pth"))\n'
         (
             SAVE,
             SAVE
-            + '    json.dump({"finished": time.time()}, open(os.path.join(args.output_dir, "result.json"), "w"))\n',
+            + '    json.dump({"finished": time.time_ns()}, open(os.path.join(args.output_dir, "result.json"), "w"))\n',
             "file result.json",
         ),
     ],
